@@ -1,0 +1,92 @@
+"""Configuration, read once from app settings (environment variables in Azure and under the local
+host, which loads them from local.settings.json).
+
+`SETTINGS` is the one list of every setting the app reads; the infrastructure tests check that the
+templates set each of them under the same name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    doc: str
+
+
+# Storage connection. Locally a connection string; in Azure identity-based, no keys:
+# AzureWebJobsStorage__accountName (or the __blobServiceUri/__queueServiceUri/__tableServiceUri
+# trio) with __credential=managedidentity and __clientId of the user-assigned identity.
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("JOBS_QUEUE_NAME", "jobs", "Queue holding one message per job attempt; its poison queue is <name>-poison."),
+    Setting("JOBS_TABLE_NAME", "jobs", "Table holding the job records."),
+    Setting("JOBS_CONTAINER_NAME", "job-payloads", "Blob container for payloads and results too large for a table entity."),
+    Setting("JOBS_MAX_ATTEMPTS", "5", "Attempts per job unless the job or its type says otherwise."),
+    Setting("JOBS_BACKOFF_BASE_SECONDS", "2", "Delay before the 2nd attempt; doubles each attempt (with jitter)."),
+    Setting("JOBS_BACKOFF_MAX_SECONDS", "300", "Cap on the delay between attempts."),
+    Setting("JOBS_LEASE_SECONDS", "300", "How long a running attempt may go without finishing before it is presumed lost."),
+    Setting("JOBS_RECONCILE_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (six fields) of the reconciler."),
+    Setting("JOBS_RECONCILE_GRACE_SECONDS", "60", "How long a queued job may stay unclaimed past its due time before its message is presumed lost."),
+    Setting("JOBS_RETENTION_DAYS", "7", "Finished jobs older than this are deleted by the reconciler."),
+    Setting("JOBS_PARTITIONS", "4", "Table partitions new jobs are spread over (each takes ~2,000 writes/s)."),
+    Setting("JOBS_MAX_PAYLOAD_BYTES", "1048576", "Largest accepted payload (JSON bytes); above 48 KiB it is stored in a blob."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    queue_name: str
+    table_name: str
+    container_name: str
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    lease_seconds: float
+    reconcile_schedule: str
+    reconcile_grace_seconds: float
+    retention_days: float
+    partitions: int
+    max_payload_bytes: int
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.queue_name}-poison"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _read(env: dict[str, str], setting: Setting) -> str:
+    value = env.get(setting.name, "").strip()
+    return value if value else (setting.default or "")
+
+
+def load(env: dict[str, str] | None = None) -> Config:
+    """Build a Config from the environment, failing with the setting's name on a bad value."""
+    env = dict(os.environ) if env is None else env
+    raw = {s.name: _read(env, s) for s in SETTINGS}
+    values = {}
+    for f, setting in zip(fields(Config), SETTINGS, strict=True):
+        text = raw[setting.name]
+        try:
+            value = f.type == "str" and text or (int(text) if f.type == "int" else float(text))
+        except ValueError:
+            raise ConfigError(f"{setting.name}={text!r} is not a valid {f.type}") from None
+        if f.type != "str" and value <= 0:
+            raise ConfigError(f"{setting.name} must be positive, got {text!r}")
+        values[f.name] = value
+    return Config(**values)
+
+
+@lru_cache(maxsize=1)
+def get() -> Config:
+    """The process-wide configuration, read once."""
+    return load()

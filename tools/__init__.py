@@ -1,0 +1,1 @@
+"""Local development tooling: starting Azurite, running the app locally. Not deployed."""
