@@ -33,7 +33,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JOBS_BACKOFF_MAX_SECONDS", "300", "Cap on the delay between attempts."),
     Setting("JOBS_LEASE_SECONDS", "300", "How long a running attempt may go without finishing before it is presumed lost."),
     Setting("JOBS_RECONCILE_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (six fields) of the reconciler."),
-    Setting("JOBS_RECONCILE_GRACE_SECONDS", "60", "How long a queued job may stay unclaimed past its due time before its message is presumed lost."),
+    Setting("JOBS_RECONCILE_GRACE_SECONDS", "300", "How long a queued job may stay unclaimed past its due time before its message is presumed lost."),
     Setting("JOBS_RETENTION_DAYS", "7", "Finished jobs older than this are deleted by the reconciler."),
     Setting("JOBS_PARTITIONS", "4", "Table partitions new jobs are spread over (each takes ~2,000 writes/s)."),
     Setting("JOBS_MAX_PAYLOAD_BYTES", "1048576", "Largest accepted payload (JSON bytes); above 48 KiB it is stored in a blob."),

@@ -1,0 +1,69 @@
+"""Azure Functions bindings (v2 programming model). Each function converts its trigger, calls one
+thing in `shared`, and converts the outcome back. The logic lives in `shared/`."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import api
+from shared.app import services
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+def _http(route: api.Route, req: func.HttpRequest) -> func.HttpResponse:
+    request = api.ApiRequest(
+        method=req.method,
+        route=dict(req.route_params),
+        query=dict(req.params),
+        headers={k.lower(): v for k, v in req.headers.items()},
+        body=req.get_body() or b"",
+    )
+    response = api.handle(route, services, request)
+    return func.HttpResponse(
+        response.encoded(), status_code=response.status, headers=response.headers,
+        mimetype=response.content_type,
+    )
+
+
+@app.route(route="jobs", methods=["POST"])
+def submit_job(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.submit, req)
+
+
+@app.route(route="jobs", methods=["GET"])
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.list_jobs, req)
+
+
+@app.route(route="jobs/{id}", methods=["GET"])
+def get_job(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.get, req)
+
+
+@app.route(route="jobs/{id}/cancel", methods=["POST"])
+def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.cancel, req)
+
+
+@app.route(route="jobs/{id}/retry", methods=["POST"])
+def retry_job(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.retry, req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.health, req)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def run_job(msg: func.QueueMessage) -> None:
+    outcome = services().worker.process(msg.get_body())
+    logging.getLogger("jobs.worker").debug("message %s: %s", msg.id, outcome)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%JOBS_RECONCILE_SCHEDULE%", run_on_startup=False)
+def reconcile(timer: func.TimerRequest) -> None:
+    services().reconciler.run()

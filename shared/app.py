@@ -1,0 +1,45 @@
+"""The composition root: every long-lived object of a process, built once on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared import config as config_module
+from shared.config import Config
+from shared.reconciler import Reconciler
+from shared.registry import Registry, registry
+from shared.service import JobService
+from shared.storage import Storage
+from shared.store import JobStore
+from shared.worker import Worker
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    storage: Storage
+    store: JobStore
+    registry: Registry
+    service: JobService
+    worker: Worker
+    reconciler: Reconciler
+
+
+def build(config: Config, job_registry: Registry | None = None, env: dict[str, str] | None = None) -> Services:
+    import shared.handlers  # noqa: F401 - registers the shipped job types
+
+    reg = job_registry or registry
+    storage = Storage(config, env)
+    storage.ensure_resources()
+    store = JobStore(storage)
+    service = JobService(storage, store, reg, config)
+    worker = Worker(storage, store, reg, config)
+    reconciler = Reconciler(storage, store, service, worker, config)
+    return Services(config, storage, store, reg, service, worker, reconciler)
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """The process-wide services, so storage clients are created once and reused."""
+    return build(config_module.get())

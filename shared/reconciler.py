@@ -1,0 +1,139 @@
+"""The reconciler: a timer's sweep that finds what a crash left behind. Each run:
+
+1. poison sync: a job whose message the host gave up on ends dead_lettered, with the reason;
+2. watch list: redriven jobs whose message was lost are enqueued again;
+3. recent window: queued jobs whose message was lost (the API died between insert and enqueue,
+   or the delay was too long for a queue) are enqueued again; running jobs whose lease expired
+   (the worker died) get their next attempt or are dead-lettered;
+4. retention: finished jobs older than the retention period are deleted.
+
+Its cost follows the recent window and the backlog of work to do, never the total history: the
+window is a range of row keys, and retention reads only rows past the cutoff.
+Re-enqueueing is safe because the claim protocol drops a duplicate message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.config import Config
+from shared.job import Status, isoformat, parse_time, utcnow
+from shared.messages import JobMessage, MalformedMessage, enqueue
+from shared.service import JobService
+from shared.storage import Storage
+from shared.store import ConcurrencyConflict, JobStore, Versioned
+from shared.worker import Worker, job_fields, record_failure
+
+log = logging.getLogger("jobs.reconciler")
+
+STATE_KEY = ("reconciler", "state")
+POISON_BATCHES = 10  # of 32 messages: a run handles at most 320 poisoned messages
+MAX_REPAIRS = 1000
+MAX_DELETES = 5000
+# A message set aside in the poison queue (not a job message) stays hidden this long per look.
+SET_ASIDE_HIDE_SECONDS = 3600
+POISON_REASON = "the host gave up on this job's message after repeated failures (poison queue)"
+
+
+@dataclass
+class Reconciler:
+    storage: Storage
+    store: JobStore
+    service: JobService
+    worker: Worker
+    config: Config
+
+    @property
+    def window(self) -> timedelta:
+        c = self.config
+        return timedelta(seconds=max(3600.0, 2 * (c.lease_seconds + c.reconcile_grace_seconds)))
+
+    def run(self, now: datetime | None = None) -> Counter[str]:
+        now = now or utcnow()
+        done: Counter[str] = Counter()
+        self._sync_poison(done)
+        self._check_watched(now, done)
+        last = self._last_run()
+        start = min(last, now) - self.window if last else now - self.window
+        self._check_window(start, now, done)
+        done["deleted"] += self.store.delete_finished_before(
+            now - timedelta(days=self.config.retention_days), MAX_DELETES
+        )
+        self._save_run(now)
+        log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
+        return done
+
+    def _sync_poison(self, done: Counter[str]) -> None:
+        queue = self.storage.poison_queue
+        for _ in range(POISON_BATCHES):
+            batch = list(queue.receive_messages(
+                messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS
+            ))
+            if not batch:
+                return
+            for message in batch:
+                try:
+                    JobMessage.decode(message.content)
+                except MalformedMessage:
+                    done["poison_set_aside"] += 1  # left for an operator; hidden for an hour
+                    continue
+                outcome = self.worker.poisoned(message.content, POISON_REASON)
+                done[f"poison_{outcome}"] += 1
+                queue.delete_message(message)
+
+    def _check_watched(self, now: datetime, done: Counter[str]) -> None:
+        for job_id in self.service.watched():
+            found = self.store.get(job_id)
+            if found is None or found.job.status is not Status.QUEUED:
+                self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
+                continue
+            if self._message_lost(found, now):
+                self._requeue(found, now, done)
+
+    def _check_window(self, start: datetime, now: datetime, done: Counter[str]) -> None:
+        repairs = 0
+        for found in self.store.window(start, now, (Status.QUEUED, Status.RUNNING)):
+            if repairs >= MAX_REPAIRS:
+                done["repairs_deferred"] += 1
+                break
+            job = found.job
+            if job.status is Status.QUEUED and self._message_lost(found, now):
+                self._requeue(found, now, done)
+                repairs += 1
+            elif job.lease_expired(now):
+                policy = self.worker.policy_for(job.type)
+                after = record_failure(
+                    self.storage, self.store, found,
+                    "lease expired: the worker running this attempt was lost", policy,
+                )
+                done["lease_expired"] += 1 if after is not None else 0
+                repairs += 1
+
+    def _message_lost(self, found: Versioned, now: datetime) -> bool:
+        return found.job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds) <= now
+
+    def _requeue(self, found: Versioned, now: datetime, done: Counter[str]) -> None:
+        try:
+            written = self.store.replace(found.job.requeued(now), found.etag)
+        except ConcurrencyConflict:
+            return  # a worker claimed it meanwhile: its message was not lost after all
+        if enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before):
+            log.warning("re-enqueued a queued job whose message was lost", extra=job_fields(written.job))
+            done["requeued"] += 1
+
+    def _last_run(self) -> datetime | None:
+        try:
+            return parse_time(self.storage.table.get_entity(*STATE_KEY).get("last_run"))
+        except ResourceNotFoundError:
+            return None
+
+    def _save_run(self, now: datetime) -> None:
+        pk, rk = STATE_KEY
+        self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
+
+

@@ -1,0 +1,91 @@
+"""The handler registry: job type -> the function that runs it, with its options.
+
+Options follow Dramatiq's actors: each type may set its own max attempts, backoff and time
+limit; what it leaves out falls back to the app settings.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.retry import RetryPolicy
+
+
+class JobCancelled(Exception):
+    """Raised at a checkpoint when the job was cancelled while it ran."""
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: its payload, which attempt this is, and a key for idempotent effects."""
+
+    id: str
+    type: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    idempotency_key: str
+    _checkpoint: Callable[[], bool] | None = None
+
+    def checkpoint(self) -> None:
+        """Stop here if the job was cancelled (one storage read: call it between units of work)."""
+        if self._checkpoint is not None and self._checkpoint():
+            raise JobCancelled(self.id)
+
+
+Handler = Callable[[JobContext], Any]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    type: str
+    func: Handler
+    max_attempts: int | None = None
+    backoff_base_seconds: float | None = None
+    backoff_max_seconds: float | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def policy(self, defaults: RetryPolicy) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts or defaults.max_attempts,
+            base_seconds=self.backoff_base_seconds or defaults.base_seconds,
+            max_seconds=self.backoff_max_seconds or defaults.max_seconds,
+        )
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+
+    def handler(
+        self, job_type: str, *, max_attempts: int | None = None, backoff_base_seconds: float | None = None,
+        backoff_max_seconds: float | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register a function as the handler of `job_type` (sync or async)."""
+
+        def register(func: Handler) -> Handler:
+            if job_type in self._specs:
+                raise ValueError(f"job type {job_type!r} is already registered")
+            self._specs[job_type] = HandlerSpec(
+                job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds
+            )
+            return func
+
+        return register
+
+    def get(self, job_type: str) -> HandlerSpec | None:
+        return self._specs.get(job_type)
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(self._specs)
+
+
+registry = Registry()
+handler = registry.handler

@@ -1,0 +1,153 @@
+"""The job service: submit, read, list, cancel and redrive jobs. What the HTTP API calls.
+
+Write order is chosen so that a crash between any two calls loses nothing:
+- submit: insert the record, then put the message. A lost put is found by the reconciler,
+  which scans recently due jobs.
+- redrive: note the job on the reconciler's watch list, write the record, put the message. The
+  job may be old (outside the reconciler's window), so the watch entry is what finds a lost put.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.config import Config
+from shared.job import InvalidTransition, Job, JobKey, Status
+from shared.messages import enqueue
+from shared.registry import Registry
+from shared.storage import Storage
+from shared.store import ConcurrencyConflict, JobStore, Page, Versioned, hash_key
+
+WATCH_PARTITION = "watch"
+CONFLICT_RETRIES = 5
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """The job's state does not allow the change; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool  # False when an Idempotency-Key returned an existing job
+
+
+@dataclass
+class JobService:
+    storage: Storage
+    store: JobStore
+    registry: Registry
+    config: Config
+
+    def submit(
+        self, job_type: str, payload: Any, max_attempts: int | None = None, delay_seconds: float = 0,
+        idempotency_key: str | None = None, request_hash: str | None = None,
+    ) -> Submitted:
+        spec = self.registry.get(job_type)
+        attempts = max_attempts or (spec.max_attempts if spec else None) or self.config.max_attempts
+        key_hash = hash_key(idempotency_key) if idempotency_key else None
+        shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
+        job = Job.new(
+            job_type, payload, attempts, shard, delay=timedelta(seconds=delay_seconds),
+            idempotency_key=key_hash,
+        )
+        stored = self.store.insert(job, request_hash=request_hash)
+        if stored.job.id != job.id:
+            return Submitted(stored.job, created=False)
+        enqueue(self.storage, job.id, job.attempt, job.not_before)
+        return Submitted(stored.job, created=True)
+
+    def get(self, job_id: str) -> Job:
+        found = self.store.get(job_id)
+        if found is None:
+            raise NotFound(job_id)
+        return found.job
+
+    def list(self, status: str | None, job_type: str | None, limit: int, continuation: str | None) -> Page:
+        return self.store.list(status=status, job_type=job_type, limit=limit, continuation=continuation)
+
+    def cancel(self, job_id: str) -> Job:
+        return self._transition(job_id, lambda job: job.cancel()).job
+
+    def redrive(self, job_id: str, extra_attempts: int = 1) -> Job:
+        if self.store.get(job_id) is None:
+            raise NotFound(job_id)
+        self._watch(job_id)
+        written = self._transition(job_id, lambda job: job.redrive(extra_attempts))
+        enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before)
+        return written.job
+
+    def _transition(self, job_id: str, change: Any) -> Versioned:
+        for _ in range(CONFLICT_RETRIES):
+            found = self.store.get(job_id)
+            if found is None:
+                raise NotFound(job_id)
+            try:
+                new = change(found.job)
+            except InvalidTransition as exc:
+                raise Conflict(exc.reason) from None
+            try:
+                return self.store.replace(new, found.etag)
+            except ConcurrencyConflict:
+                continue  # a worker moved it meanwhile: decide again on the fresh state
+        raise Conflict("the job is changing too fast; try again")
+
+    # --- the reconciler's watch list ---------------------------------------------------------
+
+    def _watch(self, job_id: str) -> None:
+        self.storage.table.upsert_entity({"PartitionKey": WATCH_PARTITION, "RowKey": job_id})
+
+    def watched(self) -> list[str]:
+        rows = self.storage.table.query_entities(f"PartitionKey eq '{WATCH_PARTITION}'", select=["RowKey"])
+        return [row["RowKey"] for row in rows]
+
+    def unwatch(self, job_id: str) -> None:
+        try:
+            self.storage.table.delete_entity(WATCH_PARTITION, job_id)
+        except ResourceNotFoundError:
+            pass
+
+    # --- health ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        """'ok' or the error, per dependency."""
+        checks: dict[str, str] = {}
+        try:
+            self.storage.table.get_entity("health", "probe")
+        except ResourceNotFoundError:
+            checks["table"] = "ok"  # the table answered: the row is simply not there
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, and we say which
+            checks["table"] = _short(exc)
+        else:
+            checks["table"] = "ok"
+        try:
+            self.storage.queue.get_queue_properties()
+            checks["queue"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["queue"] = _short(exc)
+        return checks
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def known_id(job_id: str) -> bool:
+    return JobKey.parse(job_id) is not None
+
+
+def is_status(value: str) -> bool:
+    return value in {s.value for s in Status}

@@ -1,0 +1,181 @@
+"""Storage clients, created once per process and reused, and a count of the transactions they make.
+
+Locally `AzureWebJobsStorage` holds a connection string (Azurite). In Azure the connection is
+identity-based, as the Functions host itself reads it: `AzureWebJobsStorage__accountName` (or the
+`__tableServiceUri` / `__queueServiceUri` / `__blobServiceUri` trio), `__credential=managedidentity`
+and `__clientId` for a user-assigned identity. No key ever appears in a setting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.data.tables import TableClient
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+from shared.config import STORAGE_CONNECTION, Config
+
+
+class StorageConfigError(RuntimeError):
+    pass
+
+
+class TransactionCounter:
+    """Counts every request sent to storage, by service and HTTP method: each one is billed.
+
+    Its policies are installed per retry, so a retried request counts twice, as Azure bills it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def policy(self, service: str) -> SansIOHTTPPolicy:
+        return _CountingPolicy(self, service)
+
+    def add(self, service: str, method: str) -> None:
+        with self._lock:
+            self.counts[(service, method)] += 1
+
+    def total(self, service: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (s, _), n in self.counts.items() if service is None or s == service)
+
+    def snapshot(self) -> Counter[tuple[str, str]]:
+        with self._lock:
+            return Counter(self.counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+
+
+class _CountingPolicy(SansIOHTTPPolicy):
+    def __init__(self, counter: TransactionCounter, service: str) -> None:
+        self._counter = counter
+        self._service = service
+
+    def on_request(self, request: Any) -> None:
+        self._counter.add(self._service, request.http_request.method)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    connection_string: str | None = None
+    table_url: str | None = None
+    queue_url: str | None = None
+    blob_url: str | None = None
+    client_id: str | None = None
+    credential_kind: str | None = None
+
+
+def resolve_endpoints(env: Mapping[str, str], name: str = STORAGE_CONNECTION) -> Endpoints:
+    """Read the storage connection the way the Functions host does."""
+    if env.get(name):
+        return Endpoints(connection_string=env[name])
+    account = env.get(f"{name}__accountName")
+    table = env.get(f"{name}__tableServiceUri")
+    queue = env.get(f"{name}__queueServiceUri")
+    blob = env.get(f"{name}__blobServiceUri")
+    if account:
+        table = table or f"https://{account}.table.core.windows.net"
+        queue = queue or f"https://{account}.queue.core.windows.net"
+        blob = blob or f"https://{account}.blob.core.windows.net"
+    if not (table and queue and blob):
+        raise StorageConfigError(
+            f"no storage connection: set {name} (a connection string, locally) or "
+            f"{name}__accountName (identity-based, in Azure)"
+        )
+    return Endpoints(
+        table_url=table, queue_url=queue, blob_url=blob,
+        client_id=env.get(f"{name}__clientId"), credential_kind=env.get(f"{name}__credential"),
+    )
+
+
+def _credential(endpoints: Endpoints) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if (endpoints.credential_kind or "").lower() == "managedidentity":
+        return ManagedIdentityCredential(client_id=endpoints.client_id)
+    return DefaultAzureCredential(managed_identity_client_id=endpoints.client_id)
+
+
+class Storage:
+    """The table, queues and container the job system uses, with a shared transaction counter."""
+
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.endpoints = resolve_endpoints(os.environ if env is None else env)
+        self.counter = TransactionCounter()
+        self._credential = None if self.endpoints.connection_string else _credential(self.endpoints)
+        self._ensured = False
+        self._ensure_lock = threading.Lock()
+
+    def _kwargs(self, service: str) -> dict[str, Any]:
+        return {"per_retry_policies": [self.counter.policy(service)]}
+
+    @cached_property
+    def table(self) -> TableClient:
+        e = self.endpoints
+        if e.connection_string:
+            return TableClient.from_connection_string(
+                e.connection_string, self.config.table_name, **self._kwargs("table")
+            )
+        return TableClient(
+            e.table_url, self.config.table_name, credential=self._credential, **self._kwargs("table")
+        )
+
+    def _queue(self, name: str) -> QueueClient:
+        e = self.endpoints
+        if e.connection_string:
+            return QueueClient.from_connection_string(e.connection_string, name, **self._kwargs("queue"))
+        return QueueClient(e.queue_url, name, credential=self._credential, **self._kwargs("queue"))
+
+    @cached_property
+    def queue(self) -> QueueClient:
+        return self._queue(self.config.queue_name)
+
+    @cached_property
+    def poison_queue(self) -> QueueClient:
+        return self._queue(self.config.poison_queue_name)
+
+    @cached_property
+    def container(self) -> ContainerClient:
+        e = self.endpoints
+        name = self.config.container_name
+        if e.connection_string:
+            return ContainerClient.from_connection_string(e.connection_string, name, **self._kwargs("blob"))
+        return ContainerClient(e.blob_url, name, credential=self._credential, **self._kwargs("blob"))
+
+    def ensure_resources(self) -> None:
+        """Create the table, queues and container if missing: once per process.
+
+        In Azure the templates create them; this makes a fresh Azurite work with no set-up step."""
+        if self._ensured:
+            return
+        with self._ensure_lock:
+            if self._ensured:
+                return
+            for create in (
+                self.table.create_table, self.queue.create_queue, self.poison_queue.create_queue,
+                self.container.create_container,
+            ):
+                try:
+                    create()
+                except ResourceExistsError:
+                    pass
+            self._ensured = True
+
+    def close(self) -> None:
+        for name in ("table", "queue", "poison_queue", "container"):
+            client = self.__dict__.get(name)
+            if client is not None:
+                client.close()

@@ -1,0 +1,352 @@
+"""The job records in Azure Table Storage.
+
+Keys: PartitionKey `pNN` (the job's shard, chosen at random or from its idempotency key), RowKey
+the inverted due time in ms plus a random suffix. So:
+- a point read or write is one transaction (the id holds both keys);
+- load is spread over JOBS_PARTITIONS partitions, each good for about 2,000 entities/s;
+- each partition holds its jobs newest first, so listing and the reconciler read a range of row
+  keys, never the whole history.
+An idempotency record lives beside its job in the same partition (RowKey `k<hash>`), so the two
+are written in one entity-group transaction: one billed call, all or nothing.
+
+Payloads and results too big for a property (64 KiB) go to a blob: the claim-check pattern.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+
+from shared.job import TERMINAL, Job, JobKey, Status, parse_time, partition_key, row_key_at
+from shared.storage import Storage
+
+# Table strings are UTF-16 and capped at 64 KiB: keep inline JSON well under 32K characters.
+INLINE_LIMIT_CHARS = 30_000
+# Row keys of jobs are digits; idempotency records start with "k": listing stops below them.
+JOB_ROWS_END = "a"
+_IDEM_PREFIX = "k"
+BATCH_LIMIT = 100  # operations in one entity-group transaction
+
+
+class ConcurrencyConflict(Exception):
+    """Someone else changed the job since we read it (the ETag no longer matches)."""
+
+
+class IdempotencyMismatch(Exception):
+    """The idempotency key was used before with a different request body."""
+
+
+class BadContinuation(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Versioned:
+    job: Job
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    continuation: str | None
+
+
+def hash_key(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+class JobStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.table = storage.table
+        self.partitions = storage.config.partitions
+
+    # --- point operations --------------------------------------------------------------------
+
+    def insert(self, job: Job, request_hash: str | None = None) -> Versioned:
+        """Insert a new job. With an idempotency key, either insert it with its key record, or
+        return the job that key already created (IdempotencyMismatch if the body differs)."""
+        job = self._offload(job)
+        entity = self._to_entity(job)
+        if job.idempotency_key is None:
+            meta = self.table.create_entity(entity)
+            return Versioned(job, meta["etag"])
+        idem = {
+            "PartitionKey": entity["PartitionKey"],
+            "RowKey": _IDEM_PREFIX + job.idempotency_key,
+            "job_row": entity["RowKey"],
+            "request_hash": request_hash or "",
+        }
+        try:
+            results = self.table.submit_transaction([("create", entity), ("create", idem)])
+        except TableTransactionError as exc:
+            if exc.error_code != "EntityAlreadyExists":
+                raise
+            self._drop_blobs(entity)
+            return self._existing_for_key(job.key.shard, job.idempotency_key, request_hash)
+        return Versioned(job, results[0]["etag"])
+
+    def _existing_for_key(self, shard: int, key_hash: str, request_hash: str | None) -> Versioned:
+        idem = self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
+        if request_hash and idem.get("request_hash") and idem["request_hash"] != request_hash:
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+        found = self.get(f"{shard:02d}{idem['job_row']}")
+        if found is None:  # cannot happen: the two rows are written and deleted together
+            raise ResourceNotFoundError("job of idempotency key is missing")
+        return found
+
+    def get(self, job_id: str) -> Versioned | None:
+        key = JobKey.parse(job_id)
+        if key is None or key.shard >= 100:
+            return None
+        try:
+            entity = self.table.get_entity(key.partition_key, key.row_key)
+        except ResourceNotFoundError:
+            return None
+        return Versioned(self._from_entity(entity), entity.metadata["etag"])
+
+    def replace(self, job: Job, etag: str) -> Versioned:
+        """Write the job if nobody changed it since `etag`: the one way every transition sticks."""
+        job = self._offload(job)
+        entity = self._to_entity(job)
+        try:
+            meta = self.table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise ConcurrencyConflict(job.id) from exc
+            raise
+        return Versioned(job, meta["etag"])
+
+    # --- ranges ------------------------------------------------------------------------------
+
+    def list(
+        self, status: str | None = None, job_type: str | None = None, limit: int = 50,
+        continuation: str | None = None,
+    ) -> Page:
+        """Newest first (by due time) across all partitions, one query per partition per page.
+
+        A filtered page may hold fewer than `limit` jobs: the service stops scanning after a
+        while, and a page never waits for a slow partition. Follow `continuation` until None."""
+        extra = _filters(status, job_type)
+        cursors = self._decode_cursor(continuation, extra)
+        fetched: list[tuple[str, int, dict[str, Any]]] = []
+        frontier: dict[int, str | None] = {}
+        for shard, (op, row) in cursors.items():
+            rows, next_row = self._query_page(shard, f"RowKey {op} '{row}'", extra, limit)
+            fetched += [(e["RowKey"], shard, e) for e in rows]
+            frontier[shard] = next_row
+        # Rows before every partition's frontier are known completely: only those can be ordered.
+        bound = min((r for r in frontier.values() if r is not None), default=None)
+        fetched.sort(key=lambda item: item[0])
+        emitted = [item for item in fetched if bound is None or item[0] < bound][:limit]
+        last = {shard: row for row, shard, _ in emitted}
+        next_cursors: dict[int, tuple[str, str]] = {}
+        for shard, (op, row) in cursors.items():
+            seen = [r for r, s, _ in fetched if s == shard]
+            if shard in last:
+                if frontier[shard] is None and last[shard] == seen[-1]:
+                    continue  # this partition is exhausted
+                next_cursors[shard] = ("gt", last[shard])
+            elif seen:
+                next_cursors[shard] = (op, row)  # nothing of it emitted yet: same place again
+            elif frontier[shard] is not None:
+                next_cursors[shard] = ("ge", frontier[shard])
+        token = self._encode_cursor(next_cursors, extra) if next_cursors else None
+        # Large payloads stay in their blobs here: a listing costs one call per partition, no more.
+        return Page([self._from_entity(e, load_blobs=False) for _, _, e in emitted], token)
+
+    def _query_page(
+        self, shard: int, row_condition: str, extra: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        query = (
+            f"PartitionKey eq '{partition_key(shard)}' and {row_condition} "
+            f"and RowKey lt '{JOB_ROWS_END}'{extra}"
+        )
+        pages = self.table.query_entities(query, results_per_page=limit).by_page()
+        rows = list(next(pages, []))
+        token = pages.continuation_token
+        return rows, (token or {}).get("RowKey") if token else None
+
+    def window(self, start: datetime, end: datetime, statuses: Iterable[Status]) -> Iterator[Versioned]:
+        """Jobs due in [start, end) with one of `statuses`: what the reconciler looks at."""
+        wanted = " or ".join(f"status eq '{s}'" for s in statuses)
+        for shard in range(self.partitions):
+            query = (
+                f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(end)}' "
+                f"and RowKey le '{row_key_at(start)}~' and ({wanted})"
+            )
+            for entity in self.table.query_entities(query):
+                yield Versioned(self._from_entity(entity), entity.metadata["etag"])
+
+    def delete_finished_before(self, cutoff: datetime, max_jobs: int) -> int:
+        """Delete terminal jobs that were due and finished before `cutoff`, with their blobs and
+        idempotency records, in entity-group transactions of up to 100 rows."""
+        terminal = " or ".join(f"status eq '{s}'" for s in TERMINAL)
+        deleted = 0
+        for shard in range(self.partitions):
+            query = (
+                f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(cutoff)}' "
+                f"and RowKey lt '{JOB_ROWS_END}' and ({terminal})"
+            )
+            batch: list[tuple[str, dict[str, Any]]] = []
+            for entity in self.table.query_entities(query):
+                finished = parse_time(entity.get("finished_at"))
+                if finished is not None and finished >= cutoff:
+                    continue
+                ops = [("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]})]
+                if entity.get("idem"):
+                    ops.append(("delete", {"PartitionKey": entity["PartitionKey"],
+                                           "RowKey": _IDEM_PREFIX + entity["idem"]}))
+                if len(batch) + len(ops) > BATCH_LIMIT:
+                    self._submit_deletes(batch)
+                    batch = []
+                batch += ops
+                self._drop_blobs(entity)
+                deleted += 1
+                if deleted >= max_jobs:
+                    break
+            if batch:
+                self._submit_deletes(batch)
+            if deleted >= max_jobs:
+                break
+        return deleted
+
+    def _submit_deletes(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            self.table.submit_transaction(batch)
+        except TableTransactionError:
+            # One row already gone (a concurrent run): fall back to deleting one by one.
+            for _, entity in batch:
+                self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+    # --- entity mapping ----------------------------------------------------------------------
+
+    def _to_entity(self, job: Job) -> dict[str, Any]:
+        key = job.key
+        entity: dict[str, Any] = {
+            "PartitionKey": key.partition_key,
+            "RowKey": key.row_key,
+            "type": job.type,
+            "status": str(job.status),
+            "attempt": job.attempt,
+            "max_attempts": job.max_attempts,
+            "errors": json.dumps(list(job.errors)),
+        }
+        for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at",
+                     "lease_until"):
+            value = getattr(job, name)
+            if value is not None:
+                entity[name] = value.isoformat()
+        if job.idempotency_key:
+            entity["idem"] = job.idempotency_key
+        for name in ("payload", "result"):
+            blob_name = job.extra.get(f"{name}_blob")
+            if blob_name:
+                entity[f"{name}_blob"] = blob_name
+            elif name == "payload" or job.result is not None:
+                entity[name] = json.dumps(getattr(job, name), separators=(",", ":"))
+        return entity
+
+    def _offload(self, job: Job) -> Job:
+        """Move a payload or result too large for a property into a blob (once)."""
+        extra = dict(job.extra)
+        for name in ("payload", "result"):
+            value = getattr(job, name)
+            if value is None or f"{name}_blob" in extra:
+                continue
+            text = json.dumps(value, separators=(",", ":"))
+            if len(text) > INLINE_LIMIT_CHARS:
+                blob_name = f"{job.id}/{name}.json"
+                self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
+                extra[f"{name}_blob"] = blob_name
+        return job if extra == job.extra else replace(job, extra=extra)
+
+    def _get_value(self, entity: dict[str, Any], name: str, load_blobs: bool) -> Any:
+        if name in entity:
+            return json.loads(entity[name])
+        blob_name = entity.get(f"{name}_blob")
+        if blob_name and load_blobs:
+            return json.loads(self.storage.container.download_blob(blob_name).readall())
+        return None
+
+    def _from_entity(self, entity: dict[str, Any], load_blobs: bool = True) -> Job:
+        times = {
+            name: parse_time(entity.get(name))
+            for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at",
+                         "lease_until")
+        }
+        extra = {k: entity[k] for k in ("payload_blob", "result_blob") if entity.get(k)}
+        job = Job(
+            id=f"{entity['PartitionKey'][1:]}{entity['RowKey']}",
+            type=entity["type"],
+            status=Status(entity["status"]),
+            attempt=int(entity["attempt"]),
+            max_attempts=int(entity["max_attempts"]),
+            payload=self._get_value(entity, "payload", load_blobs),
+            result=self._get_value(entity, "result", load_blobs),
+            errors=tuple(json.loads(entity.get("errors") or "[]")),
+            idempotency_key=entity.get("idem"),
+            extra=extra,
+            **times,  # type: ignore[arg-type]
+        )
+        return job
+
+    def _drop_blobs(self, entity: dict[str, Any]) -> None:
+        for name in ("payload_blob", "result_blob"):
+            blob_name = entity.get(name)
+            if blob_name:
+                try:
+                    self.storage.container.delete_blob(blob_name)
+                except ResourceNotFoundError:
+                    pass
+
+    # --- continuation tokens -----------------------------------------------------------------
+
+    def _encode_cursor(self, cursors: dict[int, tuple[str, str]], extra: str) -> str:
+        raw = json.dumps({"f": hash_key(extra)[:8], "c": {str(s): list(c) for s, c in cursors.items()}})
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def _decode_cursor(self, token: str | None, extra: str) -> dict[int, tuple[str, str]]:
+        if not token:
+            return {shard: ("ge", "0") for shard in range(self.partitions)}
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            if raw["f"] != hash_key(extra)[:8]:
+                raise BadContinuation("continuation token belongs to a listing with other filters")
+            cursors = {int(s): (str(op), str(row)) for s, (op, row) in raw["c"].items()}
+        except BadContinuation:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadContinuation("continuation token is not one this service issued") from exc
+        for shard, (op, row) in cursors.items():
+            if op not in ("gt", "ge") or not row.isdigit() or not 0 <= shard < 100:
+                raise BadContinuation("continuation token is not one this service issued")
+        return cursors
+
+
+def _filters(status: str | None, job_type: str | None) -> str:
+    # Values are validated by the caller (a known status, a registered type); quotes are escaped
+    # anyway so a filter can never be widened.
+    out = ""
+    if status:
+        out += f" and status eq '{status.replace(chr(39), chr(39) * 2)}'"
+    if job_type:
+        out += f" and type eq '{job_type.replace(chr(39), chr(39) * 2)}'"
+    return out
+
+
+def with_request_hash(body: dict[str, Any]) -> str:
+    return hash_key(json.dumps(body, sort_keys=True, separators=(",", ":")))
+

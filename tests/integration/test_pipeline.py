@@ -1,0 +1,212 @@
+"""Submit, run, retry, dead-letter, cancel, redrive: the service and worker on a real Azurite."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.job import Status
+from shared.messages import JobMessage
+from shared.service import Conflict
+from shared.worker import Outcome
+from tests.integration.conftest import deliver, messages_in, run_until
+
+
+def status_of(services, job_id):
+    return services.service.get(job_id)
+
+
+def test_echo_job_succeeds_with_its_payload_as_result(services):
+    job = services.service.submit("echo", {"hello": "world"}).job
+    assert [(m.id, m.attempt) for m in messages_in(services)] == [(job.id, 1)]
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    done = status_of(services, job.id)
+    assert (done.status, done.result, done.attempt) == (Status.SUCCEEDED, {"hello": "world"}, 1)
+    assert done.started_at and done.finished_at
+
+
+def test_fail_twice_then_succeeds_on_third_attempt(services):
+    job = services.service.submit("fail", {"times": 2}, max_attempts=5).job
+    outcomes = run_until(services, lambda: status_of(services, job.id).status.terminal)
+    assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.SUCCEEDED]
+    done = status_of(services, job.id)
+    assert (done.status, done.attempt, done.result) == (Status.SUCCEEDED, 3, {"succeeded_on_attempt": 3})
+    assert [e["attempt"] for e in done.errors] == [1, 2]
+
+
+def test_retry_message_is_hidden_for_the_backoff(services_factory):
+    services = services_factory(JOBS_BACKOFF_BASE_SECONDS="3", JOBS_BACKOFF_MAX_SECONDS="3")
+    job = services.service.submit("fail", {}).job
+    assert deliver(services) == [Outcome.RETRY_SCHEDULED]
+    assert deliver(services) == []  # hidden for 1.5-3 s
+    record = status_of(services, job.id)
+    assert record.status is Status.QUEUED and record.attempt == 2
+    assert 1 <= (record.not_before - record.updated_at).total_seconds() <= 3
+
+
+def test_fail_forever_dead_letters_after_max_attempts(services):
+    job = services.service.submit("fail", None, max_attempts=3).job
+    outcomes = run_until(services, lambda: status_of(services, job.id).status.terminal)
+    assert outcomes[-1] is Outcome.DEAD_LETTERED and len(outcomes) == 3
+    dead = status_of(services, job.id)
+    assert (dead.status, dead.attempt, len(dead.errors)) == (Status.DEAD_LETTERED, 3, 3)
+    assert messages_in(services) == []
+
+
+def test_duplicate_message_does_not_run_an_attempt_twice(services):
+    job = services.service.submit("echo", 1).job
+    services.storage.queue.send_message(JobMessage(job.id, 1).encode())  # a second delivery
+    assert sorted(deliver(services)) == sorted([Outcome.SUCCEEDED, Outcome.STALE])
+    assert status_of(services, job.id).attempt == 1
+
+
+def test_message_for_running_attempt_with_live_lease_is_dropped(services):
+    job = services.service.submit("echo", 1).job
+    found = services.store.get(job.id)
+    from datetime import timedelta
+
+    services.store.replace(found.job.claim(1, timedelta(seconds=60)), found.etag)
+    assert deliver(services) == [Outcome.DUPLICATE]
+    assert status_of(services, job.id).status is Status.RUNNING
+
+
+def test_lost_worker_counts_as_failed_attempt_when_its_message_returns(services_factory):
+    services = services_factory(JOBS_LEASE_SECONDS="0.5")
+    job = services.service.submit("echo", 1).job
+    found = services.store.get(job.id)
+    from datetime import timedelta
+
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.5)), found.etag)  # then "crash"
+    time.sleep(0.6)
+    assert deliver(services) == [Outcome.RETRY_SCHEDULED]
+    run_until(services, lambda: status_of(services, job.id).status.terminal)
+    done = status_of(services, job.id)
+    assert (done.status, done.attempt) == (Status.SUCCEEDED, 2)
+    assert "lease expired" in done.errors[0]["error"]
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"id": "nope", "attempt": 1}', b"[1,2]"])
+def test_malformed_message_is_set_aside_in_the_poison_queue(services, body):
+    services.storage.queue.send_message(body.decode())
+    assert deliver(services) == [Outcome.SET_ASIDE]
+    aside = [m.content for m in services.storage.poison_queue.peek_messages(max_messages=5)]
+    assert aside == [body.decode()]
+
+
+def test_message_naming_unknown_job_is_set_aside(services):
+    job = services.service.submit("echo", 1).job
+    services.store.table.delete_entity(job.key.partition_key, job.key.row_key)
+    assert deliver(services) == [Outcome.SET_ASIDE]
+
+
+def test_cancel_queued_job_then_its_message_is_dropped(services):
+    job = services.service.submit("echo", 1).job
+    assert services.service.cancel(job.id).status is Status.CANCELLED
+    assert deliver(services) == [Outcome.STALE]
+    assert status_of(services, job.id).status is Status.CANCELLED
+
+
+def test_cancel_finished_job_is_a_conflict_with_the_reason(services):
+    job = services.service.submit("echo", 1).job
+    deliver(services)
+    with pytest.raises(Conflict, match="succeeded"):
+        services.service.cancel(job.id)
+
+
+def test_running_job_cancelled_stops_at_checkpoint_and_stays_cancelled(services):
+    from shared.registry import Registry
+
+    reg = Registry()
+    seen = []
+
+    @reg.handler("steps")
+    def steps(ctx):
+        services.service.cancel(ctx.id)  # the cancel lands while it runs
+        ctx.checkpoint()
+        seen.append("after checkpoint")
+
+    services.worker.registry = reg
+    services.service.registry = reg
+    job = services.service.submit("steps", None).job
+    assert deliver(services) == [Outcome.CANCELLED]
+    assert seen == [] and status_of(services, job.id).status is Status.CANCELLED
+
+
+def test_result_of_a_cancelled_running_job_is_not_written(services):
+    from shared.registry import Registry
+
+    reg = Registry()
+
+    @reg.handler("ignores_cancel")
+    def ignores(ctx):
+        services.service.cancel(ctx.id)
+        return "done anyway"
+
+    services.worker.registry = reg
+    services.service.registry = reg
+    job = services.service.submit("ignores_cancel", None).job
+    assert deliver(services) == [Outcome.CANCELLED]
+    final = status_of(services, job.id)
+    assert final.status is Status.CANCELLED and final.result is None
+
+
+def test_redrive_dead_lettered_job_runs_a_new_attempt(services):
+    job = services.service.submit("fail", {"times": 1}, max_attempts=1).job
+    run_until(services, lambda: status_of(services, job.id).status.terminal)
+    assert status_of(services, job.id).status is Status.DEAD_LETTERED
+    again = services.service.redrive(job.id)
+    assert (again.status, again.attempt) == (Status.QUEUED, 2)
+    run_until(services, lambda: status_of(services, job.id).status.terminal)
+    done = status_of(services, job.id)
+    assert (done.status, done.attempt) == (Status.SUCCEEDED, 2)
+
+
+def test_redrive_of_a_queued_job_is_a_conflict(services):
+    job = services.service.submit("echo", 1).job
+    with pytest.raises(Conflict, match="only dead-lettered or cancelled"):
+        services.service.redrive(job.id)
+
+
+def test_permanent_error_dead_letters_without_retry(services):
+    job = services.service.submit("sleep", {"seconds": 9999}).job
+    assert deliver(services) == [Outcome.DEAD_LETTERED]
+    assert status_of(services, job.id).attempt == 1
+
+
+def test_async_handler_runs(services):
+    job = services.service.submit("sleep", {"seconds": 0.01}).job
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert status_of(services, job.id).result == {"slept": 0.01}
+
+
+def test_large_payload_goes_to_a_blob_and_comes_back(services):
+    payload = {"blob": "x" * 200_000}
+    job = services.service.submit("echo", payload).job
+    entity = services.storage.table.get_entity(job.key.partition_key, job.key.row_key)
+    assert "payload" not in entity and entity["payload_blob"] == f"{job.id}/payload.json"
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    done = status_of(services, job.id)
+    assert done.payload == payload and done.result == payload
+
+
+def test_idempotency_key_returns_the_same_job(services):
+    first = services.service.submit("echo", 1, idempotency_key="order-42", request_hash="h1")
+    again = services.service.submit("echo", 1, idempotency_key="order-42", request_hash="h1")
+    assert first.created and not again.created and again.job.id == first.job.id
+    assert len(messages_in(services)) == 1
+
+
+def test_idempotency_key_with_other_body_is_refused(services):
+    from shared.store import IdempotencyMismatch
+
+    services.service.submit("echo", 1, idempotency_key="k", request_hash="h1")
+    with pytest.raises(IdempotencyMismatch):
+        services.service.submit("echo", 2, idempotency_key="k", request_hash="h2")
+
+
+def test_job_without_handler_is_dead_lettered(services):
+    job = services.service.submit("echo", 1).job
+    services.worker.registry = type(services.registry)()  # the type was removed from the app
+    assert deliver(services) == [Outcome.DEAD_LETTERED]
+    assert "no handler" in status_of(services, job.id).errors[-1]["error"]
