@@ -80,8 +80,8 @@ def load(env: dict[str, str] | None = None) -> Config:
             value = f.type == "str" and text or (int(text) if f.type == "int" else float(text))
         except ValueError:
             raise ConfigError(f"{setting.name}={text!r} is not a valid {f.type}") from None
-        if f.type != "str" and value <= 0:
-            raise ConfigError(f"{setting.name} must be positive, got {text!r}")
+        if f.type == "int" and value < 1 or f.type == "float" and value < 0:
+            raise ConfigError(f"{setting.name} must be {'at least 1' if f.type == 'int' else 'zero or more'}")
         values[f.name] = value
     return Config(**values)
 

@@ -58,10 +58,12 @@ def visibility_delay(not_before: datetime, now: datetime | None = None) -> int |
     return max(0, int(seconds + 0.999))
 
 
-def enqueue(storage: Storage, job_id: str, attempt: int, not_before: datetime) -> bool:
+def enqueue(
+    storage: Storage, job_id: str, attempt: int, not_before: datetime, now: datetime | None = None
+) -> bool:
     """Put the message for an attempt, hidden until it is due. False if the delay is too long
     for a queue message: the reconciler will enqueue it when it comes within reach."""
-    delay = visibility_delay(not_before)
+    delay = visibility_delay(not_before, now)
     if delay is None:
         return False
     storage.queue.send_message(

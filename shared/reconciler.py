@@ -122,7 +122,7 @@ class Reconciler:
             written = self.store.replace(found.job.requeued(now), found.etag)
         except ConcurrencyConflict:
             return  # a worker claimed it meanwhile: its message was not lost after all
-        if enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before):
+        if enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before, now):
             log.warning("re-enqueued a queued job whose message was lost", extra=job_fields(written.job))
             done["requeued"] += 1
 

@@ -120,7 +120,10 @@ class Storage:
         self._ensure_lock = threading.Lock()
 
     def _kwargs(self, service: str) -> dict[str, Any]:
-        return {"per_retry_policies": [self.counter.policy(service)]}
+        if service == "table":
+            return {"per_retry_policies": [self.counter.policy(service)]}
+        # The queue and blob SDKs build their own pipeline; their per-retry hook is this one.
+        return {"raw_request_hook": lambda request: self.counter.add(service, request.http_request.method)}
 
     @cached_property
     def table(self) -> TableClient:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,6 +36,7 @@ INLINE_LIMIT_CHARS = 30_000
 JOB_ROWS_END = "a"
 _IDEM_PREFIX = "k"
 BATCH_LIMIT = 100  # operations in one entity-group transaction
+_ROW = re.compile(r"^[0-9a-f]{1,23}$")
 
 
 class ConcurrencyConflict(Exception):
@@ -331,7 +333,7 @@ class JobStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise BadContinuation("continuation token is not one this service issued") from exc
         for shard, (op, row) in cursors.items():
-            if op not in ("gt", "ge") or not row.isdigit() or not 0 <= shard < 100:
+            if op not in ("gt", "ge") or not _ROW.match(row) or not 0 <= shard < 100:
                 raise BadContinuation("continuation token is not one this service issued")
         return cursors
 

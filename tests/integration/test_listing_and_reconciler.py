@@ -1,0 +1,192 @@
+"""Listing newest first across partitions, the reconciler's repairs, and storage cost per job."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from shared.job import Job, Status, utcnow
+from shared.messages import JobMessage
+from shared.store import BadContinuation
+from shared.worker import Outcome
+from tests.integration.conftest import deliver, messages_in, run_until
+
+
+def submit_many(services, n, job_type="echo"):
+    ids = []
+    for i in range(n):
+        ids.append(services.service.submit(job_type, i).job.id)
+        time.sleep(0.002)  # distinct due times in ms
+    return ids
+
+
+def test_listing_is_newest_first_across_partitions_and_pages_without_gaps(services):
+    ids = submit_many(services, 23)
+    seen, token, pages = [], None, 0
+    while True:
+        page = services.store.list(limit=5, continuation=token)
+        seen += [j.id for j in page.jobs]
+        pages += 1
+        token = page.continuation
+        if token is None:
+            break
+        assert pages < 20
+    assert seen == list(reversed(ids))
+    assert len({j[:2] for j in ids}) > 1  # the jobs really were spread over partitions
+
+
+def test_listing_filters_by_status_and_type(services):
+    echo = submit_many(services, 3)
+    sleepers = [services.service.submit("sleep", {"seconds": 0}).job.id for _ in range(2)]
+    services.service.cancel(echo[0])
+    assert [j.id for j in services.store.list(status="cancelled").jobs] == [echo[0]]
+    assert sorted(j.id for j in services.store.list(job_type="sleep").jobs) == sorted(sleepers)
+    assert services.store.list(status="succeeded").jobs == []
+
+
+def test_continuation_token_is_checked(services):
+    submit_many(services, 3)
+    token = services.store.list(limit=1).continuation
+    with pytest.raises(BadContinuation, match="other filters"):
+        services.store.list(status="queued", limit=1, continuation=token)
+    with pytest.raises(BadContinuation):
+        services.store.list(continuation="garbage!")
+
+
+def test_listing_cost_is_one_query_per_partition(services):
+    submit_many(services, 10)
+    before = services.storage.counter.total("table")
+    services.store.list(limit=50)
+    assert services.storage.counter.total("table") - before == services.config.partitions
+
+
+def test_reconciler_enqueues_a_job_whose_message_was_lost(services_factory):
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0.2")
+    job = services.service.submit("echo", 1).job
+    services.storage.queue.clear_messages()  # the API died between insert and enqueue
+    time.sleep(0.3)
+    assert services.reconciler.run()["requeued"] == 1
+    assert [(m.id, m.attempt) for m in messages_in(services)] == [(job.id, 1)]
+    assert deliver(services) == [Outcome.SUCCEEDED]
+
+
+def test_reconciler_leaves_fresh_queued_jobs_alone(services):
+    services.service.submit("echo", 1)
+    assert services.reconciler.run()["requeued"] == 0
+    assert len(messages_in(services)) == 1
+
+
+def test_reconciler_gives_an_expired_lease_its_next_attempt(services_factory):
+    services = services_factory(JOBS_LEASE_SECONDS="0.2")
+    job = services.service.submit("echo", 1).job
+    services.storage.queue.clear_messages()
+    found = services.store.get(job.id)
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag)  # worker dies
+    time.sleep(0.3)
+    assert services.reconciler.run()["lease_expired"] == 1
+    record = services.service.get(job.id)
+    assert (record.status, record.attempt) == (Status.QUEUED, 2)
+    assert run_until(services, lambda: services.service.get(job.id).status.terminal) == [Outcome.SUCCEEDED]
+
+
+def test_reconciler_dead_letters_an_expired_lease_on_the_last_attempt(services_factory):
+    services = services_factory(JOBS_LEASE_SECONDS="0.2")
+    job = services.service.submit("echo", 1, max_attempts=1).job
+    found = services.store.get(job.id)
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag)
+    time.sleep(0.3)
+    services.reconciler.run()
+    assert services.service.get(job.id).status is Status.DEAD_LETTERED
+
+
+def test_reconciler_dead_letters_jobs_whose_message_was_poisoned(services):
+    job = services.service.submit("echo", 1).job
+    services.storage.queue.clear_messages()
+    services.storage.poison_queue.send_message(JobMessage(job.id, 1).encode())  # as the host does
+    services.storage.poison_queue.send_message("garbage")  # set aside by the worker earlier
+    done = services.reconciler.run()
+    assert done["poison_dead_lettered"] == 1 and done["poison_set_aside"] == 1
+    dead = services.service.get(job.id)
+    assert dead.status is Status.DEAD_LETTERED and "poison" in dead.errors[-1]["error"]
+    # The job's poison message is consumed; the malformed one stays for an operator.
+    assert services.storage.poison_queue.get_queue_properties().approximate_message_count == 1
+    services.service.redrive(job.id)
+    assert deliver(services) == [Outcome.SUCCEEDED]
+
+
+def test_reconciler_requeues_a_redriven_job_whose_message_was_lost(services_factory):
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0.2")
+    job = services.service.submit("echo", 1).job
+    services.service.cancel(job.id)
+    services.storage.queue.clear_messages()
+    services.service.redrive(job.id)
+    services.storage.queue.clear_messages()  # the redrive's put was lost
+    time.sleep(0.3)
+    assert services.reconciler.run()["requeued"] == 1
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    services.reconciler.run()
+    assert services.service.watched() == []
+
+
+def test_delay_beyond_seven_days_is_held_in_the_record_until_due(services_factory):
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0")
+    job = services.service.submit("echo", 1, delay_seconds=8 * 24 * 3600).job
+    assert messages_in(services) == []  # too far for a queue message
+    assert services.reconciler.run()["requeued"] == 0
+    later = job.due_at + timedelta(seconds=1)
+    assert services.reconciler.run(now=later)["requeued"] == 1
+
+
+def test_retention_deletes_old_finished_jobs_only(services):
+    old = services.service.submit("echo", 1, idempotency_key="old").job
+    deliver(services)
+    keep = services.service.submit("echo", 2).job
+    future = utcnow() + timedelta(days=8)
+    assert services.reconciler.run(now=future)["deleted"] == 1
+    assert services.store.get(old.id) is None
+    assert services.store.get(keep.id) is not None  # queued: never deleted by retention
+    # The idempotency record went with it: the key can be used again.
+    assert services.service.submit("echo", 1, idempotency_key="old").created
+
+
+def test_reconciler_cost_does_not_grow_with_history(services):
+    def cost_of_run():
+        before = services.storage.counter.total()
+        services.reconciler.run()
+        return services.storage.counter.total() - before
+
+    submit_many(services, 5)
+    while deliver(services):
+        pass
+    small = cost_of_run()
+    submit_many(services, 60)
+    while deliver(services):
+        pass
+    assert cost_of_run() == small  # 60 more finished jobs in history, same number of calls
+
+
+def test_one_successful_job_costs_six_transactions(services):
+    """Pinned, and stated in the README: insert, put, (receive), get, claim, final write, delete."""
+    counter = services.storage.counter
+    counter.reset()
+    job = services.service.submit("echo", {"n": 1}).job
+    queue = services.storage.queue
+    [message] = list(queue.receive_messages(max_messages=1, visibility_timeout=30))
+    assert services.worker.process(message.content) is Outcome.SUCCEEDED
+    queue.delete_message(message)
+    counts = counter.snapshot()
+    assert counts[("table", "POST")] == 1  # insert
+    assert counts[("table", "GET")] == 1  # read the record
+    assert counts[("table", "PUT")] == 2  # claim, result (both conditional on the ETag)
+    assert counts[("queue", "POST")] == 1  # put
+    assert counts[("queue", "GET")] == 1  # receive (shared by up to 32 messages in a batch)
+    assert counts[("queue", "DELETE")] == 1  # the host deletes the message
+    assert counter.total() == 7
+    assert services.service.get(job.id).status is Status.SUCCEEDED
+
+
+def test_job_new_spreads_over_partitions(services):
+    shards = {Job.new("echo", None, 1, shard=s).key.partition_key for s in range(4)}
+    assert len(shards) == 4
