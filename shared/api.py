@@ -60,9 +60,16 @@ class Problem(Exception):
         self.status, self.code, self.detail, self.extra = status, code, detail, extra
 
     def response(self) -> ApiResponse:
-        titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Content Too Large",
-                  415: "Unsupported Media Type", 422: "Unprocessable Content",
-                  500: "Internal Server Error", 503: "Service Unavailable"}
+        titles = {
+            400: "Bad Request",
+            404: "Not Found",
+            409: "Conflict",
+            413: "Content Too Large",
+            415: "Unsupported Media Type",
+            422: "Unprocessable Content",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
         body = {
             "type": f"urn:problem:jobs:{self.code.replace('_', '-')}",
             "title": titles.get(self.status, "Error"),
@@ -110,14 +117,17 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
         raise Problem(400, "missing_type", "`type` is required: the name of a registered job type")
     if service.registry.get(job_type) is None:
         raise Problem(
-            400, "unknown_job_type", f"no handler for job type {job_type!r}",
+            400,
+            "unknown_job_type",
+            f"no handler for job type {job_type!r}",
             known_types=service.registry.types,
         )
     payload = body.get("payload")
     size = len(json.dumps(payload, separators=(",", ":")).encode())
     if size > service.config.max_payload_bytes:
         raise Problem(
-            413, "payload_too_large",
+            413,
+            "payload_too_large",
             f"payload is {size} bytes; the limit is {service.config.max_payload_bytes}",
         )
     max_attempts = _int_field(body, "max_attempts", 1, MAX_ATTEMPTS_CEILING)
@@ -126,10 +136,16 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
         raise Problem(400, "invalid_field", f"`delay_seconds` must be a number from 0 to {MAX_DELAY_SECONDS}")
     key = request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+        raise Problem(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters"
+        )
     try:
         submitted = service.submit(
-            job_type, payload, max_attempts=max_attempts, delay_seconds=float(delay), idempotency_key=key,
+            job_type,
+            payload,
+            max_attempts=max_attempts,
+            delay_seconds=float(delay),
+            idempotency_key=key,
             request_hash=with_request_hash(body) if key else None,
         )
     except IdempotencyMismatch as exc:
@@ -154,9 +170,7 @@ def list_jobs(service: JobService, request: ApiRequest) -> ApiResponse:
         raise Problem(400, "unknown_parameter", f"unknown query parameter(s): {', '.join(unknown)}")
     status = q.get("status") or None
     if status is not None and not is_status(status):
-        raise Problem(
-            400, "invalid_parameter", f"status must be one of {', '.join(s.value for s in Status)}"
-        )
+        raise Problem(400, "invalid_parameter", f"status must be one of {', '.join(s.value for s in Status)}")
     job_type = q.get("type") or None
     if job_type is not None and not _TYPE.match(job_type):
         raise Problem(400, "invalid_parameter", "type must be 1-100 letters, digits or _.:-")
@@ -179,7 +193,7 @@ def retry(service: JobService, request: ApiRequest) -> ApiResponse:
     if request.body.strip():
         body = _json_body(request, 4096)
         if not isinstance(body, dict) or set(body) - {"extra_attempts"}:
-            raise Problem(400, "invalid_body", "the body, if any, is {\"extra_attempts\": n}")
+            raise Problem(400, "invalid_body", 'the body, if any, is {"extra_attempts": n}')
         extra = _int_field(body, "extra_attempts", 1, MAX_ATTEMPTS_CEILING) or 1
     job = service.redrive(request.route.get("id", ""), extra_attempts=extra)
     return ApiResponse(200, job.to_resource(), {"Location": f"{JOBS_PATH}/{job.id}"})
@@ -198,7 +212,9 @@ def health(service: JobService, request: ApiRequest) -> ApiResponse:
 
 def _json_body(request: ApiRequest, max_bytes: int) -> Any:
     if len(request.body) > max_bytes:
-        raise Problem(413, "body_too_large", f"the body is {len(request.body)} bytes; the limit is {max_bytes}")
+        raise Problem(
+            413, "body_too_large", f"the body is {len(request.body)} bytes; the limit is {max_bytes}"
+        )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != JSON and not content_type.endswith("+json"):
         raise Problem(415, "unsupported_media_type", f"send {JSON}, not {content_type}")

@@ -26,7 +26,9 @@ class Services:
     reconciler: Reconciler
 
 
-def build(config: Config, job_registry: Registry | None = None, env: dict[str, str] | None = None) -> Services:
+def build(
+    config: Config, job_registry: Registry | None = None, env: dict[str, str] | None = None
+) -> Services:
     import shared.handlers  # noqa: F401 - registers the shipped job types
 
     reg = job_registry or registry

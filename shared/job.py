@@ -161,9 +161,7 @@ class Job:
             raise InvalidTransition(f"job is {self.status}, not queued")
         if attempt != self.attempt:
             raise InvalidTransition(f"message is for attempt {attempt}, job is on attempt {self.attempt}")
-        return replace(
-            self, status=Status.RUNNING, started_at=now, lease_until=now + lease, updated_at=now
-        )
+        return replace(self, status=Status.RUNNING, started_at=now, lease_until=now + lease, updated_at=now)
 
     def succeed(self, result: Any, now: datetime | None = None) -> Job:
         now = now or utcnow()
@@ -173,7 +171,11 @@ class Job:
         )
 
     def fail(
-        self, error: str, policy: RetryPolicy, retryable: bool = True, delay: float | None = None,
+        self,
+        error: str,
+        policy: RetryPolicy,
+        retryable: bool = True,
+        delay: float | None = None,
         now: datetime | None = None,
     ) -> Job:
         """running -> queued (next attempt after a backoff) or -> dead_lettered (no attempts left).
@@ -184,13 +186,23 @@ class Job:
         errors = self._with_error(error, now)
         if not retryable or self.attempt >= self.max_attempts:
             return replace(
-                self, status=Status.DEAD_LETTERED, errors=errors, finished_at=now, lease_until=None,
+                self,
+                status=Status.DEAD_LETTERED,
+                errors=errors,
+                finished_at=now,
+                lease_until=None,
                 updated_at=now,
             )
         wait = policy.backoff(self.attempt) if delay is None else delay
         return replace(
-            self, status=Status.QUEUED, attempt=self.attempt + 1, errors=errors, lease_until=None,
-            started_at=None, not_before=now + timedelta(seconds=wait), updated_at=now,
+            self,
+            status=Status.QUEUED,
+            attempt=self.attempt + 1,
+            errors=errors,
+            lease_until=None,
+            started_at=None,
+            not_before=now + timedelta(seconds=wait),
+            updated_at=now,
         )
 
     def cancel(self, now: datetime | None = None) -> Job:
@@ -207,8 +219,15 @@ class Job:
                 f"job is {self.status}; only dead-lettered or cancelled jobs can be retried"
             )
         return replace(
-            self, status=Status.QUEUED, attempt=self.attempt + 1, max_attempts=self.attempt + extra_attempts,
-            finished_at=None, started_at=None, lease_until=None, not_before=now, updated_at=now,
+            self,
+            status=Status.QUEUED,
+            attempt=self.attempt + 1,
+            max_attempts=self.attempt + extra_attempts,
+            finished_at=None,
+            started_at=None,
+            lease_until=None,
+            not_before=now,
+            updated_at=now,
         )
 
     def dead_letter(self, reason: str, now: datetime | None = None) -> Job:
@@ -217,8 +236,12 @@ class Job:
         if self.status.terminal:
             raise InvalidTransition(f"job is already {self.status}")
         return replace(
-            self, status=Status.DEAD_LETTERED, errors=self._with_error(reason, now), finished_at=now,
-            lease_until=None, updated_at=now,
+            self,
+            status=Status.DEAD_LETTERED,
+            errors=self._with_error(reason, now),
+            finished_at=now,
+            lease_until=None,
+            updated_at=now,
         )
 
     def requeued(self, now: datetime | None = None) -> Job:

@@ -71,9 +71,11 @@ class Reconciler:
     def _sync_poison(self, done: Counter[str]) -> None:
         queue = self.storage.poison_queue
         for _ in range(POISON_BATCHES):
-            batch = list(queue.receive_messages(
-                messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS
-            ))
+            batch = list(
+                queue.receive_messages(
+                    messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS
+                )
+            )
             if not batch:
                 return
             for message in batch:
@@ -108,8 +110,11 @@ class Reconciler:
             elif job.lease_expired(now):
                 policy = self.worker.policy_for(job.type)
                 after = record_failure(
-                    self.storage, self.store, found,
-                    "lease expired: the worker running this attempt was lost", policy,
+                    self.storage,
+                    self.store,
+                    found,
+                    "lease expired: the worker running this attempt was lost",
+                    policy,
                 )
                 done["lease_expired"] += 1 if after is not None else 0
                 repairs += 1
@@ -135,5 +140,3 @@ class Reconciler:
     def _save_run(self, now: datetime) -> None:
         pk, rk = STATE_KEY
         self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
-
-

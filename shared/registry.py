@@ -64,7 +64,11 @@ class Registry:
         self._specs: dict[str, HandlerSpec] = {}
 
     def handler(
-        self, job_type: str, *, max_attempts: int | None = None, backoff_base_seconds: float | None = None,
+        self,
+        job_type: str,
+        *,
+        max_attempts: int | None = None,
+        backoff_base_seconds: float | None = None,
         backoff_max_seconds: float | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a function as the handler of `job_type` (sync or async)."""

@@ -9,6 +9,7 @@ Write order is chosen so that a crash between any two calls loses nothing:
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,15 +54,28 @@ class JobService:
     config: Config
 
     def submit(
-        self, job_type: str, payload: Any, max_attempts: int | None = None, delay_seconds: float = 0,
-        idempotency_key: str | None = None, request_hash: str | None = None,
+        self,
+        job_type: str,
+        payload: Any,
+        max_attempts: int | None = None,
+        delay_seconds: float = 0,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> Submitted:
         spec = self.registry.get(job_type)
         attempts = max_attempts or (spec.max_attempts if spec else None) or self.config.max_attempts
         key_hash = hash_key(idempotency_key) if idempotency_key else None
-        shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
+        shard = (
+            int(key_hash, 16) % self.config.partitions
+            if key_hash
+            else random.randrange(self.config.partitions)
+        )
         job = Job.new(
-            job_type, payload, attempts, shard, delay=timedelta(seconds=delay_seconds),
+            job_type,
+            payload,
+            attempts,
+            shard,
+            delay=timedelta(seconds=delay_seconds),
             idempotency_key=key_hash,
         )
         stored = self.store.insert(job, request_hash=request_hash)
@@ -115,10 +129,8 @@ class JobService:
         return [row["RowKey"] for row in rows]
 
     def unwatch(self, job_id: str) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.storage.table.delete_entity(WATCH_PARTITION, job_id)
-        except ResourceNotFoundError:
-            pass
 
     # --- health ------------------------------------------------------------------------------
 
@@ -127,8 +139,9 @@ class JobService:
         checks: dict[str, str] = {}
         try:
             self.storage.table.get_entity("health", "probe")
-        except ResourceNotFoundError:
-            checks["table"] = "ok"  # the table answered: the row is simply not there
+        except ResourceNotFoundError as exc:
+            # The table answered that the row is not there: healthy. A missing table is not.
+            checks["table"] = _short(exc) if exc.error_code == "TableNotFound" else "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, and we say which
             checks["table"] = _short(exc)
         else:

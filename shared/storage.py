@@ -8,6 +8,7 @@ and `__clientId` for a user-assigned identity. No key ever appears in a setting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import Counter
@@ -95,8 +96,11 @@ def resolve_endpoints(env: Mapping[str, str], name: str = STORAGE_CONNECTION) ->
             f"{name}__accountName (identity-based, in Azure)"
         )
     return Endpoints(
-        table_url=table, queue_url=queue, blob_url=blob,
-        client_id=env.get(f"{name}__clientId"), credential_kind=env.get(f"{name}__credential"),
+        table_url=table,
+        queue_url=queue,
+        blob_url=blob,
+        client_id=env.get(f"{name}__clientId"),
+        credential_kind=env.get(f"{name}__credential"),
     )
 
 
@@ -168,13 +172,13 @@ class Storage:
             if self._ensured:
                 return
             for create in (
-                self.table.create_table, self.queue.create_queue, self.poison_queue.create_queue,
+                self.table.create_table,
+                self.queue.create_queue,
+                self.poison_queue.create_queue,
                 self.container.create_container,
             ):
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     create()
-                except ResourceExistsError:
-                    pass
             self._ensured = True
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ Payloads and results too big for a property (64 KiB) go to a blob: the claim-che
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -134,7 +135,10 @@ class JobStore:
     # --- ranges ------------------------------------------------------------------------------
 
     def list(
-        self, status: str | None = None, job_type: str | None = None, limit: int = 50,
+        self,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
         continuation: str | None = None,
     ) -> Page:
         """Newest first (by due time) across all partitions, one query per partition per page.
@@ -209,8 +213,12 @@ class JobStore:
                     continue
                 ops = [("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]})]
                 if entity.get("idem"):
-                    ops.append(("delete", {"PartitionKey": entity["PartitionKey"],
-                                           "RowKey": _IDEM_PREFIX + entity["idem"]}))
+                    ops.append(
+                        (
+                            "delete",
+                            {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]},
+                        )
+                    )
                 if len(batch) + len(ops) > BATCH_LIMIT:
                     self._submit_deletes(batch)
                     batch = []
@@ -246,8 +254,15 @@ class JobStore:
             "max_attempts": job.max_attempts,
             "errors": json.dumps(list(job.errors)),
         }
-        for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at",
-                     "lease_until"):
+        for name in (
+            "created_at",
+            "updated_at",
+            "due_at",
+            "not_before",
+            "started_at",
+            "finished_at",
+            "lease_until",
+        ):
             value = getattr(job, name)
             if value is not None:
                 entity[name] = value.isoformat()
@@ -286,8 +301,15 @@ class JobStore:
     def _from_entity(self, entity: dict[str, Any], load_blobs: bool = True) -> Job:
         times = {
             name: parse_time(entity.get(name))
-            for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at",
-                         "lease_until")
+            for name in (
+                "created_at",
+                "updated_at",
+                "due_at",
+                "not_before",
+                "started_at",
+                "finished_at",
+                "lease_until",
+            )
         }
         extra = {k: entity[k] for k in ("payload_blob", "result_blob") if entity.get(k)}
         job = Job(
@@ -309,10 +331,8 @@ class JobStore:
         for name in ("payload_blob", "result_blob"):
             blob_name = entity.get(name)
             if blob_name:
-                try:
+                with contextlib.suppress(ResourceNotFoundError):
                     self.storage.container.delete_blob(blob_name)
-                except ResourceNotFoundError:
-                    pass
 
     # --- continuation tokens -----------------------------------------------------------------
 
@@ -351,4 +371,3 @@ def _filters(status: str | None, job_type: str | None) -> str:
 
 def with_request_hash(body: dict[str, Any]) -> str:
     return hash_key(json.dumps(body, sort_keys=True, separators=(",", ":")))
-

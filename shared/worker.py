@@ -84,7 +84,10 @@ class Worker:
             if not job.lease_expired(now):
                 return self._drop(job, Outcome.DUPLICATE, "attempt is held by another worker")
             after = record_failure(
-                self.storage, self.store, found, "lease expired: the worker running this attempt was lost",
+                self.storage,
+                self.store,
+                found,
+                "lease expired: the worker running this attempt was lost",
                 self.policy_for(job.type),
             )
             return _outcome_of(after)
@@ -110,8 +113,12 @@ class Worker:
     def _run(self, spec: HandlerSpec, claimed: Versioned) -> Outcome:
         job = claimed.job
         ctx = JobContext(
-            id=job.id, type=job.type, payload=job.payload, attempt=job.attempt,
-            max_attempts=job.max_attempts, idempotency_key=job.idempotency_token,
+            id=job.id,
+            type=job.type,
+            payload=job.payload,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            idempotency_key=job.idempotency_token,
             _checkpoint=lambda: self._is_cancelled(job.id),
         )
         policy = self.policy_for(job.type)
@@ -175,8 +182,13 @@ class Worker:
 
 
 def record_failure(
-    storage: Storage, store: JobStore, current: Versioned, error: str, policy: RetryPolicy,
-    retryable: bool = True, delay: float | None = None,
+    storage: Storage,
+    store: JobStore,
+    current: Versioned,
+    error: str,
+    policy: RetryPolicy,
+    retryable: bool = True,
+    delay: float | None = None,
 ) -> Job | None:
     """A failed attempt: schedule the next one (record first, then its hidden message) or
     dead-letter the job. None if someone else changed the job first (a cancel, say)."""
@@ -197,8 +209,10 @@ def _lost_race(store: JobStore, attempted: Job) -> Job | None:
     found = store.get(attempted.id)
     current = found.job if found else None
     log.warning(
-        "job changed under us; our %s write was not applied (now %s)", attempted.status,
-        current.status if current else "deleted", extra=job_fields(attempted),
+        "job changed under us; our %s write was not applied (now %s)",
+        attempted.status,
+        current.status if current else "deleted",
+        extra=job_fields(attempted),
     )
     return None if current is None or current.status is not Status.CANCELLED else current
 

@@ -5,6 +5,7 @@ Used by `make run` and by the tests, which each start their own instance on free
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -89,7 +90,7 @@ class Azurite:
             # In memory, capped so a long test run cannot take half the machine's RAM.
             args += ["--inMemoryPersistence", "--extentMemoryLimit", "512"]
             cwd = tempfile.gettempdir()
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - outlives this call
         self.proc = subprocess.Popen(
             args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -110,10 +111,8 @@ class Azurite:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
 
     def __enter__(self) -> Azurite:

@@ -83,8 +83,13 @@ def test_queued_or_running_job_can_be_cancelled(make):
 
 def test_terminal_states_are_written_once():
     done = running(new_job()).succeed({"ok": True}, now=NOW)
-    for change in (lambda j: j.cancel(), lambda j: j.succeed(None), lambda j: j.fail("x", POLICY),
-                   lambda j: j.dead_letter("x"), lambda j: j.claim(1, timedelta(seconds=1))):
+    for change in (
+        lambda j: j.cancel(),
+        lambda j: j.succeed(None),
+        lambda j: j.fail("x", POLICY),
+        lambda j: j.dead_letter("x"),
+        lambda j: j.claim(1, timedelta(seconds=1)),
+    ):
         with pytest.raises(InvalidTransition):
             change(done)
 

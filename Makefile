@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11, Node 20 and npm:
+#   make run    install what is needed, start Azurite (in memory) and the app on http://localhost:7071
+#   make test   install the same and run the whole test suite (it starts its own Azurite)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 7071
+
+.PHONY: install run test lint format clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+local.settings.json:
+	cp local.settings.json.example $@
+
+run: install local.settings.json
+	$(BIN)/python -m tools.run_local --port $(PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

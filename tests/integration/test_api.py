@@ -1,0 +1,160 @@
+"""The HTTP contract through shared.api on a real Azurite: statuses, headers, problems, and
+no writes on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared import api
+from shared.api import ApiRequest
+
+
+@pytest.fixture
+def call(services):
+    def call(route, body=None, raw: bytes | None = None, route_params=None, query=None, headers=None):
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        request = ApiRequest("POST", route_params or {}, query or {}, hdrs, data)
+        return api.handle(route, lambda: services, request)
+
+    return call
+
+
+def table_rows(services):
+    return list(services.storage.table.list_entities())
+
+
+def test_submit_returns_202_with_location_and_retry_after(call, services):
+    r = call(api.submit, {"type": "echo", "payload": {"a": 1}})
+    assert r.status == 202
+    assert r.headers["Location"] == f"/api/jobs/{r.body['id']}"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert {
+        k: r.body[k] for k in ("type", "status", "attempt", "max_attempts", "payload", "result", "errors")
+    } == {
+        "type": "echo",
+        "status": "queued",
+        "attempt": 1,
+        "max_attempts": 5,
+        "payload": {"a": 1},
+        "result": None,
+        "errors": [],
+    }
+    assert r.body["created_at"].endswith("Z") and r.body["updated_at"]
+
+
+def test_get_returns_the_job_and_404_for_unknown_ids(call):
+    job = call(api.submit, {"type": "echo", "payload": 1}).body
+    assert call(api.get, route_params={"id": job["id"]}).body["id"] == job["id"]
+    for bad in ("00" + "1" * 13 + "0" * 10, "not-an-id"):
+        r = call(api.get, route_params={"id": bad})
+        assert (r.status, r.content_type, r.body["code"]) == (404, api.PROBLEM_JSON, "job_not_found")
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "status", "code"),
+    [
+        (None, b"{not json", 400, "malformed_json"),
+        (None, b"", 400, "invalid_body"),
+        ([1, 2], None, 400, "invalid_body"),
+        ({"payload": 1}, None, 400, "missing_type"),
+        ({"type": "nope"}, None, 400, "unknown_job_type"),
+        ({"type": "echo", "colour": "red"}, None, 400, "unknown_field"),
+        ({"type": "echo", "max_attempts": 0}, None, 400, "invalid_field"),
+        ({"type": "echo", "max_attempts": "3"}, None, 400, "invalid_field"),
+        ({"type": "echo", "max_attempts": 101}, None, 400, "invalid_field"),
+        ({"type": "echo", "delay_seconds": -1}, None, 400, "invalid_field"),
+        ({"type": "echo", "delay_seconds": True}, None, 400, "invalid_field"),
+        ({"type": "echo", "payload": "x" * 1_100_000}, None, 413, "payload_too_large"),
+        (None, b"x" * 2_000_000, 413, "body_too_large"),
+    ],
+)
+def test_bad_submit_gets_a_problem_and_writes_nothing(call, services, body, raw, status, code):
+    r = call(api.submit, body, raw=raw)
+    assert (r.status, r.body["code"]) == (status, code), r.body
+    assert r.content_type == api.PROBLEM_JSON
+    assert r.body["status"] == status and r.body["detail"] and r.body["type"].startswith("urn:problem:")
+    assert table_rows(services) == []
+    assert services.storage.queue.get_queue_properties().approximate_message_count == 0
+
+
+def test_unknown_job_type_problem_lists_known_types(call):
+    r = call(api.submit, {"type": "nope"})
+    assert {"echo", "sleep", "fail"} <= set(r.body["known_types"])
+
+
+def test_wrong_content_type_is_415(call):
+    r = call(api.submit, {"type": "echo"}, headers={"content-type": "text/plain"})
+    assert (r.status, r.body["code"]) == (415, "unsupported_media_type")
+
+
+def test_idempotency_key_header_returns_the_same_job(call, services):
+    first = call(api.submit, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
+    again = call(api.submit, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
+    assert again.status == 202 and again.body["id"] == first.body["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = call(api.submit, {"type": "echo", "payload": 2}, headers={"idempotency-key": "abc"})
+    assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
+    bad = call(api.submit, {"type": "echo"}, headers={"idempotency-key": "with space"})
+    assert (bad.status, bad.body["code"]) == (400, "invalid_idempotency_key")
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"status": "done"}, "invalid_parameter"),
+        ({"limit": "0"}, "invalid_parameter"),
+        ({"limit": "201"}, "invalid_parameter"),
+        ({"limit": "ten"}, "invalid_parameter"),
+        ({"type": "a b"}, "invalid_parameter"),
+        ({"colour": "red"}, "unknown_parameter"),
+        ({"continuation": "xyz"}, "invalid_continuation"),
+    ],
+)
+def test_bad_list_parameters_get_400(call, query, code):
+    r = call(api.list_jobs, query=query)
+    assert (r.status, r.body["code"]) == (400, code)
+
+
+def test_list_pages_with_continuation(call):
+    ids = [call(api.submit, {"type": "echo", "payload": i}).body["id"] for i in range(3)]
+    first = call(api.list_jobs, query={"limit": "2"}).body
+    rest = call(api.list_jobs, query={"limit": "2", "continuation": first["continuation"]}).body
+    assert sorted(j["id"] for j in first["jobs"] + rest["jobs"]) == sorted(ids)
+    assert rest["continuation"] is None
+
+
+def test_cancel_and_retry_return_200_or_409_with_reason(call):
+    job = call(api.submit, {"type": "echo"}).body
+    r = call(api.retry, route_params={"id": job["id"]})
+    assert (r.status, r.body["code"]) == (409, "invalid_state") and "queued" in r.body["detail"]
+    assert call(api.cancel, route_params={"id": job["id"]}).body["status"] == "cancelled"
+    again = call(api.cancel, route_params={"id": job["id"]})
+    assert again.status == 409 and "cancelled" in again.body["detail"]
+    r = call(api.retry, {"extra_attempts": 2}, route_params={"id": job["id"]})
+    assert (r.status, r.body["status"], r.body["attempt"], r.body["max_attempts"]) == (200, "queued", 2, 3)
+    bad = call(api.retry, {"extra_attempts": 0}, route_params={"id": job["id"]})
+    assert bad.status == 400
+    assert call(api.cancel, route_params={"id": "nope"}).status == 404
+
+
+def test_health_is_200_when_table_and_queue_answer(call):
+    r = call(api.health)
+    assert r.status == 200 and r.body["checks"] == {"table": "ok", "queue": "ok"}
+
+
+def test_health_is_503_naming_what_failed(call, services):
+    services.storage.queue.delete_queue()
+    r = call(api.health)
+    assert r.status == 503 and r.body["checks"]["table"] == "ok"
+    assert r.body["checks"]["queue"] != "ok" and "queue" in r.body["detail"]
+    services.storage.queue.create_queue()  # for the fixture's clean-up
+
+
+def test_health_is_503_when_the_table_is_missing(call, services):
+    services.storage.table.delete_table()
+    r = call(api.health)
+    assert r.status == 503 and r.body["checks"]["table"] != "ok" and r.body["checks"]["queue"] == "ok"
+    services.storage.table.create_table()
