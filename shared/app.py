@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 from shared import config as config_module
 from shared.config import Config
@@ -41,7 +41,16 @@ def build(
     return Services(config, storage, store, reg, service, worker, reconciler)
 
 
-@lru_cache(maxsize=1)
+_lock = threading.Lock()
+_services: Services | None = None
+
+
 def services() -> Services:
-    """The process-wide services, so storage clients are created once and reused."""
-    return build(config_module.get())
+    """The process-wide services, so storage clients are created once and reused (the first
+    invocations may arrive together on several threads)."""
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build(config_module.get())
+    return _services

@@ -108,7 +108,7 @@ class JobStore:
             raise ResourceNotFoundError("job of idempotency key is missing")
         return found
 
-    def get(self, job_id: str) -> Versioned | None:
+    def get(self, job_id: str, load_blobs: bool = True) -> Versioned | None:
         key = JobKey.parse(job_id)
         if key is None or key.shard >= 100:
             return None
@@ -116,7 +116,7 @@ class JobStore:
             entity = self.table.get_entity(key.partition_key, key.row_key)
         except ResourceNotFoundError:
             return None
-        return Versioned(self._from_entity(entity), entity.metadata["etag"])
+        return Versioned(self._from_entity(entity, load_blobs), entity.metadata["etag"])
 
     def replace(self, job: Job, etag: str) -> Versioned:
         """Write the job if nobody changed it since `etag`: the one way every transition sticks."""

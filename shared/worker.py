@@ -169,7 +169,8 @@ class Worker:
             message = JobMessage.decode(body)
         except MalformedMessage:
             return Outcome.SET_ASIDE
-        found = self.store.get(message.id)
+        # The payload is not needed to dead-letter, and may be why the message failed.
+        found = self.store.get(message.id, load_blobs=False)
         if found is None:
             return Outcome.SET_ASIDE
         job = found.job
