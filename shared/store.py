@@ -194,7 +194,8 @@ class JobStore:
                 f"and RowKey le '{row_key_at(start)}~' and ({wanted})"
             )
             for entity in self.table.query_entities(query):
-                yield Versioned(self._from_entity(entity), entity.metadata["etag"])
+                # Repairs never need the payload: blobs stay where they are.
+                yield Versioned(self._from_entity(entity, load_blobs=False), entity.metadata["etag"])
 
     def delete_finished_before(self, cutoff: datetime, max_jobs: int) -> int:
         """Delete terminal jobs that were due and finished before `cutoff`, with their blobs and

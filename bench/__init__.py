@@ -1,0 +1,1 @@
+"""Measurements of the job pipeline on this machine, against Azurite on loopback."""
