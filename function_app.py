@@ -23,10 +23,7 @@ def _http(route: api.Route, req: func.HttpRequest) -> func.HttpResponse:
     )
     response = api.handle(route, services, request)
     return func.HttpResponse(
-        response.encoded(),
-        status_code=response.status,
-        headers=response.headers,
-        mimetype=response.content_type,
+        response.encoded(), status_code=response.status, headers=response.headers, mimetype=response.content_type
     )
 
 

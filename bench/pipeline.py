@@ -67,10 +67,7 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
         entity = table.get_entity(f"p{i % 4:02d}", f"{i:023d}")
         entity["status"] = "running"
         meta = table.update_entity(
-            entity,
-            mode=UpdateMode.REPLACE,
-            etag=entity.metadata["etag"],
-            match_condition=MatchConditions.IfNotModified,
+            entity, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
         )
         entity["status"] = "succeeded"
         table.update_entity(
@@ -186,9 +183,7 @@ def idle_latency(host: LocalHost, settle: float = 5.0) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)

@@ -117,18 +117,13 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
         raise Problem(400, "missing_type", "`type` is required: the name of a registered job type")
     if service.registry.get(job_type) is None:
         raise Problem(
-            400,
-            "unknown_job_type",
-            f"no handler for job type {job_type!r}",
-            known_types=service.registry.types,
+            400, "unknown_job_type", f"no handler for job type {job_type!r}", known_types=service.registry.types
         )
     payload = body.get("payload")
     size = len(json.dumps(payload, separators=(",", ":")).encode())
     if size > service.config.max_payload_bytes:
         raise Problem(
-            413,
-            "payload_too_large",
-            f"payload is {size} bytes; the limit is {service.config.max_payload_bytes}",
+            413, "payload_too_large", f"payload is {size} bytes; the limit is {service.config.max_payload_bytes}"
         )
     max_attempts = _int_field(body, "max_attempts", 1, MAX_ATTEMPTS_CEILING)
     delay = body.get("delay_seconds", 0)
@@ -136,9 +131,7 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
         raise Problem(400, "invalid_field", f"`delay_seconds` must be a number from 0 to {MAX_DELAY_SECONDS}")
     key = request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters"
-        )
+        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
     try:
         submitted = service.submit(
             job_type,
@@ -212,9 +205,7 @@ def health(service: JobService, request: ApiRequest) -> ApiResponse:
 
 def _json_body(request: ApiRequest, max_bytes: int) -> Any:
     if len(request.body) > max_bytes:
-        raise Problem(
-            413, "body_too_large", f"the body is {len(request.body)} bytes; the limit is {max_bytes}"
-        )
+        raise Problem(413, "body_too_large", f"the body is {len(request.body)} bytes; the limit is {max_bytes}")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != JSON and not content_type.endswith("+json"):
         raise Problem(415, "unsupported_media_type", f"send {JSON}, not {content_type}")

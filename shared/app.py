@@ -6,12 +6,14 @@ import threading
 from dataclasses import dataclass
 
 from shared import config as config_module
+from shared import telemetry as telemetry_module
 from shared.config import Config
 from shared.reconciler import Reconciler
 from shared.registry import Registry, registry
 from shared.service import JobService
 from shared.storage import Storage
 from shared.store import JobStore
+from shared.telemetry import Telemetry
 from shared.worker import Worker
 
 
@@ -24,21 +26,26 @@ class Services:
     service: JobService
     worker: Worker
     reconciler: Reconciler
+    telemetry: Telemetry
 
 
 def build(
-    config: Config, job_registry: Registry | None = None, env: dict[str, str] | None = None
+    config: Config,
+    job_registry: Registry | None = None,
+    env: dict[str, str] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Services:
     import shared.handlers  # noqa: F401 - registers the shipped job types
 
     reg = job_registry or registry
+    telemetry = telemetry or Telemetry()
     storage = Storage(config, env)
     storage.ensure_resources()
     store = JobStore(storage)
-    service = JobService(storage, store, reg, config)
-    worker = Worker(storage, store, reg, config)
-    reconciler = Reconciler(storage, store, service, worker, config)
-    return Services(config, storage, store, reg, service, worker, reconciler)
+    service = JobService(storage, store, reg, config, telemetry)
+    worker = Worker(storage, store, reg, config, telemetry)
+    reconciler = Reconciler(storage, store, service, worker, config, telemetry)
+    return Services(config, storage, store, reg, service, worker, reconciler, telemetry)
 
 
 _lock = threading.Lock()
@@ -52,5 +59,6 @@ def services() -> Services:
     if _services is None:
         with _lock:
             if _services is None:
+                telemetry_module.configure()
                 _services = build(config_module.get())
     return _services

@@ -25,26 +25,16 @@ class Setting:
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "JOBS_QUEUE_NAME",
-        "jobs",
-        "Queue holding one message per job attempt; its poison queue is <name>-poison.",
-    ),
+    Setting("JOBS_QUEUE_NAME", "jobs", "Queue holding one message per job attempt; its poison queue is <name>-poison."),
     Setting("JOBS_TABLE_NAME", "jobs", "Table holding the job records."),
     Setting(
-        "JOBS_CONTAINER_NAME",
-        "job-payloads",
-        "Blob container for payloads and results too large for a table entity.",
+        "JOBS_CONTAINER_NAME", "job-payloads", "Blob container for payloads and results too large for a table entity."
     ),
     Setting("JOBS_MAX_ATTEMPTS", "5", "Attempts per job unless the job or its type says otherwise."),
-    Setting(
-        "JOBS_BACKOFF_BASE_SECONDS", "2", "Delay before the 2nd attempt; doubles each attempt (with jitter)."
-    ),
+    Setting("JOBS_BACKOFF_BASE_SECONDS", "2", "Delay before the 2nd attempt; doubles each attempt (with jitter)."),
     Setting("JOBS_BACKOFF_MAX_SECONDS", "300", "Cap on the delay between attempts."),
     Setting(
-        "JOBS_LEASE_SECONDS",
-        "300",
-        "How long a running attempt may go without finishing before it is presumed lost.",
+        "JOBS_LEASE_SECONDS", "300", "How long a running attempt may go without finishing before it is presumed lost."
     ),
     Setting("JOBS_RECONCILE_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (six fields) of the reconciler."),
     Setting(
@@ -53,9 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a queued job may stay unclaimed past its due time before its message is presumed lost.",
     ),
     Setting("JOBS_RETENTION_DAYS", "7", "Finished jobs older than this are deleted by the reconciler."),
-    Setting(
-        "JOBS_PARTITIONS", "4", "Table partitions new jobs are spread over (each takes ~2,000 writes/s)."
-    ),
+    Setting("JOBS_PARTITIONS", "4", "Table partitions new jobs are spread over (each takes ~2,000 writes/s)."),
     Setting(
         "JOBS_MAX_PAYLOAD_BYTES",
         "1048576",

@@ -117,6 +117,7 @@ class Job:
     finished_at: datetime | None = None
     lease_until: datetime | None = None
     idempotency_key: str | None = None  # a hash of the client's key, never the key itself
+    trace: str | None = None  # traceparent of the submit, so every attempt joins the job's trace
     extra: dict[str, Any] = field(default_factory=dict)  # storage details (e.g. blob names)
 
     @property
@@ -135,6 +136,7 @@ class Job:
         delay: timedelta = timedelta(0),
         now: datetime | None = None,
         idempotency_key: str | None = None,
+        trace: str | None = None,
     ) -> Job:
         now = now or utcnow()
         due = now + delay
@@ -150,6 +152,7 @@ class Job:
             due_at=due,
             not_before=due,
             idempotency_key=idempotency_key,
+            trace=trace,
         )
 
     # --- transitions -------------------------------------------------------------------------
@@ -166,9 +169,7 @@ class Job:
     def succeed(self, result: Any, now: datetime | None = None) -> Job:
         now = now or utcnow()
         self._require(Status.RUNNING)
-        return replace(
-            self, status=Status.SUCCEEDED, result=result, finished_at=now, lease_until=None, updated_at=now
-        )
+        return replace(self, status=Status.SUCCEEDED, result=result, finished_at=now, lease_until=None, updated_at=now)
 
     def fail(
         self,
@@ -186,12 +187,7 @@ class Job:
         errors = self._with_error(error, now)
         if not retryable or self.attempt >= self.max_attempts:
             return replace(
-                self,
-                status=Status.DEAD_LETTERED,
-                errors=errors,
-                finished_at=now,
-                lease_until=None,
-                updated_at=now,
+                self, status=Status.DEAD_LETTERED, errors=errors, finished_at=now, lease_until=None, updated_at=now
             )
         wait = policy.backoff(self.attempt) if delay is None else delay
         return replace(
@@ -215,9 +211,7 @@ class Job:
         """dead_lettered | cancelled -> queued, as a new attempt with `extra_attempts` more to spend."""
         now = now or utcnow()
         if self.status not in (Status.DEAD_LETTERED, Status.CANCELLED):
-            raise InvalidTransition(
-                f"job is {self.status}; only dead-lettered or cancelled jobs can be retried"
-            )
+            raise InvalidTransition(f"job is {self.status}; only dead-lettered or cancelled jobs can be retried")
         return replace(
             self,
             status=Status.QUEUED,

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.job import JobKey, utcnow
+from shared.job import Job, JobKey, utcnow
 from shared.storage import Storage
 
 # A message can stay hidden for at most 7 days. Longer delays are held in the record and the
@@ -30,9 +30,13 @@ class MalformedMessage(ValueError):
 class JobMessage:
     id: str
     attempt: int
+    trace: str | None = None  # the W3C traceparent of the job's submit: one trace per job
 
     def encode(self) -> str:
-        return json.dumps({"id": self.id, "attempt": self.attempt}, separators=(",", ":"))
+        data: dict[str, object] = {"id": self.id, "attempt": self.attempt}
+        if self.trace:
+            data["trace"] = self.trace
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def decode(cls, body: bytes | str) -> JobMessage:
@@ -47,7 +51,8 @@ class JobMessage:
             raise MalformedMessage(f"no valid job id: {job_id!r}")
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
             raise MalformedMessage(f"no valid attempt: {attempt!r}")
-        return cls(job_id, attempt)
+        trace = data.get("trace")
+        return cls(job_id, attempt, trace if isinstance(trace, str) and len(trace) < 128 else None)
 
 
 def visibility_delay(not_before: datetime, now: datetime | None = None) -> int | None:
@@ -58,17 +63,14 @@ def visibility_delay(not_before: datetime, now: datetime | None = None) -> int |
     return max(0, int(seconds + 0.999))
 
 
-def enqueue(
-    storage: Storage, job_id: str, attempt: int, not_before: datetime, now: datetime | None = None
-) -> bool:
-    """Put the message for an attempt, hidden until it is due. False if the delay is too long
-    for a queue message: the reconciler will enqueue it when it comes within reach."""
-    delay = visibility_delay(not_before, now)
+def enqueue(storage: Storage, job: Job, now: datetime | None = None) -> bool:
+    """Put the message for the job's current attempt, hidden until it is due. False if the delay
+    is too long for a queue message: the reconciler enqueues it once it is due."""
+    delay = visibility_delay(job.not_before, now)
     if delay is None:
         return False
-    storage.queue.send_message(
-        JobMessage(job_id, attempt).encode(), visibility_timeout=delay or None, time_to_live=-1
-    )
+    message = JobMessage(job.id, job.attempt, job.trace)
+    storage.queue.send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
     return True
 
 

@@ -21,13 +21,15 @@ from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared import signals
 from shared.config import Config
 from shared.job import Status, isoformat, parse_time, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue
 from shared.service import JobService
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
-from shared.worker import Worker, job_fields, record_failure
+from shared.telemetry import Telemetry, job_attributes
+from shared.worker import LEASE_EXPIRED, Worker
 
 log = logging.getLogger("jobs.reconciler")
 
@@ -47,6 +49,7 @@ class Reconciler:
     service: JobService
     worker: Worker
     config: Config
+    telemetry: Telemetry
 
     @property
     def window(self) -> timedelta:
@@ -55,7 +58,14 @@ class Reconciler:
 
     def run(self, now: datetime | None = None) -> Counter[str]:
         now = now or utcnow()
+        with self.telemetry.span(signals.SPAN_RECONCILE) as span:
+            done = self._run(now)
+            span.set_attributes({f"reconcile.{k}": v for k, v in done.items()})
+        return done
+
+    def _run(self, now: datetime) -> Counter[str]:
         done: Counter[str] = Counter()
+        self._measure_depths()
         self._sync_poison(done)
         self._check_watched(now, done)
         last = self._last_run()
@@ -68,13 +78,19 @@ class Reconciler:
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
 
+    def _measure_depths(self) -> None:
+        """Queue and poison-queue depth gauges: one call each per run, whatever the backlog."""
+        for metric, queue in (
+            (signals.QUEUE_DEPTH, self.storage.queue),
+            (signals.POISON_DEPTH, self.storage.poison_queue),
+        ):
+            self.telemetry.set_gauge(metric, queue.get_queue_properties().approximate_message_count)
+
     def _sync_poison(self, done: Counter[str]) -> None:
         queue = self.storage.poison_queue
         for _ in range(POISON_BATCHES):
             batch = list(
-                queue.receive_messages(
-                    messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS
-                )
+                queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS)
             )
             if not batch:
                 return
@@ -108,14 +124,8 @@ class Reconciler:
                 self._requeue(found, now, done)
                 repairs += 1
             elif job.lease_expired(now):
-                policy = self.worker.policy_for(job.type)
-                after = record_failure(
-                    self.storage,
-                    self.store,
-                    found,
-                    "lease expired: the worker running this attempt was lost",
-                    policy,
-                )
+                with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="lease expired"):
+                    after = self.worker.fail_attempt(found, LEASE_EXPIRED)
                 done["lease_expired"] += 1 if after is not None else 0
                 repairs += 1
 
@@ -123,13 +133,14 @@ class Reconciler:
         return found.job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds) <= now
 
     def _requeue(self, found: Versioned, now: datetime, done: Counter[str]) -> None:
-        try:
-            written = self.store.replace(found.job.requeued(now), found.etag)
-        except ConcurrencyConflict:
-            return  # a worker claimed it meanwhile: its message was not lost after all
-        if enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before, now):
-            log.warning("re-enqueued a queued job whose message was lost", extra=job_fields(written.job))
-            done["requeued"] += 1
+        with self.telemetry.span(signals.SPAN_REPAIR, found.job, parent=found.job.trace, reason="message lost"):
+            try:
+                written = self.store.replace(found.job.requeued(now), found.etag)
+            except ConcurrencyConflict:
+                return  # a worker claimed it meanwhile: its message was not lost after all
+            if enqueue(self.storage, written.job, now):
+                log.warning("re-enqueued a queued job whose message was lost", extra=job_attributes(written.job))
+                done["requeued"] += 1
 
     def _last_run(self) -> datetime | None:
         try:

@@ -76,9 +76,7 @@ class Registry:
         def register(func: Handler) -> Handler:
             if job_type in self._specs:
                 raise ValueError(f"job type {job_type!r} is already registered")
-            self._specs[job_type] = HandlerSpec(
-                job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds
-            )
+            self._specs[job_type] = HandlerSpec(job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds)
             return func
 
         return register

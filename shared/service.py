@@ -10,21 +10,27 @@ Write order is chosen so that a crash between any two calls loses nothing:
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from opentelemetry.trace import SpanKind
 
+from shared import signals
 from shared.config import Config
 from shared.job import InvalidTransition, Job, JobKey, Status
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Page, Versioned, hash_key
+from shared.telemetry import Telemetry, job_attributes
 
 WATCH_PARTITION = "watch"
+log = logging.getLogger("jobs.service")
 CONFLICT_RETRIES = 5
 
 
@@ -52,6 +58,7 @@ class JobService:
     store: JobStore
     registry: Registry
     config: Config
+    telemetry: Telemetry
 
     def submit(
         self,
@@ -65,23 +72,19 @@ class JobService:
         spec = self.registry.get(job_type)
         attempts = max_attempts or (spec.max_attempts if spec else None) or self.config.max_attempts
         key_hash = hash_key(idempotency_key) if idempotency_key else None
-        shard = (
-            int(key_hash, 16) % self.config.partitions
-            if key_hash
-            else random.randrange(self.config.partitions)
-        )
-        job = Job.new(
-            job_type,
-            payload,
-            attempts,
-            shard,
-            delay=timedelta(seconds=delay_seconds),
-            idempotency_key=key_hash,
-        )
-        stored = self.store.insert(job, request_hash=request_hash)
-        if stored.job.id != job.id:
-            return Submitted(stored.job, created=False)
-        enqueue(self.storage, job.id, job.attempt, job.not_before)
+        shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
+        with self.telemetry.span(signals.SPAN_SUBMIT, kind=SpanKind.PRODUCER) as span:
+            job = Job.new(
+                job_type, payload, attempts, shard, delay=timedelta(seconds=delay_seconds),
+                idempotency_key=key_hash, trace=self.telemetry.current_traceparent(),
+            )  # fmt: skip
+            span.set_attributes(job_attributes(job))
+            stored = self.store.insert(job, request_hash=request_hash)
+            if stored.job.id != job.id:
+                return Submitted(stored.job, created=False)
+            enqueue(self.storage, job)
+        self.telemetry.count(signals.SUBMITTED, job)
+        log.info("job submitted", extra=job_attributes(job))
         return Submitted(stored.job, created=True)
 
     def get(self, job_id: str) -> Job:
@@ -94,25 +97,40 @@ class JobService:
         return self.store.list(status=status, job_type=job_type, limit=limit, continuation=continuation)
 
     def cancel(self, job_id: str) -> Job:
-        return self._transition(job_id, lambda job: job.cancel()).job
+        job = self._transition(job_id, lambda job: job.cancel()).job
+        self.telemetry.count(signals.CANCELLED, job)
+        log.info("job cancelled", extra=job_attributes(job))
+        return job
 
     def redrive(self, job_id: str, extra_attempts: int = 1) -> Job:
-        if self.store.get(job_id) is None:
-            raise NotFound(job_id)
-        self._watch(job_id)
-        written = self._transition(job_id, lambda job: job.redrive(extra_attempts))
-        enqueue(self.storage, written.job.id, written.job.attempt, written.job.not_before)
+        """Watch first, then write, then enqueue: a crash anywhere leaves the watch entry, which
+        the reconciler follows to re-enqueue (the job may be too old for its window)."""
+        watched: list[str] = []
+
+        def watch_once(job: Job) -> None:
+            if not watched:
+                self._watch(job.id)
+                watched.append(job.id)
+
+        written = self._transition(job_id, lambda job: job.redrive(extra_attempts), before_write=watch_once)
+        with self.telemetry.span(signals.SPAN_REPAIR, written.job, parent=written.job.trace, reason="redrive"):
+            enqueue(self.storage, written.job)
+        log.info("job redriven", extra=job_attributes(written.job))
         return written.job
 
-    def _transition(self, job_id: str, change: Any) -> Versioned:
+    def _transition(
+        self, job_id: str, change: Callable[[Job], Job], before_write: Callable[[Job], None] | None = None
+    ) -> Versioned:
         for _ in range(CONFLICT_RETRIES):
-            found = self.store.get(job_id)
+            found = self.store.get(job_id, load_blobs=False)
             if found is None:
                 raise NotFound(job_id)
             try:
                 new = change(found.job)
             except InvalidTransition as exc:
                 raise Conflict(exc.reason) from None
+            if before_write is not None:
+                before_write(new)
             try:
                 return self.store.replace(new, found.etag)
             except ConcurrencyConflict:

@@ -136,9 +136,7 @@ class Storage:
             return TableClient.from_connection_string(
                 e.connection_string, self.config.table_name, **self._kwargs("table")
             )
-        return TableClient(
-            e.table_url, self.config.table_name, credential=self._credential, **self._kwargs("table")
-        )
+        return TableClient(e.table_url, self.config.table_name, credential=self._credential, **self._kwargs("table"))
 
     def _queue(self, name: str) -> QueueClient:
         e = self.endpoints

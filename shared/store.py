@@ -135,11 +135,7 @@ class JobStore:
     # --- ranges ------------------------------------------------------------------------------
 
     def list(
-        self,
-        status: str | None = None,
-        job_type: str | None = None,
-        limit: int = 50,
-        continuation: str | None = None,
+        self, status: str | None = None, job_type: str | None = None, limit: int = 50, continuation: str | None = None
     ) -> Page:
         """Newest first (by due time) across all partitions, one query per partition per page.
 
@@ -176,10 +172,7 @@ class JobStore:
     def _query_page(
         self, shard: int, row_condition: str, extra: str, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
-        query = (
-            f"PartitionKey eq '{partition_key(shard)}' and {row_condition} "
-            f"and RowKey lt '{JOB_ROWS_END}'{extra}"
-        )
+        query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition} and RowKey lt '{JOB_ROWS_END}'{extra}"
         pages = self.table.query_entities(query, results_per_page=limit).by_page()
         rows = list(next(pages, []))
         token = pages.continuation_token
@@ -215,10 +208,7 @@ class JobStore:
                 ops = [("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]})]
                 if entity.get("idem"):
                     ops.append(
-                        (
-                            "delete",
-                            {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]},
-                        )
+                        ("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]})
                     )
                 if len(batch) + len(ops) > BATCH_LIMIT:
                     self._submit_deletes(batch)
@@ -255,20 +245,14 @@ class JobStore:
             "max_attempts": job.max_attempts,
             "errors": json.dumps(list(job.errors)),
         }
-        for name in (
-            "created_at",
-            "updated_at",
-            "due_at",
-            "not_before",
-            "started_at",
-            "finished_at",
-            "lease_until",
-        ):
+        for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at", "lease_until"):
             value = getattr(job, name)
             if value is not None:
                 entity[name] = value.isoformat()
         if job.idempotency_key:
             entity["idem"] = job.idempotency_key
+        if job.trace:
+            entity["trace"] = job.trace
         for name in ("payload", "result"):
             blob_name = job.extra.get(f"{name}_blob")
             if blob_name:
@@ -302,15 +286,7 @@ class JobStore:
     def _from_entity(self, entity: dict[str, Any], load_blobs: bool = True) -> Job:
         times = {
             name: parse_time(entity.get(name))
-            for name in (
-                "created_at",
-                "updated_at",
-                "due_at",
-                "not_before",
-                "started_at",
-                "finished_at",
-                "lease_until",
-            )
+            for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at", "lease_until")
         }
         extra = {k: entity[k] for k in ("payload_blob", "result_blob") if entity.get(k)}
         job = Job(
@@ -323,6 +299,7 @@ class JobStore:
             result=self._get_value(entity, "result", load_blobs),
             errors=tuple(json.loads(entity.get("errors") or "[]")),
             idempotency_key=entity.get("idem"),
+            trace=entity.get("trace"),
             extra=extra,
             **times,  # type: ignore[arg-type]
         )

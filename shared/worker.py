@@ -15,11 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from shared import signals
 from shared.config import Config
 from shared.job import Job, Status, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue, set_aside
@@ -27,8 +32,10 @@ from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
 from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
+from shared.telemetry import Telemetry, job_attributes
 
 log = logging.getLogger("jobs.worker")
+LEASE_EXPIRED = "lease expired: the worker running this attempt was lost"
 
 
 class Outcome(StrEnum):
@@ -42,22 +49,22 @@ class Outcome(StrEnum):
     SET_ASIDE = "set_aside"  # not a job message: moved to the poison queue
 
 
-def job_fields(job: Job) -> dict[str, Any]:
-    """Log attributes carried by every record about a job."""
-    return {"job_id": job.id, "job_type": job.type, "attempt": job.attempt, "status": str(job.status)}
-
-
 @dataclass
 class Worker:
     storage: Storage
     store: JobStore
     registry: Registry
     config: Config
+    telemetry: Telemetry
 
     @property
     def defaults(self) -> RetryPolicy:
         c = self.config
         return RetryPolicy(c.max_attempts, c.backoff_base_seconds, c.backoff_max_seconds)
+
+    def policy_for(self, job_type: str) -> RetryPolicy:
+        spec = self.registry.get(job_type)
+        return spec.policy(self.defaults) if spec else self.defaults
 
     def process(self, body: bytes | str) -> Outcome:
         try:
@@ -65,11 +72,19 @@ class Worker:
         except MalformedMessage as exc:
             set_aside(self.storage, body, str(exc))
             return Outcome.SET_ASIDE
+        attrs = {signals.JOB_ID: message.id, signals.ATTEMPT: message.attempt}
+        with self.telemetry.span(signals.SPAN_ATTEMPT, parent=message.trace, kind=SpanKind.CONSUMER, **attrs) as span:
+            outcome = self._process(message, body)
+            span.set_attribute(signals.OUTCOME, str(outcome))
+            return outcome
+
+    def _process(self, message: JobMessage, body: bytes | str) -> Outcome:
         found = self.store.get(message.id)
         if found is None:
             set_aside(self.storage, body, f"no job {message.id}")
             return Outcome.SET_ASIDE
         job, etag = found.job, found.etag
+        trace.get_current_span().set_attributes(job_attributes(job))
         now = utcnow()
 
         if job.status.terminal:
@@ -78,90 +93,83 @@ class Worker:
             if job.status is Status.QUEUED and message.attempt == job.attempt - 1:
                 # The attempt this message was for scheduled the next one, then the process died
                 # before the host deleted it: the next attempt's message may never have been put.
-                enqueue(self.storage, job.id, job.attempt, job.not_before)
+                enqueue(self.storage, job)
             return self._drop(job, Outcome.STALE, f"message is for attempt {message.attempt}")
         if job.status is Status.RUNNING:
             if not job.lease_expired(now):
                 return self._drop(job, Outcome.DUPLICATE, "attempt is held by another worker")
-            after = record_failure(
-                self.storage,
-                self.store,
-                found,
-                "lease expired: the worker running this attempt was lost",
-                self.policy_for(job.type),
-            )
-            return _outcome_of(after)
+            return _outcome_of(self.fail_attempt(found, LEASE_EXPIRED))
         if job.not_before > now + timedelta(seconds=1):
-            enqueue(self.storage, job.id, job.attempt, job.not_before)
+            enqueue(self.storage, job)
             return self._drop(job, Outcome.NOT_DUE, "attempt is not due yet")
 
         spec = self.registry.get(job.type)
         if spec is None:
-            dead = job.dead_letter(f"no handler for job type {job.type!r}")
-            self._write(Versioned(job, etag), dead)
-            return Outcome.DEAD_LETTERED
-
+            return _outcome_of(self.dead_letter(found, f"no handler for job type {job.type!r}"))
         try:
-            claimed = self.store.replace(
-                job.claim(message.attempt, timedelta(seconds=self.config.lease_seconds)), etag
-            )
+            claimed = self.store.replace(job.claim(message.attempt, timedelta(seconds=self.config.lease_seconds)), etag)
         except ConcurrencyConflict:
             return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
-        log.info("attempt started", extra=job_fields(claimed.job))
-        return self._run(spec, claimed)
+        wait_ms = (now - job.not_before).total_seconds() * 1000
+        self.telemetry.record(signals.QUEUE_WAIT, wait_ms, job)
+        trace.get_current_span().set_attributes({**job_attributes(claimed.job), signals.QUEUE_WAIT_MS: wait_ms})
+        log.info("attempt started", extra=job_attributes(claimed.job))
+        return _outcome_of(self._run(spec, claimed))
 
-    def _run(self, spec: HandlerSpec, claimed: Versioned) -> Outcome:
+    def _run(self, spec: HandlerSpec, claimed: Versioned) -> Job | None:
         job = claimed.job
         ctx = JobContext(
-            id=job.id,
-            type=job.type,
-            payload=job.payload,
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            idempotency_key=job.idempotency_token,
-            _checkpoint=lambda: self._is_cancelled(job.id),
-        )
-        policy = self.policy_for(job.type)
+            id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
+            idempotency_key=job.idempotency_token, _checkpoint=lambda: self._is_cancelled(job.id),
+        )  # fmt: skip
+        started = time.perf_counter()
         try:
             result = _call(spec, ctx, self.config.lease_seconds)
         except JobCancelled:
-            log.info("attempt stopped: job cancelled", extra=job_fields(job))
-            return Outcome.CANCELLED
+            log.info("attempt stopped: job cancelled", extra=job_attributes(job))
+            return job.cancel()  # what the record already says: nothing to write
         except RetryLater as exc:
-            after = record_failure(self.storage, self.store, claimed, _describe(exc), policy, delay=exc.delay)
+            return self.fail_attempt(claimed, _describe(exc), delay=exc.delay)
         except PermanentError as exc:
-            after = record_failure(self.storage, self.store, claimed, _describe(exc), policy, retryable=False)
+            return self.fail_attempt(claimed, _describe(exc), retryable=False)
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
-            after = record_failure(self.storage, self.store, claimed, _describe(exc), policy)
-        else:
-            try:
-                json.dumps(result)
-            except (TypeError, ValueError) as exc:
-                error = f"handler returned a result that is not JSON: {exc}"
-                after = record_failure(self.storage, self.store, claimed, error, policy, retryable=False)
-            else:
-                after = self._write(claimed, job.succeed(result))
-                if after is not None:
-                    log.info("attempt succeeded", extra=job_fields(after))
-        return _outcome_of(after)
-
-    def _write(self, current: Versioned, new: Job) -> Job | None:
+            return self.fail_attempt(claimed, _describe(exc))
+        finally:
+            self.telemetry.record(signals.ATTEMPT_DURATION, (time.perf_counter() - started) * 1000, job)
         try:
-            return self.store.replace(new, current.etag).job
-        except ConcurrencyConflict:
-            return _lost_race(self.store, new)
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return self.fail_attempt(claimed, f"handler returned a result that is not JSON: {exc}", retryable=False)
+        done = self._write(claimed, job.succeed(result))
+        if done is not None and done.status is Status.SUCCEEDED:
+            self.telemetry.count(signals.SUCCEEDED, done)
+            log.info("attempt succeeded", extra=job_attributes(done))
+        return done
 
-    def policy_for(self, job_type: str) -> RetryPolicy:
-        spec = self.registry.get(job_type)
-        return spec.policy(self.defaults) if spec else self.defaults
+    def fail_attempt(
+        self, current: Versioned, error: str, retryable: bool = True, delay: float | None = None
+    ) -> Job | None:
+        """A failed attempt: schedule the next one (record first, then its hidden message) or
+        dead-letter the job. None if someone else changed the job first."""
+        new = current.job.fail(error, self.policy_for(current.job.type), retryable=retryable, delay=delay)
+        written = self._write(current, new)
+        if written is None or written.status is Status.CANCELLED:
+            return written
+        if written.status is Status.QUEUED:
+            enqueue(self.storage, written)
+            self.telemetry.count(signals.RETRIED, written)
+            log.warning("attempt failed, retry scheduled: %s", error, extra=job_attributes(written))
+        else:
+            self.telemetry.count(signals.DEAD_LETTERED, written)
+            log.error("attempt failed, job dead-lettered: %s", error, extra=job_attributes(written))
+        return written
 
-    def _is_cancelled(self, job_id: str) -> bool:
-        found = self.store.get(job_id)
-        return found is None or found.job.status is Status.CANCELLED
-
-    def _drop(self, job: Job, outcome: Outcome, why: str) -> Outcome:
-        log.info("message dropped: %s", why, extra={**job_fields(job), "outcome": str(outcome)})
-        return outcome
+    def dead_letter(self, current: Versioned, reason: str) -> Job | None:
+        written = self._write(current, current.job.dead_letter(reason))
+        if written is not None and written.status is Status.DEAD_LETTERED:
+            self.telemetry.count(signals.DEAD_LETTERED, written)
+            log.error("job dead-lettered: %s", reason, extra=job_attributes(written))
+        return written
 
     def poisoned(self, body: bytes | str, reason: str) -> Outcome:
         """The host gave up on this message: the job it names ends dead-lettered with the reason."""
@@ -176,34 +184,22 @@ class Worker:
         job = found.job
         if job.status.terminal or job.attempt != message.attempt:
             return Outcome.STALE
-        after = self._write(found, job.dead_letter(reason))
-        if after is not None:
-            log.error("job dead-lettered: %s", reason, extra=job_fields(after))
-        return _outcome_of(after)
+        with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="poisoned"):
+            return _outcome_of(self.dead_letter(found, reason))
 
+    def _write(self, current: Versioned, new: Job) -> Job | None:
+        try:
+            return self.store.replace(new, current.etag).job
+        except ConcurrencyConflict:
+            return _lost_race(self.store, new)
 
-def record_failure(
-    storage: Storage,
-    store: JobStore,
-    current: Versioned,
-    error: str,
-    policy: RetryPolicy,
-    retryable: bool = True,
-    delay: float | None = None,
-) -> Job | None:
-    """A failed attempt: schedule the next one (record first, then its hidden message) or
-    dead-letter the job. None if someone else changed the job first (a cancel, say)."""
-    new = current.job.fail(error, policy, retryable=retryable, delay=delay)
-    try:
-        written = store.replace(new, current.etag).job
-    except ConcurrencyConflict:
-        return _lost_race(store, new)
-    if written.status is Status.QUEUED:
-        enqueue(storage, written.id, written.attempt, written.not_before)
-        log.warning("attempt failed, retry scheduled: %s", error, extra=job_fields(written))
-    else:
-        log.error("attempt failed, job dead-lettered: %s", error, extra=job_fields(written))
-    return written
+    def _is_cancelled(self, job_id: str) -> bool:
+        found = self.store.get(job_id, load_blobs=False)
+        return found is None or found.job.status is Status.CANCELLED
+
+    def _drop(self, job: Job, outcome: Outcome, why: str) -> Outcome:
+        log.info("message dropped: %s", why, extra={**job_attributes(job), signals.OUTCOME: str(outcome)})
+        return outcome
 
 
 def _lost_race(store: JobStore, attempted: Job) -> Job | None:
@@ -213,7 +209,7 @@ def _lost_race(store: JobStore, attempted: Job) -> Job | None:
         "job changed under us; our %s write was not applied (now %s)",
         attempted.status,
         current.status if current else "deleted",
-        extra=job_fields(attempted),
+        extra=job_attributes(attempted),
     )
     return None if current is None or current.status is not Status.CANCELLED else current
 

@@ -91,9 +91,7 @@ class Azurite:
             args += ["--inMemoryPersistence", "--extentMemoryLimit", "512"]
             cwd = tempfile.gettempdir()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - outlives this call
-        self.proc = subprocess.Popen(
-            args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.proc = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not all(port_open("127.0.0.1", p) for p in self.ports):
             if self.proc.poll() is not None:

@@ -53,9 +53,7 @@ class Host:
             if done(job):
                 return job
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"job never reached the expected state; last: {job}\n{self.log()[-3000:]}"
-                )
+                raise AssertionError(f"job never reached the expected state; last: {job}\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
     def submit(self, body: dict, **kw) -> requests.Response:

@@ -31,9 +31,7 @@ def test_submit_returns_202_with_location_and_retry_after(call, services):
     assert r.status == 202
     assert r.headers["Location"] == f"/api/jobs/{r.body['id']}"
     assert int(r.headers["Retry-After"]) >= 1
-    assert {
-        k: r.body[k] for k in ("type", "status", "attempt", "max_attempts", "payload", "result", "errors")
-    } == {
+    assert {k: r.body[k] for k in ("type", "status", "attempt", "max_attempts", "payload", "result", "errors")} == {
         "type": "echo",
         "status": "queued",
         "attempt": 1,
