@@ -57,6 +57,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.health, req)
 
 
+@app.route(route="metrics", methods=["GET"])
+def metrics(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.metrics, req)
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def run_job(msg: func.QueueMessage) -> None:
     outcome = services().worker.process(msg.get_body())

@@ -51,6 +51,8 @@ class ApiResponse:
     content_type: str = JSON
 
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
 
 
@@ -198,6 +200,14 @@ def health(service: JobService, request: ApiRequest) -> ApiResponse:
     if failed:
         raise Problem(503, "dependency_unavailable", f"not answering: {', '.join(failed)}", checks=checks)
     return ApiResponse(200, {"status": "ok", "checks": checks})
+
+
+def metrics(service: JobService, request: ApiRequest) -> ApiResponse:
+    """This process's counters, histograms and gauges in the Prometheus text format (local use:
+    in Azure, Application Insights has them). Kept in memory: nothing scans the job history."""
+    from shared.telemetry import prometheus_text
+
+    return ApiResponse(200, prometheus_text(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from shared.messages import JobMessage
 from shared.worker import Outcome
 
 
-def make_services(azurite, unique_name: str, **overrides: str) -> Services:
+def make_services(azurite, unique_name: str, telemetry=None, **overrides: str) -> Services:
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_QUEUE_NAME": unique_name,
@@ -22,7 +22,7 @@ def make_services(azurite, unique_name: str, **overrides: str) -> Services:
         "JOBS_BACKOFF_MAX_SECONDS": "0.4",
         **overrides,
     }
-    return build(config_module.load(env), env=env)
+    return build(config_module.load(env), env=env, telemetry=telemetry)
 
 
 @pytest.fixture

@@ -1,0 +1,112 @@
+"""What a job emits, captured with in-memory exporters on a real Azurite run: one trace per job,
+the metrics with their values, logs carrying the job's attributes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared import signals
+from shared.telemetry import JsonFormatter, Telemetry
+from tests.integration.conftest import make_services, run_until
+
+
+@pytest.fixture
+def captured(azurite, unique_name):
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(tracer_provider, MeterProvider(metric_readers=[reader]))
+    services = make_services(azurite, unique_name, telemetry=telemetry)
+    yield services, spans, reader
+    for client in (services.storage.queue, services.storage.poison_queue):
+        client.delete_queue()
+    services.storage.table.delete_table()
+    services.storage.container.delete_container()
+
+
+def metric_points(reader) -> dict[str, list]:
+    out: dict[str, list] = {}
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                out.setdefault(metric.name, []).extend(metric.data.data_points)
+    return out
+
+
+def test_job_that_fails_once_then_succeeds_is_one_trace_with_metrics_and_logs(captured, caplog):
+    services, spans, reader = captured
+    caplog.set_level(logging.INFO)
+    job = services.service.submit("fail", {"times": 1}).job
+    run_until(services, lambda: services.service.get(job.id).status.terminal)
+    services.reconciler.run()
+
+    # One trace: the submit and both attempts share its trace id; the attempts are its children.
+    job_spans = [s for s in spans.get_finished_spans() if s.attributes.get(signals.JOB_ID) == job.id]
+    names = sorted(s.name for s in job_spans)
+    assert names == [signals.SPAN_ATTEMPT, signals.SPAN_ATTEMPT, signals.SPAN_SUBMIT]
+    assert len({s.context.trace_id for s in job_spans}) == 1
+    submit = next(s for s in job_spans if s.name == signals.SPAN_SUBMIT)
+    attempts = sorted((s for s in job_spans if s.name == signals.SPAN_ATTEMPT), key=lambda s: s.start_time)
+    assert all(a.parent.span_id == submit.context.span_id for a in attempts)
+    assert [a.attributes[signals.OUTCOME] for a in attempts] == ["retry_scheduled", "succeeded"]
+    assert [a.attributes[signals.ATTEMPT] for a in attempts] == [1, 2]
+    assert all(a.attributes[signals.JOB_TYPE] == "fail" for a in attempts)
+    assert all(signals.QUEUE_WAIT_MS in a.attributes for a in attempts)
+
+    # Metrics, by job type, with the right values.
+    points = metric_points(reader)
+    total = {name: sum(p.value for p in pts if p.attributes.get(signals.JOB_TYPE) == "fail")
+             for name, pts in points.items() if name in ("jobs.submitted", "jobs.retried", "jobs.succeeded")}  # fmt: skip
+    assert total == {"jobs.submitted": 1, "jobs.retried": 1, "jobs.succeeded": 1}
+    assert "jobs.dead_lettered" not in points and "jobs.cancelled" not in points
+    for histogram in (signals.ATTEMPT_DURATION.name, signals.QUEUE_WAIT.name):
+        assert sum(p.count for p in points[histogram]) == 2, histogram
+    assert [p.value for p in points[signals.QUEUE_DEPTH.name]] == [0]
+    assert [p.value for p in points[signals.POISON_DEPTH.name]] == [0]
+
+    # Logs about the job carry its attributes, and print as JSON lines when asked.
+    job_logs = [r for r in caplog.records if getattr(r, signals.JOB_ID, None) == job.id]
+    assert {r.getMessage().split(":")[0] for r in job_logs} >= {
+        "job submitted",
+        "attempt started",
+        "attempt failed, retry scheduled",
+        "attempt succeeded",
+    }
+    for record in job_logs:
+        for attr in (signals.JOB_TYPE, signals.ATTEMPT, signals.STATUS):
+            assert hasattr(record, attr), (record.getMessage(), attr)
+    import json
+
+    line = json.loads(JsonFormatter().format(job_logs[-1]))
+    assert line[signals.JOB_ID] == job.id and line[signals.STATUS] == "succeeded"
+
+
+def test_dead_letter_and_cancel_are_counted(captured):
+    services, _, reader = captured
+    dead = services.service.submit("fail", None, max_attempts=1).job
+    run_until(services, lambda: services.service.get(dead.id).status.terminal)
+    services.service.cancel(services.service.submit("echo", 1).job.id)
+    points = metric_points(reader)
+    assert sum(p.value for p in points["jobs.dead_lettered"]) == 1
+    assert sum(p.value for p in points["jobs.cancelled"]) == 1
+
+
+def test_every_metric_in_the_definition_is_emitted(captured):
+    """What dashboards query must exist: a run that touches every path emits every metric."""
+    services, _, reader = captured
+    ok = services.service.submit("fail", {"times": 1}).job
+    dead = services.service.submit("fail", None, max_attempts=1).job
+    services.service.cancel(services.service.submit("echo", 1, delay_seconds=60).job.id)
+    run_until(services, lambda: all(services.service.get(j.id).status.terminal for j in (ok, dead)))
+    services.reconciler.run()
+    emitted = set(metric_points(reader))
+    assert {m.name for m in signals.METRICS} <= emitted
