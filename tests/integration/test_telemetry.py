@@ -64,8 +64,12 @@ def test_job_that_fails_once_then_succeeds_is_one_trace_with_metrics_and_logs(ca
 
     # Metrics, by job type, with the right values.
     points = metric_points(reader)
-    total = {name: sum(p.value for p in pts if p.attributes.get(signals.JOB_TYPE) == "fail")
-             for name, pts in points.items() if name in ("jobs.submitted", "jobs.retried", "jobs.succeeded")}  # fmt: skip
+    counted = ("jobs.submitted", "jobs.retried", "jobs.succeeded")
+    total = {
+        name: sum(p.value for p in pts if p.attributes.get(signals.JOB_TYPE) == "fail")
+        for name, pts in points.items()
+        if name in counted
+    }
     assert total == {"jobs.submitted": 1, "jobs.retried": 1, "jobs.succeeded": 1}
     assert "jobs.dead_lettered" not in points and "jobs.cancelled" not in points
     for histogram in (signals.ATTEMPT_DURATION.name, signals.QUEUE_WAIT.name):
