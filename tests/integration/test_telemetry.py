@@ -114,3 +114,48 @@ def test_every_metric_in_the_definition_is_emitted(captured):
     services.reconciler.run()
     emitted = set(metric_points(reader))
     assert {m.name for m in signals.METRICS} <= emitted
+
+
+def test_everything_the_dashboards_and_alerts_query_is_emitted(captured, caplog):
+    """Run every path against Azurite, capture what is emitted, and check each metric, span,
+    dimension and log text the workbook and alerts query for is among it."""
+    import re
+
+    from shared.worker import Outcome
+    from tools import dashboards
+
+    services, spans, reader = captured
+    caplog.set_level(logging.INFO)
+    ok = services.service.submit("fail", {"times": 1}).job
+    dead = services.service.submit("fail", None, max_attempts=1).job
+    services.service.cancel(services.service.submit("echo", 1, delay_seconds=60).job.id)
+    run_until(services, lambda: all(services.service.get(j.id).status.terminal for j in (ok, dead)))
+    services.reconciler.run()
+
+    finished = spans.get_finished_spans()
+    points = metric_points(reader)
+    dimensions = {k for sp in finished for k in sp.attributes}
+    dimensions |= {k for pts in points.values() for p in pts for k in p.attributes}
+    dimensions |= {k for r in caplog.records for k in vars(r)}
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    outcomes = {str(o) for o in Outcome}
+
+    for query in dashboards.queries():
+        for metric in re.findall(r'"(jobs\.[a-z_.]+)"', query):
+            assert metric in points, f"{metric!r} is queried but never emitted"
+        for span in re.findall(r'requests \| where name == "([^"]+)"', query):
+            assert span in {sp.name for sp in finished}, f"span {span!r} is queried but never emitted"
+        for dim in re.findall(r"customDimensions\.(\w+)", query):
+            assert dim in dimensions, f"dimension {dim!r} is queried but never emitted"
+        for text in re.findall(r'message has "([^"]+)"', query):
+            assert text in messages, f"log text {text!r} is queried but never logged"
+        for value in re.findall(r'in \(("[a-z_]+"(?:, "[a-z_]+")*)\)', query):
+            for item in re.findall(r'"([a-z_]+)"', value):
+                assert item in outcomes, f"outcome {item!r} is queried but never set"
+
+
+def test_committed_dashboards_match_the_signal_definitions():
+    from tools import dashboards
+
+    for name, text in dashboards.render().items():
+        assert (dashboards.OUT / name).read_text() == text, f"run `python -m tools.dashboards`: {name} is stale"
