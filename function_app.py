@@ -32,6 +32,11 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.submit, req)
 
 
+@app.route(route="jobs/batch", methods=["POST"])
+def submit_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.submit_batch, req)
+
+
 @app.route(route="jobs", methods=["GET"])
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.list_jobs, req)

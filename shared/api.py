@@ -16,8 +16,8 @@ from typing import Any
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
-from shared.job import Status, utcnow
-from shared.service import Conflict, JobService, NotFound, is_status
+from shared.job import Job, Status, utcnow
+from shared.service import Conflict, JobService, NotFound, Submission, is_status
 from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
 
 log = logging.getLogger("jobs.api")
@@ -29,6 +29,8 @@ MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 MAX_ATTEMPTS_CEILING = 100
+MAX_BATCH = 100
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 SUBMIT_FIELDS = {"type", "payload", "max_attempts", "delay_seconds"}
 _TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -109,6 +111,56 @@ def handle(route: Route, services: Callable[[], Any], request: ApiRequest) -> Ap
 
 def submit(service: JobService, request: ApiRequest) -> ApiResponse:
     body = _json_body(request, service.config.max_payload_bytes + 64 * 1024)
+    sub = _submission(service, body)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+    try:
+        submitted = service.submit(
+            sub.type, sub.payload, max_attempts=sub.max_attempts, delay_seconds=sub.delay_seconds,
+            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+        )  # fmt: skip
+    except IdempotencyMismatch as exc:
+        raise Problem(422, "idempotency_key_reused", str(exc)) from None
+    job = submitted.job
+    headers = {"Location": f"{JOBS_PATH}/{job.id}", "Retry-After": str(_retry_after(job))}
+    if not submitted.created:
+        headers["Idempotent-Replayed"] = "true"
+    return ApiResponse(202, job.to_resource(), headers)
+
+
+def submit_batch(service: JobService, request: ApiRequest) -> ApiResponse:
+    """Up to 100 jobs in one request, all or nothing: one invalid item and nothing is written.
+    The jobs share a partition, so their records go in entity-group transactions (one billed
+    call for up to 100 rows). If a later group fails after an earlier one landed, the answer is
+    207 with a result per item."""
+    body = _json_body(request, MAX_BATCH_BYTES)
+    items = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH or set(body) != {"jobs"}:
+        raise Problem(400, "invalid_body", f'the body must be {{"jobs": [...]}} with 1 to {MAX_BATCH} jobs')
+    subs, errors = [], []
+    for index, item in enumerate(items):
+        try:
+            subs.append(_submission(service, item))
+        except Problem as problem:
+            errors.append({"index": index, "code": problem.code, "detail": problem.detail})
+    if errors:
+        raise Problem(400, "invalid_batch", f"{len(errors)} of {len(items)} jobs are invalid; none was submitted",
+                      errors=errors)  # fmt: skip
+    results = service.submit_batch(subs)
+    if all(isinstance(r, Job) for r in results):
+        return ApiResponse(202, {"jobs": [r.to_resource() for r in results]})
+    out = [
+        {"index": i, "status": 202, "job": r.to_resource()}
+        if isinstance(r, Job)
+        else {"index": i, "status": 503, "detail": f"not submitted: {r}"}
+        for i, r in enumerate(results)
+    ]
+    return ApiResponse(207, {"results": out})
+
+
+def _submission(service: JobService, body: Any) -> Submission:
+    """Validate one job submission; a Problem says what is wrong with it."""
     if not isinstance(body, dict):
         raise Problem(400, "invalid_body", "the body must be a JSON object")
     unknown = sorted(set(body) - SUBMIT_FIELDS)
@@ -131,25 +183,7 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
     delay = body.get("delay_seconds", 0)
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_SECONDS:
         raise Problem(400, "invalid_field", f"`delay_seconds` must be a number from 0 to {MAX_DELAY_SECONDS}")
-    key = request.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
-    try:
-        submitted = service.submit(
-            job_type,
-            payload,
-            max_attempts=max_attempts,
-            delay_seconds=float(delay),
-            idempotency_key=key,
-            request_hash=with_request_hash(body) if key else None,
-        )
-    except IdempotencyMismatch as exc:
-        raise Problem(422, "idempotency_key_reused", str(exc)) from None
-    job = submitted.job
-    headers = {"Location": f"{JOBS_PATH}/{job.id}", "Retry-After": str(_retry_after(job))}
-    if not submitted.created:
-        headers["Idempotent-Replayed"] = "true"
-    return ApiResponse(202, job.to_resource(), headers)
+    return Submission(job_type, payload, max_attempts, float(delay))
 
 
 def get(service: JobService, request: ApiRequest) -> ApiResponse:

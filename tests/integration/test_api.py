@@ -156,3 +156,38 @@ def test_health_is_503_when_the_table_is_missing(call, services):
     r = call(api.health)
     assert r.status == 503 and r.body["checks"]["table"] != "ok" and r.body["checks"]["queue"] == "ok"
     services.storage.table.create_table()
+
+
+def test_batch_of_100_jobs_costs_one_table_transaction(call, services):
+    counter = services.storage.counter
+    counter.reset()
+    r = call(api.submit_batch, {"jobs": [{"type": "echo", "payload": i} for i in range(100)]})
+    assert r.status == 202 and len(r.body["jobs"]) == 100
+    assert counter.total("table") == 1  # one entity-group transaction for 100 records
+    assert counter.total("queue") == 100  # one message each: queues have no batch put
+    assert len({j["id"][:2] for j in r.body["jobs"]}) == 1  # one partition
+    assert services.storage.queue.get_queue_properties().approximate_message_count == 100
+
+
+def test_batch_with_an_invalid_item_writes_nothing_and_names_it(call, services):
+    r = call(api.submit_batch, {"jobs": [{"type": "echo"}, {"type": "nope"}, {"type": "echo", "max_attempts": 0}]})
+    assert (r.status, r.body["code"]) == (400, "invalid_batch")
+    assert [(e["index"], e["code"]) for e in r.body["errors"]] == [(1, "unknown_job_type"), (2, "invalid_field")]
+    assert table_rows(services) == []
+
+
+@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": [{"type": "echo"}] * 101}, {"jobs": {}}, [1], {"x": 1}])
+def test_batch_shape_is_checked(call, body):
+    r = call(api.submit_batch, body)
+    assert (r.status, r.body["code"]) == (400, "invalid_body")
+
+
+def test_batch_larger_than_one_transaction_is_split_and_all_succeed(call, services):
+    from tests.integration.conftest import run_until
+
+    big = "x" * 25_000  # inline (under the blob threshold): 100 of these exceed one 4 MiB transaction
+    r = call(api.submit_batch, {"jobs": [{"type": "echo", "payload": big} for _ in range(100)]})
+    assert r.status == 202 and len(r.body["jobs"]) == 100
+    ids = [j["id"] for j in r.body["jobs"]]
+    run_until(services, lambda: services.store.list(status="succeeded", limit=200).jobs.__len__() == 100, timeout=60)
+    assert {services.service.get(i).result == big for i in ids} == {True}
