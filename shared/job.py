@@ -155,6 +155,18 @@ class Job:
             trace=trace,
         )
 
+    @classmethod
+    def from_message(
+        cls, job_id: str, attempt: int, job_type: str, payload: Any, max_attempts: int, due: datetime, trace: str | None
+    ) -> Job:
+        """The job as a message snapshot knows it: enough to claim it, run it and write its
+        result with merges. Its timestamps other than `not_before` are placeholders that are
+        never written."""
+        return cls(
+            id=job_id, type=job_type, status=Status.QUEUED, attempt=attempt, max_attempts=max_attempts,
+            payload=payload, created_at=due, updated_at=due, due_at=due, not_before=due, trace=trace,
+        )  # fmt: skip
+
     # --- transitions -------------------------------------------------------------------------
 
     def claim(self, attempt: int, lease: timedelta, now: datetime | None = None) -> Job:

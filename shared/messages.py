@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.job import Job, JobKey, utcnow
 from shared.storage import Storage
@@ -18,6 +19,8 @@ from shared.storage import Storage
 # A message can stay hidden for at most 7 days. Longer delays are held in the record and the
 # reconciler releases the job when it is due; keep a margin for clock skew.
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+# A payload up to this size rides in the message, so the worker can claim without a read first.
+SNAPSHOT_PAYLOAD_CHARS = 16_000
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +30,50 @@ class MalformedMessage(ValueError):
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What the worker needs to run an attempt without reading the record first: the record's
+    ETag when it scheduled this attempt (the claim is conditional on it, so a cancel, a repair
+    or a second delivery makes the claim fail and the worker falls back to reading the record),
+    and the job's immutable fields."""
+
+    etag: str
+    type: str
+    payload: Any
+    max_attempts: int
+    due_ms: int
+
+    @property
+    def due(self) -> datetime:
+        return datetime.fromtimestamp(self.due_ms / 1000, UTC)
+
+    def encode(self) -> dict[str, Any]:
+        return {"etag": self.etag, "type": self.type, "payload": self.payload, "max": self.max_attempts,
+                "due": self.due_ms}  # fmt: skip
+
+    @classmethod
+    def decode(cls, data: Any) -> Snapshot | None:
+        if not isinstance(data, dict):
+            return None
+        etag, job_type, max_attempts, due = data.get("etag"), data.get("type"), data.get("max"), data.get("due")
+        if not (isinstance(etag, str) and isinstance(job_type, str) and isinstance(max_attempts, int)
+                and isinstance(due, int)):  # fmt: skip
+            return None
+        return cls(etag, job_type, data.get("payload"), max_attempts, due)
+
+
+@dataclass(frozen=True)
 class JobMessage:
     id: str
     attempt: int
     trace: str | None = None  # the W3C traceparent of the job's submit: one trace per job
+    snapshot: Snapshot | None = None
 
     def encode(self) -> str:
         data: dict[str, object] = {"id": self.id, "attempt": self.attempt}
         if self.trace:
             data["trace"] = self.trace
+        if self.snapshot:
+            data["run"] = self.snapshot.encode()
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -52,7 +90,8 @@ class JobMessage:
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
             raise MalformedMessage(f"no valid attempt: {attempt!r}")
         trace = data.get("trace")
-        return cls(job_id, attempt, trace if isinstance(trace, str) and len(trace) < 128 else None)
+        trace = trace if isinstance(trace, str) and len(trace) < 128 else None
+        return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")))
 
 
 def visibility_delay(not_before: datetime, now: datetime | None = None) -> int | None:
@@ -63,13 +102,21 @@ def visibility_delay(not_before: datetime, now: datetime | None = None) -> int |
     return max(0, int(seconds + 0.999))
 
 
-def enqueue(storage: Storage, job: Job, now: datetime | None = None) -> bool:
+def enqueue(storage: Storage, job: Job, etag: str | None = None, now: datetime | None = None) -> bool:
     """Put the message for the job's current attempt, hidden until it is due. False if the delay
-    is too long for a queue message: the reconciler enqueues it once it is due."""
+    is too long for a queue message: the reconciler enqueues it once it is due.
+
+    With the record's `etag` (and a small payload) the message carries a snapshot, which saves
+    the worker a read: a successful job then costs 5 storage calls plus its share of a receive."""
     delay = visibility_delay(job.not_before, now)
     if delay is None:
         return False
-    message = JobMessage(job.id, job.attempt, job.trace)
+    snapshot = None
+    small = "payload_blob" not in job.extra and len(json.dumps(job.payload)) <= SNAPSHOT_PAYLOAD_CHARS
+    if etag and small:
+        due_ms = int(job.not_before.timestamp() * 1000)
+        snapshot = Snapshot(etag, job.type, job.payload, job.max_attempts, due_ms)
+    message = JobMessage(job.id, job.attempt, job.trace, snapshot)
     storage.queue.send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
     return True
 

@@ -138,7 +138,7 @@ class Reconciler:
                 written = self.store.replace(found.job.requeued(now), found.etag)
             except ConcurrencyConflict:
                 return  # a worker claimed it meanwhile: its message was not lost after all
-            if enqueue(self.storage, written.job, now):
+            if enqueue(self.storage, written.job, written.etag, now):
                 log.warning("re-enqueued a queued job whose message was lost", extra=job_attributes(written.job))
                 done["requeued"] += 1
 

@@ -92,7 +92,7 @@ class JobService:
             stored = self.store.insert(job, request_hash=request_hash)
             if stored.job.id != job.id:
                 return Submitted(stored.job, created=False)
-            enqueue(self.storage, job)
+            enqueue(self.storage, stored.job, stored.etag)
         self.telemetry.count(signals.SUBMITTED, job)
         log.info("job submitted", extra=job_attributes(job))
         return Submitted(stored.job, created=True)
@@ -111,13 +111,13 @@ class JobService:
                 for sub in subs
             ]  # fmt: skip
             results = self.store.insert_batch(jobs)
-            stored = [r for r in results if isinstance(r, Job)]
+            stored = [r for r in results if isinstance(r, Versioned)]
             with ThreadPoolExecutor(max_workers=min(8, len(stored) or 1)) as pool:
-                list(pool.map(lambda job: enqueue(self.storage, job), stored))
-        for job in stored:
-            self.telemetry.count(signals.SUBMITTED, job)
+                list(pool.map(lambda v: enqueue(self.storage, v.job, v.etag), stored))
+        for v in stored:
+            self.telemetry.count(signals.SUBMITTED, v.job)
         log.info("batch submitted: %d of %d jobs", len(stored), len(subs))
-        return results
+        return [r.job if isinstance(r, Versioned) else r for r in results]
 
     def _attempts(self, job_type: str, requested: int | None) -> int:
         spec = self.registry.get(job_type)
@@ -150,7 +150,7 @@ class JobService:
 
         written = self._transition(job_id, lambda job: job.redrive(extra_attempts), before_write=watch_once)
         with self.telemetry.span(signals.SPAN_REPAIR, written.job, parent=written.job.trace, reason="redrive"):
-            enqueue(self.storage, written.job)
+            enqueue(self.storage, written.job, written.etag)
         log.info("job redriven", extra=job_attributes(written.job))
         return written.job
 

@@ -100,22 +100,22 @@ class JobStore:
             return self._existing_for_key(job.key.shard, job.idempotency_key, request_hash)
         return Versioned(job, results[0]["etag"])
 
-    def insert_batch(self, jobs: list[Job]) -> list[Job | Exception]:
+    def insert_batch(self, jobs: list[Job]) -> list[Versioned | Exception]:
         """Insert jobs of one partition in entity-group transactions of up to 100 rows and about
         3.5 MB (the service takes 4 MiB): each group is all or nothing."""
         entities = []
         for job in jobs:
             job = self._offload(job)
             entities.append((job, self._to_entity(job)))
-        results: list[Job | Exception] = []
+        results: list[Versioned | Exception] = []
         group: list[tuple[Job, dict[str, Any]]] = []
         size = 0
         for job, entity in [*entities, (None, None)]:
             entity_size = len(json.dumps(entity)) if entity else 0
             if group and (entity is None or len(group) == BATCH_LIMIT or size + entity_size > BATCH_BYTES):
                 try:
-                    self.table.submit_transaction([("create", e) for _, e in group])
-                    results += [j for j, _ in group]
+                    written = self.table.submit_transaction([("create", e) for _, e in group])
+                    results += [Versioned(j, w["etag"]) for (j, _), w in zip(group, written, strict=True)]
                 except (TableTransactionError, HttpResponseError) as exc:
                     results += [exc] * len(group)
                 group, size = [], 0
@@ -151,6 +151,30 @@ class JobStore:
             meta = self.table.update_entity(
                 entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise ConcurrencyConflict(job.id) from exc
+            raise
+        return Versioned(job, meta["etag"])
+
+    def update(self, job: Job, etag: str, fields: tuple[str, ...]) -> Versioned:
+        """Write only `fields` of the job (a merge), if nobody changed it since `etag`. The
+        worker's claim and result writes use it: they change a few properties, and may start
+        from a message snapshot rather than a full record."""
+        job = self._offload(job)
+        full = self._to_entity(job)
+        entity: dict[str, Any] = {"PartitionKey": full["PartitionKey"], "RowKey": full["RowKey"]}
+        for name in fields:
+            if name in full:
+                entity[name] = full[name]
+            elif not name.endswith("_blob"):
+                entity[name] = ""  # a cleared time (a merge cannot remove a property)
+        try:
+            meta = self.table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError as exc:
+            raise ConcurrencyConflict(job.id) from exc
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 raise ConcurrencyConflict(job.id) from exc
@@ -301,12 +325,10 @@ class JobStore:
         return job if extra == job.extra else replace(job, extra=extra)
 
     def _get_value(self, entity: dict[str, Any], name: str, load_blobs: bool) -> Any:
-        if name in entity:
-            return json.loads(entity[name])
         blob_name = entity.get(f"{name}_blob")
-        if blob_name and load_blobs:
-            return json.loads(self.storage.container.download_blob(blob_name).readall())
-        return None
+        if blob_name:  # the claim check wins over an inline placeholder
+            return json.loads(self.storage.container.download_blob(blob_name).readall()) if load_blobs else None
+        return json.loads(entity[name]) if entity.get(name) else None
 
     def _from_entity(self, entity: dict[str, Any], load_blobs: bool = True) -> Job:
         times = {

@@ -1,0 +1,322 @@
+"""Chaos: jobs through several local hosts while hosts are killed, junk is injected and the
+storage emulator itself restarts. Then prove nothing was lost.
+
+    python -m bench.chaos --jobs 2000 --instances 3 --kill-every 5 --azurite-restart
+
+What it does, on loopback only, bounded in jobs and time:
+- Azurite with disk persistence in a temp folder (so it can restart), N local hosts;
+- submits a mix through the batch API: most succeed at once, some fail once or twice then
+  succeed, some always fail (and dead-letter), some sleep (so kills land mid-job);
+- every few seconds SIGKILLs a random host and starts it again; injects messages that are not
+  JSON or name no job; restarts Azurite once;
+- then checks and prints: every job terminal (lost = 0), each job's terminal state written once
+  (from the hosts' JSON logs), attempts on the records match the handler's own execution log,
+  and how many executions were repeats of an attempt (at-least-once delivery: reported).
+Exits 1 on any loss or double terminal write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from azure.data.tables import TableClient
+from azure.storage.queue import QueueClient
+
+from tools.azurite import REPO_ROOT, Azurite, free_port
+
+TERMINAL = {"succeeded", "dead_lettered", "cancelled"}
+TERMINAL_LOGS = ("attempt succeeded", "attempt failed, job dead-lettered", "job dead-lettered", "job cancelled")
+
+CHAOS_HANDLER = '''
+"""A job type for the chaos run: writes each execution to a log the harness reads."""
+import os, time
+from shared.registry import handler
+
+LOG = os.environ["CHAOS_EXECUTION_LOG"]
+
+
+@handler("chaos")
+def chaos(ctx):
+    with open(LOG, "a") as f:  # one short line per write: appends do not interleave
+        f.write(f"{ctx.id} {ctx.attempt}\\n")
+    mode = ctx.payload.get("mode")
+    if mode == "sleep":
+        time.sleep(ctx.payload.get("seconds", 1))
+    if mode == "flaky" and ctx.attempt <= ctx.payload.get("times", 1):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    if mode == "doomed":
+        raise RuntimeError("always fails")
+    return {"n": ctx.payload.get("n")}
+'''
+
+HOST_JSON_QUEUES = {
+    "batchSize": 16,
+    "newBatchThreshold": 8,
+    "maxPollingInterval": "00:00:01",
+    "visibilityTimeout": "00:00:01",
+    "maxDequeueCount": 5,
+    "messageEncoding": "none",
+}
+
+
+def make_app(folder: Path) -> Path:
+    app = folder / "app"
+    app.mkdir()
+    (app / "shared").symlink_to(REPO_ROOT / "shared")
+    source = (REPO_ROOT / "function_app.py").read_text()
+    (app / "function_app.py").write_text(source + "\nimport chaos_handlers  # noqa: E402,F401\n")
+    (app / "chaos_handlers.py").write_text(CHAOS_HANDLER)
+    host = json.loads((REPO_ROOT / "host.json").read_text())
+    host["extensions"]["queues"] = HOST_JSON_QUEUES
+    (app / "host.json").write_text(json.dumps(host))
+    return app
+
+
+@dataclass
+class Hosts:
+    app: Path
+    env: dict[str, str]
+    folder: Path
+    count: int
+    ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen | None] = field(default_factory=list)
+    starts: int = 0
+
+    def start(self, index: int) -> None:
+        log = (self.folder / f"host-{index}-{self.starts}.log").open("wb")
+        self.starts += 1
+        self.procs[index] = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--app-dir", str(self.app), "--port", str(self.ports[index])],
+            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def start_all(self) -> None:
+        self.ports = [free_port() for _ in range(self.count)]
+        self.procs = [None] * self.count
+        for i in range(self.count):
+            self.start(i)
+        for port in self.ports:
+            wait_http(f"http://127.0.0.1:{port}/api/health", 60)
+
+    def kill(self, index: int) -> None:
+        proc = self.procs[index]
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            if proc:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+    def url(self) -> str:
+        alive = [p for p, proc in zip(self.ports, self.procs, strict=True) if proc and proc.poll() is None]
+        return f"http://127.0.0.1:{random.choice(alive or self.ports)}/api"
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def job_mix(n: int, rng: random.Random) -> list[dict]:
+    jobs = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.10:
+            payload, attempts = {"mode": "flaky", "times": rng.choice([1, 2]), "n": i}, 4
+        elif roll < 0.15:
+            payload, attempts = {"mode": "doomed", "n": i}, 2
+        elif roll < 0.20:
+            payload, attempts = {"mode": "sleep", "seconds": rng.uniform(0.5, 2), "n": i}, 4
+        else:
+            payload, attempts = {"mode": "ok", "n": i}, 4
+        jobs.append({"type": "chaos", "payload": payload, "max_attempts": attempts})
+    return jobs
+
+
+def submit_all(hosts: Hosts, jobs: list[dict], deadline: float) -> list[str]:
+    ids: list[str] = []
+    for start in range(0, len(jobs), 100):
+        chunk = jobs[start : start + 100]
+        while True:  # a host may be down or Azurite restarting: try another, until the deadline
+            try:
+                r = requests.post(f"{hosts.url()}/jobs/batch", json={"jobs": chunk}, timeout=30)
+                if r.status_code == 202:
+                    ids += [j["id"] for j in r.json()["jobs"]]
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("could not submit the jobs in time")
+            time.sleep(0.5)
+    return ids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between host kills")
+    parser.add_argument("--kills", type=int, default=1000, help="at most this many kills")
+    parser.add_argument("--azurite-restart", action="store_true", help="restart Azurite once mid-run")
+    parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="chaos-"))
+    name = "chaos" + uuid.uuid4().hex[:8]
+    azurite = Azurite(location=str(folder / "azurite"), log_path=str(folder / "azurite.log")).start()
+    execution_log = folder / "executions.log"
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "JOBS_QUEUE_NAME": name, "JOBS_TABLE_NAME": name, "JOBS_CONTAINER_NAME": name,
+        "AzureFunctionsWebHost__hostid": name,
+        "JOBS_LEASE_SECONDS": "10", "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *", "JOBS_RECONCILE_GRACE_SECONDS": "5",
+        "JOBS_BACKOFF_BASE_SECONDS": "0.5", "JOBS_BACKOFF_MAX_SECONDS": "2",
+        "JOBS_LOG_FORMAT": "json", "CHAOS_EXECUTION_LOG": str(execution_log), "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+    hosts = Hosts(make_app(folder), env, folder, args.instances)
+    started = time.monotonic()
+    deadline = started + args.timeout
+    kills = injected = 0
+    restarted_azurite = False
+    try:
+        hosts.start_all()
+        print(f"{args.instances} hosts up; submitting {args.jobs} jobs", flush=True)
+        ids = submit_all(hosts, job_mix(args.jobs, rng), deadline)
+        table = TableClient.from_connection_string(azurite.connection_string, name)
+        queue = QueueClient.from_connection_string(azurite.connection_string, name)
+        next_kill = time.monotonic() + args.kill_every
+        terminal = 0
+        while time.monotonic() < deadline:
+            try:
+                rows = list(table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'", select=["status"]))
+                terminal = sum(1 for r in rows if r["status"] in TERMINAL)
+            except Exception:  # noqa: BLE001 - Azurite may be restarting
+                pass
+            print(f"  {time.monotonic() - started:6.1f} s: {terminal}/{len(ids)} terminal, {kills} kills", flush=True)
+            if terminal >= len(ids):
+                break
+            if kills < args.kills and time.monotonic() >= next_kill:
+                victim = rng.randrange(args.instances)
+                hosts.kill(victim)
+                kills += 1
+                hosts.start(victim)
+                next_kill = time.monotonic() + args.kill_every
+                try:
+                    queue.send_message("this is not json")
+                    queue.send_message(json.dumps({"id": "00" + "1" * 13 + "0" * 10, "attempt": 1}))
+                    injected += 2
+                except Exception:  # noqa: BLE001
+                    pass
+            if args.azurite_restart and not restarted_azurite and terminal >= len(ids) // 3:
+                print("  restarting Azurite", flush=True)
+                azurite.stop()
+                time.sleep(2)
+                azurite.start()
+                restarted_azurite = True
+            time.sleep(1)
+        result = verify(table, ids, execution_log, folder)
+    finally:
+        hosts.stop_all()
+        azurite.stop()
+    result.update(
+        jobs=len(ids), instances=args.instances, kills=kills, injected_malformed=injected,
+        azurite_restarted=restarted_azurite, seconds=round(time.monotonic() - started, 1),
+    )  # fmt: skip
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    ok = result["lost"] == 0 and result["double_terminal_writes"] == 0 and result["attempt_mismatches"] == 0
+    if ok:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        print(f"FAILED: logs kept in {folder}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def verify(table: TableClient, ids: list[str], execution_log: Path, folder: Path) -> dict:
+    records = {}
+    for row in table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'"):
+        records[f"{row['PartitionKey'][1:]}{row['RowKey']}"] = row
+    lost = [i for i in ids if records.get(i, {}).get("status") not in TERMINAL]
+    executions = Counter()
+    for line in execution_log.read_text().splitlines() if execution_log.exists() else []:
+        job_id, attempt = line.split()
+        executions[(job_id, int(attempt))] += 1
+    duplicates = sum(n - 1 for n in executions.values())
+    mismatches = []
+    for job_id in ids:
+        record = records.get(job_id)
+        if record is None:
+            continue
+        ran = sorted({a for (j, a) in executions if j == job_id})
+        # Every attempt the record counts ran at least once, except attempts lost with a killed
+        # host before the handler started (they are recorded as lease-expired errors).
+        lost_attempts = {
+            e["attempt"]
+            for e in json.loads(record.get("errors") or "[]")
+            if "lease expired" in e["error"] or "poison" in e["error"]
+        }
+        expected = set(range(1, int(record["attempt"]) + 1)) - lost_attempts
+        if not expected <= set(ran) or (ran and max(ran) > int(record["attempt"])):
+            mismatches.append({"id": job_id, "record_attempt": record["attempt"], "executed": ran})
+    terminal_writes = Counter()
+    for log in folder.glob("host-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            start = line.find("{")
+            if start < 0:
+                continue
+            try:
+                entry = json.loads(line[start:])
+            except ValueError:
+                continue
+            if any(entry.get("message", "").startswith(t) for t in TERMINAL_LOGS) and entry.get("job_id"):
+                terminal_writes[entry["job_id"]] += 1
+    doubles = [j for j, n in terminal_writes.items() if n > 1]
+    statuses = Counter(r["status"] for r in records.values())
+    return {
+        "lost": len(lost),
+        "lost_ids": lost[:10],
+        "statuses": dict(statuses),
+        "executions": sum(executions.values()),
+        "duplicate_executions": duplicates,
+        "attempt_mismatches": len(mismatches),
+        "mismatch_examples": mismatches[:5],
+        "double_terminal_writes": len(doubles),
+        "double_examples": doubles[:5],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
