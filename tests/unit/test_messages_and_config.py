@@ -1,0 +1,65 @@
+"""The queue message format and the settings, without storage."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared import config
+from shared.messages import MAX_VISIBILITY_SECONDS, JobMessage, MalformedMessage, Snapshot, visibility_delay
+
+JOB_ID = "01" + "8" * 13 + "abcdef0123"
+
+
+def test_message_round_trips_with_trace_and_snapshot():
+    snap = Snapshot('W/"etag"', "echo", {"a": [1, 2]}, 5, 1_700_000_000_000)
+    message = JobMessage(JOB_ID, 2, "00-" + "a" * 32 + "-" + "b" * 16 + "-01", snap)
+    assert JobMessage.decode(message.encode()) == message
+    assert JobMessage.decode(message.encode().encode()) == message  # bytes, as the trigger gives them
+
+
+def test_minimal_message_is_id_and_attempt():
+    assert JobMessage(JOB_ID, 1).encode() == f'{{"id":"{JOB_ID}","attempt":1}}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[1]", b'{"attempt": 1}', b'{"id": "x", "attempt": 1}',
+     f'{{"id": "{JOB_ID}", "attempt": 0}}'.encode(), f'{{"id": "{JOB_ID}", "attempt": true}}'.encode(),
+     b"\xff\xfe"],
+)  # fmt: skip
+def test_malformed_messages_are_recognised(body):
+    with pytest.raises(MalformedMessage):
+        JobMessage.decode(body)
+
+
+def test_a_broken_snapshot_is_ignored_not_fatal():
+    message = JobMessage.decode(f'{{"id": "{JOB_ID}", "attempt": 1, "run": {{"etag": 5}}}}')
+    assert message.snapshot is None and message.attempt == 1
+
+
+def test_visibility_delay_is_capped_by_the_queue_limit():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert visibility_delay(now - timedelta(seconds=5), now) == 0
+    assert visibility_delay(now + timedelta(seconds=1.2), now) == 2
+    assert visibility_delay(now + timedelta(seconds=MAX_VISIBILITY_SECONDS), now) == MAX_VISIBILITY_SECONDS
+    assert visibility_delay(now + timedelta(days=8), now) is None
+
+
+def test_config_defaults_and_overrides():
+    c = config.load({})
+    assert (c.queue_name, c.poison_queue_name, c.max_attempts, c.partitions) == ("jobs", "jobs-poison", 5, 4)
+    assert config.load({"JOBS_PARTITIONS": "8", "JOBS_BACKOFF_BASE_SECONDS": "0.5"}).partitions == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [("JOBS_MAX_ATTEMPTS", "x", "not a valid int"), ("JOBS_PARTITIONS", "0", "at least 1"),
+     ("JOBS_LEASE_SECONDS", "-1", "zero or more")],
+)  # fmt: skip
+def test_bad_settings_fail_naming_the_setting(name, value, message):
+    with pytest.raises(config.ConfigError, match=f"{name}.*{message}|{message}"):
+        config.load({name: value})
+
+
+def test_every_setting_has_a_config_field():
+    assert len(config.SETTINGS) == len(config.Config.__dataclass_fields__)
