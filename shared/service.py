@@ -124,7 +124,12 @@ class JobService:
         return requested or (spec.max_attempts if spec else None) or self.config.max_attempts
 
     def get(self, job_id: str) -> Job:
-        found = self.store.get(job_id)
+        try:
+            found = self.store.get(job_id)
+        except ResourceNotFoundError:
+            # Its payload or result blob is gone (deleted by hand, say): the record still answers.
+            log.warning("job %s: a payload or result blob is missing", job_id)
+            found = self.store.get(job_id, load_blobs=False)
         if found is None:
             raise NotFound(job_id)
         return found.job
