@@ -71,6 +71,7 @@ async def serve(app_dir: Path, port: int, settings: Path, instance: int = 0) -> 
 
     listeners = [QueueListener(f, config.queues, invoke) for f in functions if f.trigger_type == "queueTrigger"]
     timers = [TimerRunner(f, invoke, host_id(str(app_dir))) for f in functions if f.trigger_type == "timerTrigger"]
+    await asyncio.gather(*(listener.start() for listener in listeners))
     tasks = [asyncio.create_task(x.run(stop)) for x in [*listeners, *timers]]
     if instance == 0:
         print(listing(functions, config, port), flush=True)

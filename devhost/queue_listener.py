@@ -48,8 +48,11 @@ class QueueListener:
         self.poison = QueueClient.from_connection_string(conn, f"{self.queue_name}-poison")
         self.in_flight: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def start(self) -> None:
+        """Create the queue and its poison queue if missing, as the host does when a listener starts."""
         await self._ensure_queues()
+
+    async def run(self, stop: asyncio.Event) -> None:
         delay = MIN_POLL_DELAY
         while not stop.is_set():
             if len(self.in_flight) > self.options.new_batch_threshold:
