@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 7071
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench chaos dashboards
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -29,6 +29,15 @@ run: install local.settings.json
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench.pipeline --out bench/out/pipeline.json $(BENCH_ARGS)
+
+chaos: install
+	$(BIN)/python -m bench.chaos --jobs 2000 --instances 3 --azurite-restart --out bench/out/chaos.json $(CHAOS_ARGS)
+
+dashboards: install
+	$(BIN)/python -m tools.dashboards
 
 lint: install
 	$(BIN)/ruff check .

@@ -59,12 +59,7 @@ class QueueListener:
                 await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED, timeout=1)
                 continue
             try:
-                messages = [
-                    m async for m in self.queue.receive_messages(
-                        messages_per_page=self.options.batch_size, max_messages=self.options.batch_size,
-                        visibility_timeout=IN_FLIGHT_VISIBILITY,
-                    )
-                ]  # fmt: skip
+                messages = await self._receive()
             except Exception as exc:  # noqa: BLE001 - storage may be down: keep polling, slowly
                 log.warning("receive from %s failed: %s", self.queue_name, str(exc).splitlines()[0])
                 messages = []
@@ -77,6 +72,16 @@ class QueueListener:
                 task = asyncio.create_task(self._process(message))
                 self.in_flight.add(task)
                 task.add_done_callback(self.in_flight.discard)
+
+    async def _receive(self) -> list[Any]:
+        """One receive call: the first page only. (With `max_messages` the SDK keeps asking until
+        it has that many or a page comes back empty, which costs a second call per poll.)"""
+        pager = self.queue.receive_messages(
+            messages_per_page=self.options.batch_size, visibility_timeout=IN_FLIGHT_VISIBILITY
+        ).by_page()
+        async for page in pager:
+            return [m async for m in page]
+        return []
 
     async def drain(self, timeout: float) -> None:
         if self.in_flight:

@@ -89,9 +89,9 @@ class Reconciler:
     def _sync_poison(self, done: Counter[str]) -> None:
         queue = self.storage.poison_queue
         for _ in range(POISON_BATCHES):
-            batch = list(
-                queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS)
-            )
+            # One call per batch: the first page only (max_messages would ask again until empty).
+            pages = queue.receive_messages(messages_per_page=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS).by_page()
+            batch = list(next(pages, []))
             if not batch:
                 return
             for message in batch:

@@ -52,7 +52,7 @@ def deliver(services: Services, max_messages: int = 32) -> list[Outcome]:
     """Play the host once: receive visible messages, run the worker, delete on success."""
     outcomes = []
     queue = services.storage.queue
-    for message in queue.receive_messages(messages_per_page=32, max_messages=max_messages, visibility_timeout=60):
+    for message in next(queue.receive_messages(messages_per_page=max_messages, visibility_timeout=60).by_page(), []):
         outcomes.append(services.worker.process(message.content))
         queue.delete_message(message)
     return outcomes
