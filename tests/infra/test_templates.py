@@ -267,3 +267,24 @@ def test_property_check_reaches_nested_site_settings():
 
     body = {"properties": {"functionAppConfig": {"runtime": {"name": "python", "versoin": "3.11"}}}}
     assert unknown_properties(Site, body) == ["properties.functionAppConfig.runtime.versoin"]
+
+
+def test_package_holds_the_app_alone():
+    from tools.package import files
+
+    included = files()
+    assert {"function_app.py", "host.json", "requirements.txt", "shared/worker.py"} <= set(included)
+    assert all(p == "function_app.py" or p.startswith("shared/") or p in ("host.json", "requirements.txt")
+               for p in included), included  # fmt: skip
+
+
+def test_armcheck_compares_what_templates_declare(tmp_path):
+    from tools import armcheck
+
+    committed = INFRA / "azuredeploy.json"
+    assert armcheck.main(["armcheck", str(committed), str(committed)]) == 0
+    data = json.loads(committed.read_text())
+    data["outputs"].pop("FUNCTION_APP_URL")
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(data))
+    assert armcheck.main(["armcheck", str(committed), str(stale)]) == 1
