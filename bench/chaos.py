@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -162,9 +163,11 @@ def job_mix(n: int, rng: random.Random) -> list[dict]:
     return jobs
 
 
-def submit_all(hosts: Hosts, jobs: list[dict], deadline: float) -> list[str]:
-    ids: list[str] = []
+def submit_all(hosts: Hosts, jobs: list[dict], deadline: float, ids: list[str], pause: float) -> None:
+    """Submit in batches of 100, `pause` seconds apart, so that kills land while jobs run."""
     for start in range(0, len(jobs), 100):
+        if start:
+            time.sleep(pause)
         chunk = jobs[start : start + 100]
         while True:  # a host may be down or Azurite restarting: try another, until the deadline
             try:
@@ -177,7 +180,6 @@ def submit_all(hosts: Hosts, jobs: list[dict], deadline: float) -> list[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("could not submit the jobs in time")
             time.sleep(0.5)
-    return ids
 
 
 def main() -> int:
@@ -189,6 +191,7 @@ def main() -> int:
     parser.add_argument("--azurite-restart", action="store_true", help="restart Azurite once mid-run")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--submit-every", type=float, default=1.0, help="seconds between batches of 100 jobs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -213,40 +216,46 @@ def main() -> int:
     try:
         hosts.start_all()
         print(f"{args.instances} hosts up; submitting {args.jobs} jobs", flush=True)
-        ids = submit_all(hosts, job_mix(args.jobs, rng), deadline)
+        ids: list[str] = []
+        submitter = threading.Thread(
+            target=submit_all, args=(hosts, job_mix(args.jobs, rng), deadline, ids, args.submit_every), daemon=True
+        )
+        submitter.start()
         table = TableClient.from_connection_string(azurite.connection_string, name)
         queue = QueueClient.from_connection_string(azurite.connection_string, name)
-        next_kill = time.monotonic() + args.kill_every
-        terminal = 0
+        next_kill = time.monotonic() + min(args.kill_every, 2.0)
+        terminal = stored = 0
         while time.monotonic() < deadline:
             try:
                 rows = list(table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'", select=["status"]))
                 terminal = sum(1 for r in rows if r["status"] in TERMINAL)
+                stored = len(rows)
             except Exception:  # noqa: BLE001 - Azurite may be restarting
                 pass
-            print(f"  {time.monotonic() - started:6.1f} s: {terminal}/{len(ids)} terminal, {kills} kills", flush=True)
-            if terminal >= len(ids):
+            print(f"  {time.monotonic() - started:6.1f} s: {terminal}/{args.jobs} terminal, {kills} kills", flush=True)
+            # Done when everything stored is finished and the client has nothing left to submit.
+            if not submitter.is_alive() and stored and terminal == stored:
                 break
             if kills < args.kills and time.monotonic() >= next_kill:
                 victim = rng.randrange(args.instances)
                 hosts.kill(victim)
                 kills += 1
                 hosts.start(victim)
-                next_kill = time.monotonic() + args.kill_every
+                next_kill = time.monotonic() + min(args.kill_every, 2.0)
                 try:
                     queue.send_message("this is not json")
                     queue.send_message(json.dumps({"id": "00" + "1" * 13 + "0" * 10, "attempt": 1}))
                     injected += 2
                 except Exception:  # noqa: BLE001
                     pass
-            if args.azurite_restart and not restarted_azurite and terminal >= len(ids) // 3:
+            if args.azurite_restart and not restarted_azurite and terminal >= args.jobs // 3:
                 print("  restarting Azurite", flush=True)
                 azurite.stop()
                 time.sleep(2)
                 azurite.start()
                 restarted_azurite = True
             time.sleep(1)
-        result = verify(table, ids, execution_log, folder)
+        result = verify(table, args.jobs, execution_log, folder)
     finally:
         hosts.stop_all()
         azurite.stop()
@@ -257,7 +266,12 @@ def main() -> int:
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
-    ok = result["lost"] == 0 and result["double_terminal_writes"] == 0 and result["attempt_mismatches"] == 0
+    ok = (
+        result["lost"] == 0
+        and result["double_terminal_writes"] == 0
+        and result["attempt_mismatches"] == 0
+        and result["terminal_writes_logged"] > 0  # the check read the hosts' logs, not nothing
+    )
     if ok:
         shutil.rmtree(folder, ignore_errors=True)
     else:
@@ -265,24 +279,30 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def verify(table: TableClient, ids: list[str], execution_log: Path, folder: Path) -> dict:
+def verify(table: TableClient, submitted: int, execution_log: Path, folder: Path) -> dict:
+    """Jobs are told apart by their payload's `n`: a batch whose answer was lost (a host killed
+    mid-request, Azurite restarting) is sent again by the client, so an `n` may have been stored
+    twice. Every `n` must be stored, and every stored job must be finished."""
     records = {}
     for row in table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'"):
         records[f"{row['PartitionKey'][1:]}{row['RowKey']}"] = row
-    lost = [i for i in ids if records.get(i, {}).get("status") not in TERMINAL]
+    by_n: dict[int, list[str]] = {}
+    for job_id, row in records.items():
+        by_n.setdefault(json.loads(row["payload"])["n"], []).append(job_id)
+    never_stored = [n for n in range(submitted) if n not in by_n]
+    unfinished = [i for i, r in records.items() if r["status"] not in TERMINAL]
     executions = Counter()
     for line in execution_log.read_text().splitlines() if execution_log.exists() else []:
         job_id, attempt = line.split()
         executions[(job_id, int(attempt))] += 1
     duplicates = sum(n - 1 for n in executions.values())
     mismatches = []
-    for job_id in ids:
-        record = records.get(job_id)
-        if record is None:
+    for job_id, record in records.items():
+        if record["status"] not in TERMINAL:
             continue
         ran = sorted({a for (j, a) in executions if j == job_id})
         # Every attempt the record counts ran at least once, except attempts lost with a killed
-        # host before the handler started (they are recorded as lease-expired errors).
+        # host before the handler started (recorded as lease-expired) or poisoned.
         lost_attempts = {
             e["attempt"]
             for e in json.loads(record.get("errors") or "[]")
@@ -306,13 +326,15 @@ def verify(table: TableClient, ids: list[str], execution_log: Path, folder: Path
     doubles = [j for j, n in terminal_writes.items() if n > 1]
     statuses = Counter(r["status"] for r in records.values())
     return {
-        "lost": len(lost),
-        "lost_ids": lost[:10],
+        "lost": len(never_stored) + len(unfinished),
+        "lost_examples": {"never_stored": never_stored[:5], "unfinished": unfinished[:5]},
+        "client_resubmissions": len(records) - len(by_n),
         "statuses": dict(statuses),
         "executions": sum(executions.values()),
         "duplicate_executions": duplicates,
         "attempt_mismatches": len(mismatches),
         "mismatch_examples": mismatches[:5],
+        "terminal_writes_logged": sum(terminal_writes.values()),
         "double_terminal_writes": len(doubles),
         "double_examples": doubles[:5],
     }

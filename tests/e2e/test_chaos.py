@@ -1,0 +1,28 @@
+"""The short chaos run of `make chaos`: a few hundred jobs through three hosts, one host killed
+mid-run, junk injected, Azurite restarted; nothing may be lost or finished twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tools.azurite import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_short_chaos_run_loses_nothing(tmp_path):
+    out = tmp_path / "chaos.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--jobs", "300", "--instances", "3", "--kill-every", "4",
+         "--kills", "1", "--azurite-restart", "--timeout", "170", "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["lost"] == 0 and result["double_terminal_writes"] == 0 and result["attempt_mismatches"] == 0
+    assert result["kills"] == 1 and result["azurite_restarted"] and result["injected_malformed"] >= 2
+    assert result["terminal_writes_logged"] >= 300
