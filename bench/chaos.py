@@ -40,6 +40,7 @@ from azure.storage.queue import QueueClient
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
 TERMINAL = {"succeeded", "dead_lettered", "cancelled"}
+JOB_ROWS = "PartitionKey ge 'p' and PartitionKey lt 'q' and RowKey lt 'a'"  # not idempotency records
 TERMINAL_LOGS = ("attempt succeeded", "attempt failed, job dead-lettered", "job dead-lettered", "job cancelled")
 
 CHAOS_HANDLER = '''
@@ -171,7 +172,9 @@ def submit_all(hosts: Hosts, jobs: list[dict], deadline: float, ids: list[str], 
         chunk = jobs[start : start + 100]
         while True:  # a host may be down or Azurite restarting: try another, until the deadline
             try:
-                r = requests.post(f"{hosts.url()}/jobs/batch", json={"jobs": chunk}, timeout=30)
+                # The same key on every try: a batch whose answer was lost is not stored twice.
+                key = {"Idempotency-Key": f"chaos-{hosts.env['JOBS_QUEUE_NAME']}-{start}"}
+                r = requests.post(f"{hosts.url()}/jobs/batch", json={"jobs": chunk}, headers=key, timeout=30)
                 if r.status_code == 202:
                     ids += [j["id"] for j in r.json()["jobs"]]
                     break
@@ -227,7 +230,7 @@ def main() -> int:
         terminal = stored = 0
         while time.monotonic() < deadline:
             try:
-                rows = list(table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'", select=["status"]))
+                rows = list(table.query_entities(JOB_ROWS, select=["status"]))
                 terminal = sum(1 for r in rows if r["status"] in TERMINAL)
                 stored = len(rows)
             except Exception:  # noqa: BLE001 - Azurite may be restarting
@@ -256,6 +259,9 @@ def main() -> int:
                 restarted_azurite = True
             time.sleep(1)
         result = verify(table, args.jobs, execution_log, folder)
+    except BaseException:
+        print(f"FAILED: logs kept in {folder}", file=sys.stderr)
+        raise
     finally:
         hosts.stop_all()
         azurite.stop()
@@ -280,11 +286,11 @@ def main() -> int:
 
 
 def verify(table: TableClient, submitted: int, execution_log: Path, folder: Path) -> dict:
-    """Jobs are told apart by their payload's `n`: a batch whose answer was lost (a host killed
-    mid-request, Azurite restarting) is sent again by the client, so an `n` may have been stored
-    twice. Every `n` must be stored, and every stored job must be finished."""
+    """Jobs are told apart by their payload's `n`: every `n` must be stored, and every stored job
+    finished. A batch whose answer was lost is sent again with the same Idempotency-Key, so no
+    `n` should be stored twice (`client_resubmissions` counts any that were)."""
     records = {}
-    for row in table.query_entities("PartitionKey ge 'p' and PartitionKey lt 'q'"):
+    for row in table.query_entities(JOB_ROWS):
         records[f"{row['PartitionKey'][1:]}{row['RowKey']}"] = row
     by_n: dict[int, list[str]] = {}
     for job_id, row in records.items():

@@ -1,13 +1,16 @@
-"""Jobs/s through the whole pipeline against the raw storage calls those jobs need, in one run.
+"""`make bench`: the job pipeline on this machine, against Azurite on loopback, side by side with
+the raw storage calls it needs.
 
-    python -m bench.pipeline --jobs 500 --concurrency 16 --runs 3
+    python -m bench.pipeline [--jobs 2000] [--instances 1,3] [--runs 3] [--concurrency 16]
 
-1. ceiling: the SDK alone makes exactly the calls one job costs (insert, put, receive in
-   batches of 16, conditional claim, conditional result write, delete) at the same concurrency;
-2. pipeline: the same number of `echo` jobs submitted over HTTP to the local host (one
-   instance) and run by its queue trigger, timed from the first submit to the last success;
-3. idle latency: one job on an idle host, submit to success (maxPollingInterval dominates).
-Everything runs against one Azurite on loopback started here, bounded in count and time.
+For each number of host instances and each workload (`echo`, and a `mix` with sleep, retry and
+dead-letter), it submits the jobs over HTTP from a concurrent client, waits until every one is
+finished, and reports jobs/s end to end, submit requests/s, p50/p95/p99 of submit-to-done and of
+queue wait (from the records' timestamps), and storage transactions per job by kind, counted
+exactly from Azurite's own access log (one line per request; the bench's own polling is
+subtracted). In the same run it measures the ceiling: the SDK alone making exactly the calls one
+job costs at the same concurrency. Also the time of one job on an idle host, which the queue
+trigger's maxPollingInterval (2 s) dominates. Medians of `--runs`; figures to JSON and a PNG.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -23,17 +27,25 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 from azure.core import MatchConditions
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
 BATCH = 16
+TERMINAL = ("succeeded", "dead_lettered", "cancelled")
+OUT = REPO_ROOT / "bench" / "out"
+
+
+# --- the ceiling: raw SDK calls ----------------------------------------------------------------
 
 
 def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
@@ -54,23 +66,18 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
     completed = 0
     lock = threading.Lock()
 
-    def work(message) -> None:
+    def work(message: Any) -> None:
         nonlocal completed
-        i = json.loads(message.content)["id"]
-        keys = {"PartitionKey": f"p{i % 4:02d}", "RowKey": f"{i:023d}"}
-        etag = json.loads(message.content)["etag"]
+        body = json.loads(message.content)
+        keys = {"PartitionKey": f"p{body['id'] % 4:02d}", "RowKey": f"{body['id']:023d}"}
         meta = table.update_entity(
-            {**keys, "status": "running"},
-            mode=UpdateMode.MERGE,
-            etag=etag,
+            {**keys, "status": "running"}, mode=UpdateMode.MERGE, etag=body["etag"],
             match_condition=MatchConditions.IfNotModified,
-        )
+        )  # fmt: skip
         table.update_entity(
-            {**keys, "status": "succeeded", "result": payload},
-            mode=UpdateMode.MERGE,
-            etag=meta["etag"],
+            {**keys, "status": "succeeded", "result": payload}, mode=UpdateMode.MERGE, etag=meta["etag"],
             match_condition=MatchConditions.IfNotModified,
-        )
+        )  # fmt: skip
         queue.delete_message(message)
         with lock:
             completed += 1
@@ -103,39 +110,74 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
     return jobs / elapsed
 
 
-class LocalHost:
-    """The function app under devhost, on its own queue and table names."""
+# --- counting transactions from Azurite's access log -------------------------------------------
 
-    def __init__(self, conn: str, log: Path) -> None:
-        self.name = "bench" + uuid.uuid4().hex[:8]
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "AzureWebJobsStorage": conn,
-            "JOBS_QUEUE_NAME": self.name,
-            "JOBS_TABLE_NAME": self.name,
-            "JOBS_CONTAINER_NAME": self.name,
-            "AzureFunctionsWebHost__hostid": self.name,
+
+class AccessLog:
+    """Azurite writes `"METHOD /account/<resource>... HTTP/1.1" status` per request."""
+
+    def __init__(self, path: Path, names: dict[str, str]) -> None:
+        self.path = path
+        self.kinds = {
+            names["queue"]: "queue",
+            f"{names['queue']}-poison": "queue",
+            names["table"]: "table",
+            "$batch": "table",
+            "Tables": "table",
+            names["container"]: "blob",
+            "azure-webjobs-hosts": "blob",
         }
+
+    def mark(self) -> int:
+        return self.path.stat().st_size
+
+    def count_since(self, offset: int) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            for raw in f:
+                line = raw.decode(errors="replace")
+                if '"' not in line or " HTTP/" not in line:
+                    continue
+                path = line.split('"')[1].split(" ")[1]
+                parts = path.split("?")[0].split("/")
+                resource = parts[2].split("(")[0] if len(parts) > 2 else ""
+                counts[self.kinds.get(resource, "other")] += 1
+        return counts
+
+
+class CallCounter(SansIOHTTPPolicy):
+    """The bench's own calls, to subtract them from Azurite's count."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_request(self, request: Any) -> None:
+        self.calls += 1
+
+
+# --- the pipeline: local hosts over HTTP -------------------------------------------------------
+
+
+class LocalHosts:
+    def __init__(self, conn: str, instances: int, folder: Path) -> None:
+        token = uuid.uuid4().hex[:8]
+        self.names = {"queue": f"qbench{token}", "table": f"tbench{token}", "container": f"cbench{token}"}
+        self.port = free_port()
+        env = {
+            **os.environ, "AzureWebJobsStorage": conn, "JOBS_QUEUE_NAME": self.names["queue"],
+            "JOBS_TABLE_NAME": self.names["table"], "JOBS_CONTAINER_NAME": self.names["container"],
+            "AzureFunctionsWebHost__hostid": f"bench{token}",
+        }  # fmt: skip
+        log = (folder / f"hosts-{token}.log").open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "devhost",
-                "--app-dir",
-                str(REPO_ROOT),
-                "--port",
-                str(self.port),
-                "--settings",
-                str(REPO_ROOT / "local.settings.json.example"),
-            ],  # the defaults; env wins
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+            [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(self.port),
+             "--instances", str(instances), "--settings", str(REPO_ROOT / "local.settings.json.example")],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
         self.base = f"http://127.0.0.1:{self.port}/api"
+        self.counter = CallCounter()
+        self.table = TableClient.from_connection_string(conn, self.names["table"], per_retry_policies=[self.counter])
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -144,93 +186,203 @@ class LocalHost:
             except requests.ConnectionError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"host did not start; see {log}")
+                raise RuntimeError(f"hosts did not start; see {log.name}")
             time.sleep(0.2)
-        self.table = TableClient.from_connection_string(conn, self.name)
+        time.sleep(1.0 + 0.5 * instances)  # every instance up and polling
 
-    def succeeded(self) -> int:
-        rows = self.table.query_entities("status eq 'succeeded'", select=["RowKey"])
-        return sum(1 for _ in rows)
+    def records(self) -> list[dict[str, Any]]:
+        query = "PartitionKey ge 'p' and PartitionKey lt 'q' and RowKey lt 'a'"
+        fields = ["status", "created_at", "finished_at", "started_at", "not_before"]
+        return list(self.table.query_entities(query, select=fields))
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def pipeline(host: LocalHost, jobs: int, concurrency: int, timeout: float = 300) -> float:
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
-    session.mount("http://", adapter)
-    base_done = host.succeeded()
+def workload(kind: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
+    if kind == "echo":
+        return [{"type": "echo", "payload": {"n": i}} for i in range(n)]
+    jobs = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.15:
+            jobs.append({"type": "sleep", "payload": {"seconds": round(rng.uniform(0.2, 1.0), 2)}})
+        elif roll < 0.25:
+            jobs.append({"type": "fail", "payload": {"times": 1}, "max_attempts": 3})  # retried once
+        elif roll < 0.30:
+            jobs.append({"type": "fail", "max_attempts": 2})  # dead-lettered
+        else:
+            jobs.append({"type": "echo", "payload": {"n": i}})
+    return jobs
 
-    def submit(i: int) -> None:
-        r = session.post(f"{host.base}/jobs", json={"type": "echo", "payload": {"n": i}}, timeout=30)
-        r.raise_for_status()
+
+def _ms(a: str | None, b: str | None) -> float | None:
+    from datetime import datetime
+
+    if not a or not b:
+        return None
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() * 1000
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {
+            "p50": values[0] if values else 0.0,
+            "p95": values[0] if values else 0.0,
+            "p99": values[0] if values else 0.0,
+        }
+    q = statistics.quantiles(values, n=100)
+    return {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1)}
+
+
+def run_workload(hosts: LocalHosts, log: AccessLog, jobs: list[dict], concurrency: int) -> dict[str, Any]:
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency))
+    before_records = len(hosts.records())
+    hosts.counter.calls = 0
+    offset = log.mark()
+
+    def submit(job: dict) -> None:
+        session.post(f"{hosts.base}/jobs", json=job, timeout=30).raise_for_status()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(submit, range(jobs)))
-    deadline = time.monotonic() + timeout
-    while host.succeeded() - base_done < jobs:
+        list(pool.map(submit, jobs))
+    submitted = time.perf_counter()
+    deadline = time.monotonic() + 600
+    while True:
+        rows = hosts.records()
+        done = [r for r in rows if r["status"] in TERMINAL]
+        if len(done) - before_records >= len(jobs):
+            break
         if time.monotonic() > deadline:
             raise RuntimeError("jobs did not finish in time")
-        time.sleep(0.05)
-    return jobs / (time.perf_counter() - start)
+        print(f"    {len(done) - before_records}/{len(jobs)} finished", end="\r", flush=True)
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - start
+    counts = log.count_since(offset)
+    counts["table"] -= hosts.counter.calls  # the bench's own polling
+    rows = rows[-len(jobs) :] if before_records else rows
+    latency = [v for r in rows if (v := _ms(r.get("created_at"), r.get("finished_at"))) is not None]
+    wait = [v for r in rows if (v := _ms(r.get("not_before"), r.get("started_at"))) is not None]
+    return {
+        "jobs_per_s": round(len(jobs) / elapsed, 1),
+        "submit_per_s": round(len(jobs) / (submitted - start), 1),
+        "latency_ms": percentiles(latency),
+        "queue_wait_ms": percentiles(wait),
+        "transactions_per_job": {k: round(v / len(jobs), 2) for k, v in sorted(counts.items())},
+        "transactions_total_per_job": round(sum(counts.values()) / len(jobs), 2),
+    }
 
 
-def idle_latency(host: LocalHost, samples: int = 5, settle: float = 5.0) -> float:
-    """Median submit-to-success time of one job on an idle host. The queue listener has backed
-    off to maxPollingInterval (2 s in host.json), which dominates: expect 0.1 to 2 s."""
+def idle_latency(hosts: LocalHosts, samples: int = 5, settle: float = 5.0) -> float:
+    """Median submit-to-success time of one job on an idle host: the listener has backed off to
+    maxPollingInterval (2 s in host.json), which dominates."""
     times = []
     for _ in range(samples):
         time.sleep(settle)
         start = time.perf_counter()
-        job = requests.post(f"{host.base}/jobs", json={"type": "echo", "payload": 1}, timeout=10).json()
-        while requests.get(f"{host.base}/jobs/{job['id']}", timeout=10).json()["status"] != "succeeded":
+        job = requests.post(f"{hosts.base}/jobs", json={"type": "echo", "payload": 1}, timeout=10).json()
+        while requests.get(f"{hosts.base}/jobs/{job['id']}", timeout=10).json()["status"] != "succeeded":
             time.sleep(0.02)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return round(statistics.median(times), 3)
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field by field median of several runs' figures."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = median_of([r[key] for r in runs])
+        elif isinstance(value, int | float):
+            out[key] = round(statistics.median(r.get(key, 0) for r in runs), 2)
+    return out
+
+
+def draw(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, marker in (("echo", "o"), ("mix", "s")):
+        points = sorted((int(m), r) for m, r in summary["results"].items() if r.get(kind))
+        xs = [m for m, _ in points]
+        left.plot(xs, [r[kind]["jobs_per_s"] for _, r in points], marker=marker, label=f"{kind}: jobs/s")
+        right.plot(xs, [r[kind]["latency_ms"]["p50"] for _, r in points], marker=marker, label=f"{kind} p50")
+        right.plot(xs, [r[kind]["latency_ms"]["p99"] for _, r in points], marker=marker, linestyle="--",
+                   label=f"{kind} p99")  # fmt: skip
+    left.axhline(summary["ceiling_jobs_per_s"], color="grey", linestyle=":", label="raw SDK ceiling")
+    left.set(xlabel="host instances", ylabel="jobs/s", title="Throughput", xticks=xs)
+    right.set(xlabel="host instances", ylabel="ms", title="Submit-to-done latency", xticks=xs)
+    left.legend()
+    right.legend()
+    fig.suptitle(f"{summary['jobs']} jobs, {summary['concurrency']} concurrent clients, {summary['cpus']} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--instances", default="1,3", help="comma-separated host instance counts")
+    parser.add_argument("--workloads", default="echo,mix")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", default=None, help="write the figures here as JSON")
+    parser.add_argument("--out", default=str(OUT / "pipeline.json"))
     args = parser.parse_args()
-    results: dict[str, list[float]] = {
-        "ceiling_jobs_per_s": [],
-        "pipeline_jobs_per_s": [],
-        "ratio": [],
-        "idle_latency_s": [],
-    }
-    with tempfile.TemporaryDirectory() as tmp, Azurite() as azurite:
-        host = LocalHost(azurite.connection_string, Path(tmp) / "host.log")
-        try:
+    rng = random.Random(7)
+    instance_counts = [int(x) for x in args.instances.split(",")]
+    kinds = args.workloads.split(",")
+    results: dict[str, dict[str, list[dict]]] = {str(m): {k: [] for k in kinds} for m in instance_counts}
+    ceilings: list[float] = []
+    idle: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        with Azurite(log_path=str(folder / "azurite.log"), access_log=True) as azurite:
             for run in range(args.runs):
-                ceiling = raw_ceiling(azurite.connection_string, args.jobs, args.concurrency)
-                ours = pipeline(host, args.jobs, args.concurrency)
-                latency = idle_latency(host)
-                results["ceiling_jobs_per_s"].append(ceiling)
-                results["pipeline_jobs_per_s"].append(ours)
-                results["ratio"].append(ours / ceiling)
-                results["idle_latency_s"].append(latency)
-                print(
-                    f"run {run + 1}: ceiling {ceiling:.1f} jobs/s, pipeline {ours:.1f} jobs/s "
-                    f"({ours / ceiling:.0%}), idle latency {latency:.2f} s",
-                    flush=True,
-                )
-        finally:
-            host.stop()
-    summary = {k: round(statistics.median(v), 3) for k, v in results.items()}
-    summary.update(jobs=args.jobs, concurrency=args.concurrency, runs=args.runs, cpus=os.cpu_count())
+                ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency))
+                print(f"run {run + 1}: raw SDK ceiling {ceilings[-1]:.1f} jobs/s", flush=True)
+                for m in instance_counts:
+                    hosts = LocalHosts(azurite.connection_string, m, folder)
+                    log = AccessLog(folder / "azurite.log", hosts.names)
+                    try:
+                        for kind in kinds:
+                            figures = run_workload(hosts, log, workload(kind, args.jobs, rng), args.concurrency)
+                            results[str(m)][kind].append(figures)
+                            print(f"run {run + 1}: {m} instance(s), {kind}: {json.dumps(figures)}", flush=True)
+                        if m == 1:
+                            idle.append(idle_latency(hosts))
+                            print(f"run {run + 1}: idle latency {idle[-1]} s", flush=True)
+                    finally:
+                        hosts.stop()
+    ceiling = statistics.median(ceilings)
+    azurite_version = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]["azurite"]
+    summary = {
+        "machine": f"{os.cpu_count()} cores, Linux, Azurite {azurite_version} on loopback",
+        "jobs": args.jobs,
+        "concurrency": args.concurrency,
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+        "ceiling_jobs_per_s": round(ceiling, 1),
+        "idle_latency_s": statistics.median(idle) if idle else None,
+        "results": {m: {k: median_of(v) for k, v in per.items() if v} for m, per in results.items()},
+    }  # fmt: skip
+    for per in summary["results"].values():
+        if "echo" in per:
+            per["echo"]["fraction_of_ceiling"] = round(per["echo"]["jobs_per_s"] / ceiling, 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "runs": results, "ceilings": ceilings, "idle": idle}, indent=2))
+    draw(summary, out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"summary": summary, "runs": results}, indent=2))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 

@@ -147,9 +147,16 @@ def submit_batch(service: JobService, request: ApiRequest) -> ApiResponse:
     if errors:
         raise Problem(400, "invalid_batch", f"{len(errors)} of {len(items)} jobs are invalid; none was submitted",
                       errors=errors)  # fmt: skip
-    results = service.submit_batch(subs)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+    try:
+        results, replayed = service.submit_batch(subs, key, with_request_hash(body) if key else None)
+    except IdempotencyMismatch as exc:
+        raise Problem(422, "idempotency_key_reused", str(exc)) from None
     if all(isinstance(r, Job) for r in results):
-        return ApiResponse(202, {"jobs": [r.to_resource() for r in results]})
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return ApiResponse(202, {"jobs": [r.to_resource() for r in results]}, headers)
     out = [
         {"index": i, "status": 202, "job": r.to_resource()}
         if isinstance(r, Job)

@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -97,10 +97,14 @@ class JobService:
         log.info("job submitted", extra=job_attributes(job))
         return Submitted(stored.job, created=True)
 
-    def submit_batch(self, subs: list[Submission]) -> list[Job | Exception]:
+    def submit_batch(
+        self, subs: list[Submission], idempotency_key: str | None = None, request_hash: str | None = None
+    ) -> tuple[list[Job | Exception], bool]:
         """Jobs that share one partition, inserted in entity-group transactions, then enqueued.
-        A result per submission: its job, or why it was not stored."""
-        shard = random.randrange(self.config.partitions)
+        A result per submission (its job, or why it was not stored), and whether an
+        Idempotency-Key returned an earlier batch instead."""
+        key_hash = hash_key(idempotency_key) if idempotency_key else None
+        shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
         with self.telemetry.span(signals.SPAN_SUBMIT, kind=SpanKind.PRODUCER, batch=len(subs)):
             trace = self.telemetry.current_traceparent()
             jobs = [
@@ -110,14 +114,18 @@ class JobService:
                 )
                 for sub in subs
             ]  # fmt: skip
-            results = self.store.insert_batch(jobs)
+            if key_hash:  # the first job points at the key's record, so retention deletes both
+                jobs[0] = replace(jobs[0], idempotency_key=key_hash)
+            results, replayed = self.store.insert_batch(jobs, key_hash, request_hash)
+            if replayed:
+                return [r.job if isinstance(r, Versioned) else r for r in results], True
             stored = [r for r in results if isinstance(r, Versioned)]
             with ThreadPoolExecutor(max_workers=min(8, len(stored) or 1)) as pool:
                 list(pool.map(lambda v: enqueue(self.storage, v.job, v.etag), stored))
         for v in stored:
             self.telemetry.count(signals.SUBMITTED, v.job)
         log.info("batch submitted: %d of %d jobs", len(stored), len(subs))
-        return [r.job if isinstance(r, Versioned) else r for r in results]
+        return [r.job if isinstance(r, Versioned) else r for r in results], False
 
     def _attempts(self, job_type: str, requested: int | None) -> int:
         spec = self.registry.get(job_type)

@@ -100,33 +100,54 @@ class JobStore:
             return self._existing_for_key(job.key.shard, job.idempotency_key, request_hash)
         return Versioned(job, results[0]["etag"])
 
-    def insert_batch(self, jobs: list[Job]) -> list[Versioned | Exception]:
+    def insert_batch(
+        self, jobs: list[Job], key_hash: str | None = None, request_hash: str | None = None
+    ) -> tuple[list[Versioned | Exception], bool]:
         """Insert jobs of one partition in entity-group transactions of up to 100 rows and about
-        3.5 MB (the service takes 4 MiB): each group is all or nothing."""
-        entities = []
+        3.5 MB (the service takes 4 MiB): each group is all or nothing. With an idempotency key,
+        its record (the ids of all the jobs) goes in the first group; if the key was used before,
+        nothing is written and the jobs it created come back. Returns (results, replayed)."""
+        entities: list[tuple[Job | None, dict[str, Any]]] = []
+        if key_hash:
+            rows = ",".join(job.key.row_key for job in jobs)
+            pk = jobs[0].key.partition_key
+            entities.append((None, {"PartitionKey": pk, "RowKey": _IDEM_PREFIX + key_hash, "job_rows": rows,
+                                    "request_hash": request_hash or ""}))  # fmt: skip
         for job in jobs:
             job = self._offload(job)
             entities.append((job, self._to_entity(job)))
         results: list[Versioned | Exception] = []
-        group: list[tuple[Job, dict[str, Any]]] = []
+        group: list[tuple[Job | None, dict[str, Any]]] = []
         size = 0
         for job, entity in [*entities, (None, None)]:
             entity_size = len(json.dumps(entity)) if entity else 0
             if group and (entity is None or len(group) == BATCH_LIMIT or size + entity_size > BATCH_BYTES):
                 try:
                     written = self.table.submit_transaction([("create", e) for _, e in group])
-                    results += [Versioned(j, w["etag"]) for (j, _), w in zip(group, written, strict=True)]
+                    results += [Versioned(j, w["etag"]) for (j, _), w in zip(group, written, strict=True) if j]
                 except (TableTransactionError, HttpResponseError) as exc:
-                    results += [exc] * len(group)
+                    if key_hash and not results and getattr(exc, "error_code", None) == "EntityAlreadyExists":
+                        return self._replay_batch(jobs[0].key.shard, key_hash, request_hash), True
+                    results += [exc] * sum(1 for j, _ in group if j)
                 group, size = [], 0
             if entity is not None:
                 group.append((job, entity))
                 size += entity_size
-        return results
+        return results, False
+
+    def _replay_batch(self, shard: int, key_hash: str, request_hash: str | None) -> list[Versioned | Exception]:
+        idem = self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
+        if "job_rows" not in idem or (request_hash and idem.get("request_hash") != request_hash):
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+        out: list[Versioned | Exception] = []
+        for row in idem["job_rows"].split(","):
+            found = self.get(f"{shard:02d}{row}", load_blobs=False)
+            out.append(found if found is not None else ResourceNotFoundError(f"job {shard:02d}{row} is gone"))
+        return out
 
     def _existing_for_key(self, shard: int, key_hash: str, request_hash: str | None) -> Versioned:
         idem = self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
-        if request_hash and idem.get("request_hash") and idem["request_hash"] != request_hash:
+        if "job_row" not in idem or (request_hash and idem.get("request_hash") != request_hash):
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
         found = self.get(f"{shard:02d}{idem['job_row']}")
         if found is None:  # cannot happen: the two rows are written and deleted together

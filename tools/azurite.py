@@ -57,6 +57,7 @@ class Azurite:
     table_port: int = 0
     location: str | None = None
     log_path: str | None = None
+    access_log: bool = False  # one line per request in log_path (bench counts transactions from it)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -76,7 +77,7 @@ class Azurite:
         args = [
             str(AZURITE_BIN),
             "--disableTelemetry",
-            "--silent",
+            *([] if self.access_log else ["--silent"]),
             "--skipApiVersionCheck",
             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),

@@ -26,3 +26,4 @@ def test_short_chaos_run_loses_nothing(tmp_path):
     assert result["lost"] == 0 and result["double_terminal_writes"] == 0 and result["attempt_mismatches"] == 0
     assert result["kills"] == 1 and result["azurite_restarted"] and result["injected_malformed"] >= 2
     assert result["terminal_writes_logged"] >= 300
+    assert result["client_resubmissions"] == 0  # retried batches carry their Idempotency-Key

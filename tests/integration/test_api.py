@@ -191,3 +191,32 @@ def test_batch_larger_than_one_transaction_is_split_and_all_succeed(call, servic
     ids = [j["id"] for j in r.body["jobs"]]
     run_until(services, lambda: services.store.list(status="succeeded", limit=200).jobs.__len__() == 100, timeout=60)
     assert {services.service.get(i).result == big for i in ids} == {True}
+
+
+def test_batch_idempotency_key_returns_the_same_jobs_and_writes_nothing_more(call, services):
+    body = {"jobs": [{"type": "echo", "payload": i} for i in range(5)]}
+    first = call(api.submit_batch, body, headers={"idempotency-key": "batch-1"})
+    counter = services.storage.counter
+    counter.reset()
+    again = call(api.submit_batch, body, headers={"idempotency-key": "batch-1"})
+    assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert [j["id"] for j in again.body["jobs"]] == [j["id"] for j in first.body["jobs"]]
+    assert counter.total("queue") == 0  # nothing enqueued twice
+    other = call(api.submit_batch, {"jobs": [{"type": "echo"}]}, headers={"idempotency-key": "batch-1"})
+    assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
+    single = call(api.submit, {"type": "echo"}, headers={"idempotency-key": "batch-1"})
+    assert single.status == 422  # a batch's key cannot name a single job
+
+
+def test_retention_deletes_a_keyed_batch_with_its_key(call, services):
+    from datetime import timedelta
+
+    from shared.job import utcnow
+    from tests.integration.conftest import run_until
+
+    r = call(api.submit_batch, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
+    ids = [j["id"] for j in r.body["jobs"]]
+    run_until(services, lambda: all(services.service.get(i).status.terminal for i in ids))
+    assert services.reconciler.run(now=utcnow() + timedelta(days=8))["deleted"] == 3
+    again = call(api.submit_batch, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
+    assert again.status == 202 and "Idempotent-Replayed" not in again.headers
