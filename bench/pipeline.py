@@ -247,7 +247,7 @@ def run_workload(hosts: LocalHosts, log: AccessLog, jobs: list[dict], concurrenc
     offset = log.mark()
 
     def submit(job: dict) -> None:
-        session.post(f"{hosts.base}/jobs", json=job, timeout=30).raise_for_status()
+        session.post(f"{hosts.base}/jobs", json=job, timeout=120).raise_for_status()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:

@@ -80,6 +80,8 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: {
+    // Sync functions share one thread pool: room for a batch of 16 messages and HTTP besides.
+    PYTHON_THREADPOOL_THREAD_COUNT: '16'
     AzureWebJobsStorage__accountName: storageAccountName
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
