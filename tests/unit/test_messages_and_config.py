@@ -63,3 +63,40 @@ def test_bad_settings_fail_naming_the_setting(name, value, message):
 
 def test_every_setting_has_a_config_field():
     assert len(config.SETTINGS) == len(config.Config.__dataclass_fields__)
+
+
+def test_storage_connection_is_read_like_the_functions_host():
+    from shared.storage import StorageConfigError, resolve_endpoints
+
+    local = resolve_endpoints({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert local.connection_string == "UseDevelopmentStorage=true"
+    azure = resolve_endpoints({
+        "AzureWebJobsStorage__accountName": "stjobs",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
+    })  # fmt: skip
+    assert azure.connection_string is None
+    assert (azure.table_url, azure.queue_url, azure.blob_url) == (
+        "https://stjobs.table.core.windows.net", "https://stjobs.queue.core.windows.net",
+        "https://stjobs.blob.core.windows.net",
+    )  # fmt: skip
+    assert (azure.credential_kind, azure.client_id) == ("managedidentity", "00000000-0000-0000-0000-000000000001")
+    uris = resolve_endpoints(
+        {f"AzureWebJobsStorage__{s}ServiceUri": f"https://x.{s}.example" for s in ("table", "queue", "blob")}
+    )
+    assert uris.queue_url == "https://x.queue.example"
+    with pytest.raises(StorageConfigError, match="AzureWebJobsStorage__accountName"):
+        resolve_endpoints({})
+
+
+def test_identity_based_clients_use_the_managed_identity_without_a_key():
+    from azure.identity import ManagedIdentityCredential
+
+    from shared.storage import Storage
+
+    env = {"AzureWebJobsStorage__accountName": "stjobs", "AzureWebJobsStorage__credential": "managedidentity",
+           "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001"}  # fmt: skip
+    storage = Storage(config.load({}), env)
+    assert isinstance(storage._credential, ManagedIdentityCredential)
+    assert storage.table.url.startswith("https://stjobs.table.core.windows.net")
+    assert storage.queue.url.startswith("https://stjobs.queue.core.windows.net/jobs")
