@@ -10,31 +10,44 @@ import sys
 from pathlib import Path
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devhost", description="Run an Azure Functions Python app locally.")
-    parser.add_argument("--app-dir", default=".", help="folder with function_app.py and host.json")
-    parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--settings", default=None, help="local.settings.json (default: in the app folder)")
-    parser.add_argument("--instances", type=int, default=1, help="host processes on the same storage")
-    parser.add_argument("--restart", action="store_true", help="with --instances: restart an instance that dies")
-    parser.add_argument("--instance", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--app-dir", default=".", help="folder with function_app.py and host.json (default: .)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="HTTP port (default: local.settings.json Host.LocalHttpPort, else 7071)")  # fmt: skip
+    parser.add_argument("--settings", default=None, help="settings file (default: local.settings.json in the app dir)")
+    parser.add_argument("--instances", type=int, default=1, help="host processes on the same storage and port")
+    parser.add_argument("--restart", action="store_true", help="restart an instance that dies (with --instances)")
+    parser.add_argument("--instance", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
+    args = parser.parse_args(argv)
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     app_dir = Path(args.app_dir).resolve()
     settings = Path(args.settings).resolve() if args.settings else app_dir / "local.settings.json"
-    if args.instances > 1 and args.instance is None:
+    if args.instance is None and (args.instances > 1 or args.restart):
         from devhost.supervisor import supervise
 
-        passed = ["--app-dir", str(app_dir), "--port", str(args.port), "--settings", str(settings)]
-        return supervise(passed, args.instances, args.restart)
+        host_args = ["--app-dir", str(app_dir), "--settings", str(settings)]
+        if args.port is not None:
+            host_args += ["--port", str(args.port)]
+        return supervise(host_args, args.instances, args.restart)
 
-    instance = args.instance if args.instance is not None else int(os.environ.get("DEVHOST_INSTANCE", "0"))
+    instance = args.instance if args.instance is not None else int(os.environ.get("DEVHOST_INSTANCE") or 0)
+    os.environ["DEVHOST_INSTANCE"] = str(instance)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - print() from functions shows at once
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout,
-        format=f"%(asctime)s [{instance}] %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
-    from devhost.host import serve
+        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s [{instance}] %(levelname)s %(name)s: %(message)s"
+    )
+    logging.captureWarnings(True)
+    from devhost.host import HostOptions, serve
 
-    return asyncio.run(serve(app_dir, args.port, settings, instance))
+    options = HostOptions(app_dir, settings, args.port, instance, reuse_port=args.instance is not None)
+    return asyncio.run(serve(options))
 
 
 if __name__ == "__main__":

@@ -1,72 +1,121 @@
-"""HTTP triggers behind an aiohttp server, under the routePrefix of host.json."""
+"""HTTP triggers behind an aiohttp server, under the routePrefix of host.json: the request becomes
+a func.HttpRequest, the function's return value becomes the response, as the Python worker and
+the host convert them."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
+from multidict import CIMultiDict
 
 from devhost.app_loader import Function
 from devhost.invoker import Invoker
-from devhost.routes import Router
+from devhost.routes import RouteError, Router
 
 log = logging.getLogger("devhost.http")
 
+MAX_BODY = 100 * 1024 * 1024  # the host's request size limit
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}
 
-def build_router(functions: list[Function]) -> Router:
+
+def methods_of(function: Function) -> list[str] | None:
+    """The trigger's methods as upper-case strings; None means every method."""
+    methods = function.trigger.methods
+    return [str(getattr(m, "value", m)).upper() for m in methods] if methods else None
+
+
+def build_router(functions: list[Function], errors: dict[str, str] | None = None) -> Router:
+    """Routes of the HTTP functions; a template Functions would refuse puts its function in error."""
     router = Router()
     for f in functions:
         if f.trigger_type == "httpTrigger":
-            methods = [str(getattr(m, "value", m)) for m in f.trigger.methods] if f.trigger.methods else None
-            router.add(f.trigger.route or f.name, methods, f)
+            try:
+                router.add(f.trigger.route or f.name, methods_of(f), f)
+            except RouteError as exc:
+                if errors is None:
+                    raise
+                errors[f.name] = str(exc)
     return router
 
 
-def make_app(functions: list[Function], route_prefix: str, invoke: Invoker) -> web.Application:
-    router = build_router(functions)
-    prefix = f"/{route_prefix}" if route_prefix else ""
+def decoded_path(raw_path: str) -> str:
+    """Percent-decoded path in which an encoded '/' stays encoded, as Kestrel leaves it, so that
+    it cannot split a route segment."""
+    return "/".join(unquote(segment.replace("%2F", "%252F").replace("%2f", "%252f")) for segment in raw_path.split("/"))
+
+
+def strip_prefix(path: str, prefix: str) -> str | None:
+    """The path below the route prefix ("/api/x" -> "/x"), or None when it is not under it."""
+    if not prefix:
+        return path
+    head = "/" + prefix
+    if path.lower() == head.lower():
+        return ""
+    if path.lower().startswith(head.lower() + "/"):
+        return path[len(head) :]
+    return None
+
+
+def _joined(pairs: Any, separator: str) -> dict[str, str]:
+    """Repeated headers or query keys arrive as one comma-joined value, as the host passes them."""
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        out[key] = f"{out[key]}{separator}{value}" if key in out else value
+    return out
+
+
+def make_app(router: Router, route_prefix: str, invoke: Invoker) -> web.Application:
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        path = request.path
-        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        path = strip_prefix(decoded_path(request.rel_url.raw_path), route_prefix)
+        if path is None:
             return web.Response(status=404)
-        route, params, path_matched = router.resolve(request.method, path[len(prefix) :])
-        if route is None:
-            return web.Response(status=405 if path_matched else 404)
-        function: Function = route.target
+        resolved = router.resolve(request.method, path)
+        if resolved.route is None:
+            if resolved.status == 405:
+                return web.Response(status=405, headers={"Allow": ", ".join(sorted(resolved.allowed))})
+            return web.Response(status=404)
+        function: Function = resolved.route.target
         req = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=dict(request.headers),
-            params=dict(request.query),
-            route_params=params,
+            headers=_joined(request.headers.items(), ", "),
+            params=_joined(request.query.items(), ","),
+            route_params=resolved.params,
             body=await request.read(),
         )
         try:
-            result = await invoke(function, req)
-        except Exception:
-            log.exception("Executed 'Functions.%s' (Failed)", function.name)
+            result = await invoke(function, req, reason="This function was programmatically called via the host APIs.")
+            return to_response(result)
+        except Exception:  # noqa: BLE001 - the invoker logged the function's traceback
+            log.debug("Request to '%s' failed", function.name, exc_info=True)
             return web.Response(status=500)
-        return to_response(result)
 
-    app = web.Application(client_max_size=100 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
 def to_response(result: Any) -> web.Response:
+    """func.HttpResponse -> aiohttp; a str is a 200 text body, bytes a 200 binary one, None a 204."""
     if result is None:
         return web.Response(status=204)
-    if isinstance(result, str | bytes):
-        body = result.encode() if isinstance(result, str) else result
-        return web.Response(status=200, body=body, content_type="text/plain")
+    if isinstance(result, str):
+        return web.Response(status=200, text=result, content_type="text/plain")
+    if isinstance(result, bytes | bytearray):
+        return web.Response(status=200, body=bytes(result), content_type="application/octet-stream")
     if not isinstance(result, func.HttpResponse):
-        raise TypeError(f"an HTTP function returned {type(result).__name__}, not an HttpResponse")
-    headers = {k: v for k, v in result.headers.items()}
-    if not any(k.lower() == "content-type" for k in headers):
+        log.error("An HTTP function returned %s, which is not an HttpResponse, str, bytes or None",
+                  type(result).__name__)  # fmt: skip
+        return web.Response(status=500)
+    headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in result.headers.items() if k.lower() not in _HOP_BY_HOP)
+    if "Content-Type" not in headers:
+        # As the worker does: text types get the charset, others the bare mimetype.
         mimetype = result.mimetype or "text/plain"
         charset = result.charset or "utf-8"
-        headers["Content-Type"] = mimetype if "charset=" in mimetype else f"{mimetype}; charset={charset}"
-    return web.Response(status=result.status_code, body=result.get_body(), headers=headers)
+        headers["Content-Type"] = f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype
+    return web.Response(status=result.status_code, body=result.get_body() or b"", headers=headers)
