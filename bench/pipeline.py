@@ -183,7 +183,7 @@ class LocalHosts:
             try:
                 if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hosts did not start; see {log.name}")
@@ -242,7 +242,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def run_workload(hosts: LocalHosts, log: AccessLog, jobs: list[dict], concurrency: int) -> dict[str, Any]:
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency))
-    before_records = len(hosts.records())
     hosts.counter.calls = 0
     offset = log.mark()
 
@@ -257,16 +256,15 @@ def run_workload(hosts: LocalHosts, log: AccessLog, jobs: list[dict], concurrenc
     while True:
         rows = hosts.records()
         done = [r for r in rows if r["status"] in TERMINAL]
-        if len(done) - before_records >= len(jobs):
+        if len(done) >= len(jobs):
             break
         if time.monotonic() > deadline:
             raise RuntimeError("jobs did not finish in time")
-        print(f"    {len(done) - before_records}/{len(jobs)} finished", end="\r", flush=True)
+        print(f"    {len(done)}/{len(jobs)} finished", end="\r", flush=True)
         time.sleep(0.25)
     elapsed = time.perf_counter() - start
     counts = log.count_since(offset)
     counts["table"] -= hosts.counter.calls  # the bench's own polling
-    rows = rows[-len(jobs) :] if before_records else rows
     latency = [v for r in rows if (v := _ms(r.get("created_at"), r.get("finished_at"))) is not None]
     wait = [v for r in rows if (v := _ms(r.get("not_before"), r.get("started_at"))) is not None]
     return {
@@ -350,18 +348,18 @@ def main() -> int:
                 ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency))
                 print(f"run {run + 1}: raw SDK ceiling {ceilings[-1]:.1f} jobs/s", flush=True)
                 for m in instance_counts:
-                    hosts = LocalHosts(azurite.connection_string, m, folder)
-                    log = AccessLog(folder / "azurite.log", hosts.names)
-                    try:
-                        for kind in kinds:
+                    for kind in kinds:  # fresh hosts and table per workload: figures do not mix
+                        hosts = LocalHosts(azurite.connection_string, m, folder)
+                        log = AccessLog(folder / "azurite.log", hosts.names)
+                        try:
                             figures = run_workload(hosts, log, workload(kind, args.jobs, rng), args.concurrency)
                             results[str(m)][kind].append(figures)
                             print(f"run {run + 1}: {m} instance(s), {kind}: {json.dumps(figures)}", flush=True)
-                        if m == 1:
-                            idle.append(idle_latency(hosts))
-                            print(f"run {run + 1}: idle latency {idle[-1]} s", flush=True)
-                    finally:
-                        hosts.stop()
+                            if m == 1 and kind == kinds[0]:
+                                idle.append(idle_latency(hosts))
+                                print(f"run {run + 1}: idle latency {idle[-1]} s", flush=True)
+                        finally:
+                            hosts.stop()
     ceiling = statistics.median(ceilings)
     azurite_version = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]["azurite"]
     summary = {
