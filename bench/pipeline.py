@@ -284,8 +284,8 @@ def idle_latency(hosts: LocalHosts, samples: int = 5, settle: float = 5.0) -> fl
     for _ in range(samples):
         time.sleep(settle)
         start = time.perf_counter()
-        job = requests.post(f"{hosts.base}/jobs", json={"type": "echo", "payload": 1}, timeout=10).json()
-        while requests.get(f"{hosts.base}/jobs/{job['id']}", timeout=10).json()["status"] != "succeeded":
+        job = requests.post(f"{hosts.base}/jobs", json={"type": "echo", "payload": 1}, timeout=60).json()
+        while requests.get(f"{hosts.base}/jobs/{job['id']}", timeout=60).json()["status"] != "succeeded":
             time.sleep(0.02)
         times.append(time.perf_counter() - start)
     return round(statistics.median(times), 3)
