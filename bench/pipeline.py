@@ -284,11 +284,15 @@ def idle_latency(hosts: LocalHosts, samples: int = 5, settle: float = 5.0) -> fl
     for _ in range(samples):
         time.sleep(settle)
         start = time.perf_counter()
-        job = requests.post(f"{hosts.base}/jobs", json={"type": "echo", "payload": 1}, timeout=60).json()
+        response = requests.post(f"{hosts.base}/jobs", json={"type": "echo", "payload": 1}, timeout=60)
+        if response.status_code != 202:  # say what went wrong, and leave this sample out
+            print(f"    idle probe: {response.status_code} {response.text[:300]}", flush=True)
+            continue
+        job = response.json()
         while requests.get(f"{hosts.base}/jobs/{job['id']}", timeout=60).json()["status"] != "succeeded":
             time.sleep(0.02)
         times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 3)
+    return round(statistics.median(times), 3) if times else float("nan")
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
