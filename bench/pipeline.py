@@ -246,7 +246,12 @@ def run_workload(hosts: LocalHosts, log: AccessLog, jobs: list[dict], concurrenc
     offset = log.mark()
 
     def submit(job: dict) -> None:
-        session.post(f"{hosts.base}/jobs", json=job, timeout=120).raise_for_status()
+        for _ in range(5):  # a 503 (storage did not answer) is retried, as a client should
+            response = session.post(f"{hosts.base}/jobs", json=job, timeout=120)
+            if response.status_code != 503:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        response.raise_for_status()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
