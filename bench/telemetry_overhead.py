@@ -49,7 +49,7 @@ def run(conn: str, jobs: int, telemetry_on: bool) -> dict[str, float]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
+    root = logging.getLogger("jobs")  # what is exported: configure() passes logger_name="jobs"
     exporter = ByteCountingExporter()
     reader = InMemoryMetricReader()
     if telemetry_on:
