@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.job import InvalidTransition, Job, JobKey, Status
+from shared.job import InvalidTransition, Job, Status
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
@@ -223,10 +223,6 @@ class JobService:
 
 def _short(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-
-
-def known_id(job_id: str) -> bool:
-    return JobKey.parse(job_id) is not None
 
 
 def is_status(value: str) -> bool:

@@ -182,8 +182,10 @@ class JobStore:
         """Write only `fields` of the job (a merge), if nobody changed it since `etag`. The
         worker's claim and result writes use it: they change a few properties, and may start
         from a message snapshot rather than a full record."""
-        job = self._offload(job)
-        full = self._to_entity(job)
+        # Only the values being written are serialised: the payload never changes after insert.
+        values = tuple(v for v in ("payload", "result") if v in fields)
+        job = self._offload(job, values)
+        full = self._to_entity(job, values)
         entity: dict[str, Any] = {"PartitionKey": full["PartitionKey"], "RowKey": full["RowKey"]}
         for name in fields:
             if name in full:
@@ -304,7 +306,7 @@ class JobStore:
 
     # --- entity mapping ----------------------------------------------------------------------
 
-    def _to_entity(self, job: Job) -> dict[str, Any]:
+    def _to_entity(self, job: Job, values: tuple[str, ...] = ("payload", "result")) -> dict[str, Any]:
         key = job.key
         entity: dict[str, Any] = {
             "PartitionKey": key.partition_key,
@@ -323,7 +325,7 @@ class JobStore:
             entity["idem"] = job.idempotency_key
         if job.trace:
             entity["trace"] = job.trace
-        for name in ("payload", "result"):
+        for name in values:
             blob_name = job.extra.get(f"{name}_blob")
             if blob_name:
                 entity[f"{name}_blob"] = blob_name
@@ -331,10 +333,10 @@ class JobStore:
                 entity[name] = json.dumps(getattr(job, name), separators=(",", ":"))
         return entity
 
-    def _offload(self, job: Job) -> Job:
+    def _offload(self, job: Job, values: tuple[str, ...] = ("payload", "result")) -> Job:
         """Move a payload or result too large for a property into a blob (once)."""
         extra = dict(job.extra)
-        for name in ("payload", "result"):
+        for name in values:
             value = getattr(job, name)
             if value is None or f"{name}_blob" in extra:
                 continue

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +119,3 @@ class Azurite:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def have_node() -> bool:
-    return shutil.which("node") is not None
