@@ -25,5 +25,8 @@ def test_short_chaos_run_loses_nothing(tmp_path):
     result = json.loads(out.read_text())
     assert result["lost"] == 0 and result["double_terminal_writes"] == 0 and result["attempt_mismatches"] == 0
     assert result["kills"] == 1 and result["azurite_restarted"] and result["injected_malformed"] >= 2
-    assert result["terminal_writes_logged"] >= 300
+    # The double-write check reads the hosts' logs. A kill or the outage can cut off the log line
+    # of a write already made, at most one per invocation in flight (batchSize 16 + 8 fetched early).
+    assert result["terminal_writes_logged"] + result["terminal_writes_unlogged"] == 300
+    assert result["terminal_writes_unlogged"] <= 24 * (result["kills"] + 1)
     assert result["client_resubmissions"] == 0  # retried batches carry their Idempotency-Key
