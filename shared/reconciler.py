@@ -9,7 +9,9 @@
 
 Its cost follows the recent window and the backlog of work to do, never the total history: the
 window is a range of row keys, and retention reads only rows past the cutoff.
-Re-enqueueing is safe because the claim protocol drops a duplicate message.
+Re-enqueueing is safe because the claim protocol drops a duplicate message. It is also avoided
+when it is not needed: an overdue job is left alone while the queue's oldest visible message is
+older than the job's due time, because its message may still be waiting behind that backlog.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -40,6 +43,9 @@ MAX_DELETES = 5000
 # A message set aside in the poison queue (not a job message) stays hidden this long per look.
 SET_ASIDE_HIDE_SECONDS = 3600
 POISON_REASON = "the host gave up on this job's message after repeated failures (poison queue)"
+# A job's message is put just after its due time is set; this covers that gap and clock skew
+# between the app and the storage service.
+ENQUEUE_SLACK = timedelta(seconds=60)
 
 
 @dataclass
@@ -65,16 +71,18 @@ class Reconciler:
 
     def _run(self, now: datetime) -> Counter[str]:
         done: Counter[str] = Counter()
+        backlog = QueueBacklog(self.storage)
         self._measure_depths()
         self._sync_poison(done)
-        self._check_watched(now, done)
+        self._check_watched(now, backlog, done)
         last = self._last_run()
         start = min(last, now) - self.window if last else now - self.window
-        self._check_window(start, now, done)
+        resume = self._check_window(start, now, backlog, done)
         done["deleted"] += self.store.delete_finished_before(
             now - timedelta(days=self.config.retention_days), MAX_DELETES
         )
-        self._save_run(now)
+        # A job left for later must stay inside the next run's window, however long it waits.
+        self._save_run(min(now, resume) if resume else now)
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
 
@@ -104,23 +112,35 @@ class Reconciler:
                 done[f"poison_{outcome}"] += 1
                 queue.delete_message(message)
 
-    def _check_watched(self, now: datetime, done: Counter[str]) -> None:
+    def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str]) -> None:
         for job_id in self.service.watched():
             found = self.store.get(job_id)
             if found is None or found.job.status is not Status.QUEUED:
                 self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
                 continue
             if self._message_lost(found, now):
-                self._requeue(found, now, done)
+                if backlog.may_hold(found.job.not_before):
+                    done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run
+                else:
+                    self._requeue(found, now, done)
 
-    def _check_window(self, start: datetime, now: datetime, done: Counter[str]) -> None:
+    def _check_window(
+        self, start: datetime, now: datetime, backlog: QueueBacklog, done: Counter[str]
+    ) -> datetime | None:
+        """Repairs in the window. Returns where the next run must start from if some were left
+        for later (the window is keyed by each job's first due time, `due_at`)."""
         repairs = 0
+        resume: datetime | None = None
         for found in self.store.window(start, now, (Status.QUEUED, Status.RUNNING)):
+            job = found.job
             if repairs >= MAX_REPAIRS:
                 done["repairs_deferred"] += 1
-                break
-            job = found.job
+                return start + self.window  # not advanced: the next run covers this window again
             if job.status is Status.QUEUED and self._message_lost(found, now):
+                if backlog.may_hold(job.not_before):
+                    done["requeue_deferred"] += 1
+                    resume = min(resume or job.due_at, job.due_at)
+                    continue
                 self._requeue(found, now, done)
                 repairs += 1
             elif job.lease_expired(now):
@@ -128,6 +148,7 @@ class Reconciler:
                     after = self.worker.fail_attempt(found, LEASE_EXPIRED)
                 done["lease_expired"] += 1 if after is not None else 0
                 repairs += 1
+        return resume
 
     def _message_lost(self, found: Versioned, now: datetime) -> bool:
         return found.job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds) <= now
@@ -151,3 +172,20 @@ class Reconciler:
     def _save_run(self, now: datetime) -> None:
         pk, rk = STATE_KEY
         self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
+
+
+class QueueBacklog:
+    """The jobs queue's oldest visible message, peeked once per run and only if a job is overdue
+    (one call). Queues are roughly first in, first out: while that message was put before a job
+    was due, the job's own message may still be waiting behind it, so it is not lost yet."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @cached_property
+    def oldest(self) -> datetime | None:
+        head = self.storage.queue.peek_messages(max_messages=1)
+        return head[0].inserted_on if head else None
+
+    def may_hold(self, due: datetime) -> bool:
+        return self.oldest is not None and self.oldest <= due + ENQUEUE_SLACK

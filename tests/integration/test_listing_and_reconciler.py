@@ -78,6 +78,34 @@ def test_reconciler_leaves_fresh_queued_jobs_alone(services):
     assert len(messages_in(services)) == 1
 
 
+def test_reconciler_does_not_duplicate_a_message_waiting_behind_a_backlog(services_factory):
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0.2")
+    job = services.service.submit("echo", 1).job
+    time.sleep(0.3)  # overdue, but its message is still in the queue (a backlog, not a loss)
+    before = services.storage.counter.total("queue")
+    done = services.reconciler.run()
+    # Gauges (2 calls), poison receive (1) and one peek at the head of the queue, not one per job.
+    assert services.storage.counter.total("queue") - before == 4
+    assert done["requeued"] == 0 and done["requeue_deferred"] == 1
+    assert [(m.id, m.attempt) for m in messages_in(services)] == [(job.id, 1)]
+    services.storage.queue.clear_messages()  # now it is lost: the next run puts it back
+    assert services.reconciler.run()["requeued"] == 1
+    assert deliver(services) == [Outcome.SUCCEEDED]
+
+
+def test_a_job_left_for_later_stays_in_the_reconcilers_window(services_factory):
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0")
+    job = services.service.submit("echo", 1).job
+    assert services.reconciler.run()["requeue_deferred"] == 1  # its message is still queued
+    # Two hours on, the job is older than the 1-hour window a run looks back over from the last
+    # run; the deferral kept the window's start at the job, so it is still looked at.
+    later = utcnow() + timedelta(hours=2)
+    assert services.reconciler.run(now=later)["requeue_deferred"] == 1
+    services.storage.queue.clear_messages()
+    assert services.reconciler.run(now=later + timedelta(hours=1))["requeued"] == 1
+    assert [(m.id, m.attempt) for m in messages_in(services)] == [(job.id, 1)]
+
+
 def test_reconciler_gives_an_expired_lease_its_next_attempt(services_factory):
     services = services_factory(JOBS_LEASE_SECONDS="0.2")
     job = services.service.submit("echo", 1).job
