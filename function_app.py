@@ -13,13 +13,15 @@ from shared.app import services
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
-def _http(route: api.Route, req: func.HttpRequest) -> func.HttpResponse:
+def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    trace = context.trace_context
     request = api.ApiRequest(
         method=req.method,
         route=dict(req.route_params),
         query=dict(req.params),
         headers={k.lower(): v for k, v in req.headers.items()},
         body=req.get_body() or b"",
+        trace_parent=trace.trace_parent if trace is not None else None,
     )
     response = api.handle(route, services, request)
     return func.HttpResponse(
@@ -28,43 +30,43 @@ def _http(route: api.Route, req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.route(route="jobs", methods=["POST"])
-def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.submit, req)
+def submit_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.submit, req, context)
 
 
 @app.route(route="jobs/batch", methods=["POST"])
-def submit_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.submit_batch, req)
+def submit_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.submit_batch, req, context)
 
 
 @app.route(route="jobs", methods=["GET"])
-def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.list_jobs, req)
+def list_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.list_jobs, req, context)
 
 
 @app.route(route="jobs/{id}", methods=["GET"])
-def get_job(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.get, req)
+def get_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.get, req, context)
 
 
 @app.route(route="jobs/{id}/cancel", methods=["POST"])
-def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.cancel, req)
+def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.cancel, req, context)
 
 
 @app.route(route="jobs/{id}/retry", methods=["POST"])
-def retry_job(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.retry, req)
+def retry_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.retry, req, context)
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.health, req)
+def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.health, req, context)
 
 
 @app.route(route="metrics", methods=["GET"])
-def metrics(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.metrics, req)
+def metrics(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.metrics, req, context)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")

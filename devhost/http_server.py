@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from devhost.app_loader import Function
-from devhost.invoker import Invoker
+from devhost.invoker import Invoker, TraceContext
 from devhost.routes import RouteError, Router
 
 log = logging.getLogger("devhost.http")
@@ -89,7 +89,11 @@ def make_app(router: Router, route_prefix: str, invoke: Invoker) -> web.Applicat
             body=await request.read(),
         )
         try:
-            result = await invoke(function, req, reason="This function was programmatically called via the host APIs.")
+            traceparent = request.headers.get("traceparent")
+            trace = TraceContext(traceparent, request.headers.get("tracestate", "")) if traceparent else None
+            result = await invoke(
+                function, req, reason="This function was programmatically called via the host APIs.", trace=trace
+            )
             return to_response(result)
         except Exception:  # noqa: BLE001 - the invoker logged the function's traceback
             log.debug("Request to '%s' failed", function.name, exc_info=True)

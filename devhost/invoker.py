@@ -22,14 +22,38 @@ import azure.functions as func
 from devhost.app_loader import Function
 
 
-class Context(func.Context):
-    """The worker's invocation context: function name and folder, invocation id; no trace context."""
+class TraceContext:
+    """The W3C trace context an invocation runs in. The real host passes its own span for the
+    invocation; this host passes the `traceparent` an HTTP request came with, so an app that joins
+    it lands in the caller's trace as it would in Azure."""
 
-    def __init__(self, function_name: str, function_directory: str) -> None:
+    def __init__(self, trace_parent: str, trace_state: str = "") -> None:
+        self._trace_parent = trace_parent
+        self._trace_state = trace_state
+
+    @property
+    def trace_parent(self) -> str:
+        return self._trace_parent
+
+    @property
+    def trace_state(self) -> str:
+        return self._trace_state
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class Context(func.Context):
+    """The worker's invocation context: function name and folder, invocation id, and the trace
+    context of an HTTP request that carried one."""
+
+    def __init__(self, function_name: str, function_directory: str, trace_context: TraceContext | None = None) -> None:
         self._function_name = function_name
         self._function_directory = function_directory
         self._invocation_id = str(uuid.uuid4())
         self._thread_local_storage = threading.local()
+        self._trace_context = trace_context
 
     @property
     def invocation_id(self) -> str:
@@ -48,8 +72,8 @@ class Context(func.Context):
         return self._thread_local_storage
 
     @property
-    def trace_context(self) -> Any:
-        return None
+    def trace_context(self) -> TraceContext | None:
+        return self._trace_context
 
     @property
     def retry_context(self) -> Any:
@@ -84,9 +108,11 @@ class Invoker:
         self.busy_threads = 0  # sync invocations still running in a thread (may outlive a cancelled caller)
         self._lock = threading.Lock()
 
-    async def __call__(self, function: Function, trigger_value: Any, reason: str = "") -> Any:
+    async def __call__(
+        self, function: Function, trigger_value: Any, reason: str = "", trace: TraceContext | None = None
+    ) -> Any:
         """Run one invocation; the function's exception propagates after being logged."""
-        context = Context(function.name, self.app_dir)
+        context = Context(function.name, self.app_dir, trace)
         kwargs: dict[str, Any] = {function.binding_name: trigger_value}
         if function.wants_context:
             kwargs["context"] = context

@@ -43,6 +43,7 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-case
     body: bytes = b""
+    trace_parent: str | None = None  # the host's span for this request: our spans join its trace
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ Route = Callable[[JobService, ApiRequest], ApiResponse]
 def handle(route: Route, services: Callable[[], Any], request: ApiRequest) -> ApiResponse:
     """Run a route, turning every Problem and domain error into its problem response."""
     try:
-        return route(services().service, request)
+        app = services()
+        with app.telemetry.joined(request.trace_parent):
+            return route(app.service, request)
     except Problem as problem:
         return problem.response()
     except NotFound as exc:

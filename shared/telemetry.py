@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -106,6 +107,20 @@ class Telemetry:
             except Exception as exc:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 raise
+
+    @staticmethod
+    @contextmanager
+    def joined(traceparent: str | None) -> Iterator[None]:
+        """Make `traceparent` (the host's span for an HTTP request) the current context, so the
+        spans started inside are its children: caller -> API -> queue -> worker is one trace."""
+        if not traceparent:
+            yield
+            return
+        token = otel_context.attach(extract({"traceparent": traceparent}))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
     @staticmethod
     def current_traceparent() -> str | None:

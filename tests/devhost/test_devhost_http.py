@@ -59,6 +59,14 @@ def test_a_function_with_a_context_parameter_gets_one(devhost):
     first, second = (requests.get(f"{host.base}/whoami", timeout=5).json() for _ in range(2))
     assert first["function"] == "whoami" and first["instance"] == "0"
     assert first["invocation_id"] != second["invocation_id"]
+    assert first["trace_parent"] is None  # the request carried no trace context
+
+
+def test_the_callers_traceparent_is_the_invocations_trace_context(devhost):
+    host = devhost()
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    seen = requests.get(f"{host.base}/whoami", headers={"traceparent": parent}, timeout=5).json()
+    assert seen["trace_parent"] == parent
 
 
 def test_a_missing_setting_puts_only_that_function_in_error(devhost, tmp_path):

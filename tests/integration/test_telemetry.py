@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared import signals
+from shared import api, signals
 from shared.telemetry import JsonFormatter, Telemetry
 from tests.integration.conftest import make_services, run_until
 
@@ -92,6 +92,23 @@ def test_job_that_fails_once_then_succeeds_is_one_trace_with_metrics_and_logs(ca
 
     line = json.loads(JsonFormatter().format(job_logs[-1]))
     assert line[signals.JOB_ID] == job.id and line[signals.STATUS] == "succeeded"
+
+
+def test_a_job_submitted_over_http_joins_the_hosts_request_trace(captured):
+    """In Azure the host hands the function its span for the request (`context.trace_context`):
+    the submit is its child, and the attempt follows, so caller -> API -> queue -> worker is one trace."""
+    services, spans, _ = captured
+    host_span = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = api.ApiRequest(method="POST", body=b'{"type": "echo", "payload": 1}', trace_parent=host_span)
+    response = api.handle(api.submit, lambda: services, request)
+    assert response.status == 202
+    run_until(services, lambda: services.service.get(response.body["id"]).status.terminal)
+    job_spans = [s for s in spans.get_finished_spans() if s.attributes.get(signals.JOB_ID) == response.body["id"]]
+    assert {f"{s.context.trace_id:032x}" for s in job_spans} == {"0af7651916cd43dd8448eb211c80319c"}
+    submit = next(s for s in job_spans if s.name == signals.SPAN_SUBMIT)
+    assert f"{submit.parent.span_id:016x}" == "b7ad6b7169203331"
+    attempt = next(s for s in job_spans if s.name == signals.SPAN_ATTEMPT)
+    assert attempt.parent.span_id == submit.context.span_id
 
 
 def test_dead_letter_and_cancel_are_counted(captured):

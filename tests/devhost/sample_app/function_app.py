@@ -58,8 +58,9 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="whoami", methods=["GET"])
 def whoami(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    trace = context.trace_context
     body = {"instance": os.environ.get("DEVHOST_INSTANCE"), "pid": os.getpid(), "function": context.function_name,
-            "invocation_id": context.invocation_id}  # fmt: skip
+            "invocation_id": context.invocation_id, "trace_parent": trace.trace_parent if trace else None}  # fmt: skip
     return func.HttpResponse(json.dumps(body), mimetype="application/json")
 
 
