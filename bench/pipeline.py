@@ -38,6 +38,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
+from shared.storage import transport_options
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
 BATCH = 16
@@ -52,8 +53,9 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
     """Jobs/s when the SDK makes exactly the calls our pipeline makes for one job (insert, put,
     receive in batches, conditional claim, conditional result, delete), with no app in between."""
     name = "raw" + uuid.uuid4().hex[:10]
-    table = TableClient.from_connection_string(conn, name)
-    queue = QueueClient.from_connection_string(conn, name)
+    options = transport_options(os.environ)  # the same HTTP transport settings as the app's clients
+    table = TableClient.from_connection_string(conn, name, **options)
+    queue = QueueClient.from_connection_string(conn, name, **options)
     table.create_table()
     queue.create_queue()
     payload = json.dumps({"n": 1})

@@ -147,7 +147,8 @@ class Worker:
         wait_ms = (now - queued.not_before).total_seconds() * 1000
         self.telemetry.record(signals.QUEUE_WAIT, wait_ms, job)
         trace.get_current_span().set_attributes({**job_attributes(job), signals.QUEUE_WAIT_MS: wait_ms})
-        log.info("attempt started", extra=job_attributes(job))
+        # Debug only: the attempt's span already marks its start, and every exported line is billed.
+        log.debug("attempt started", extra=job_attributes(job))
         ctx = JobContext(
             id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_token, _checkpoint=lambda: self._is_cancelled(job.id),

@@ -81,7 +81,6 @@ def test_job_that_fails_once_then_succeeds_is_one_trace_with_metrics_and_logs(ca
     job_logs = [r for r in caplog.records if getattr(r, signals.JOB_ID, None) == job.id]
     assert {r.getMessage().split(":")[0] for r in job_logs} >= {
         "job submitted",
-        "attempt started",
         "attempt failed, retry scheduled",
         "attempt succeeded",
     }

@@ -100,3 +100,11 @@ def test_identity_based_clients_use_the_managed_identity_without_a_key():
     assert isinstance(storage._credential, ManagedIdentityCredential)
     assert storage.table.url.startswith("https://stjobs.table.core.windows.net")
     assert storage.queue.url.startswith("https://stjobs.queue.core.windows.net/jobs")
+
+
+def test_storage_clients_skip_the_environment_scan_unless_a_proxy_is_set():
+    from shared.storage import transport_options
+
+    assert transport_options({"PATH": "/bin", "FUNCTIONS_WORKER_RUNTIME": "python"}) == {"use_env_settings": False}
+    assert transport_options({"HTTPS_PROXY": "http://proxy:3128"}) == {"use_env_settings": True}
+    assert transport_options({"http_proxy": "http://proxy:3128"}) == {"use_env_settings": True}
