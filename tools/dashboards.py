@@ -1,12 +1,13 @@
 """Generate the Application Insights workbook and the alert queries from shared/signals.py.
 
-    python -m tools.dashboards          # rewrite infra/dashboards/*.json
+    python -m tools.dashboards          # rewrite infra/dashboards/*.json and infra/azuredeploy.json
     python -m tools.dashboards --check  # exit 1 if the committed files are stale (run by the tests)
 
-The Bicep loads both files (loadTextContent / loadJsonContent), so the dashboards, the alerts
-and the code share one set of names. Queries use the Application Insights schema: counters and
-gauges land in `customMetrics`, the attempt span (a consumer span) in `requests`, logs in
-`traces`; attributes are `customDimensions`.
+The Bicep loads both files (loadTextContent / loadJsonContent) and the button's ARM JSON carries
+them as variables, so the dashboards, the alerts and the code share one set of names. Queries
+use the Application Insights schema: counters and gauges land in `customMetrics`, the attempt
+span (a consumer span) in `requests`, logs in `traces`; attributes are `customDimensions`.
+Counts of spans and logs sum `itemCount`, so they stay right when traces are sampled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from shared import signals as s
 
 OUT = Path(__file__).resolve().parent.parent / "infra" / "dashboards"
+ARM = OUT.parent / "azuredeploy.json"
 
 
 def _names(*metrics: s.Metric) -> str:
@@ -52,7 +54,7 @@ PANELS: list[tuple[str, str, str]] = [
         "Attempt duration by job type (ms): p50, p95, p99",
         f"{ATTEMPTS} | extend job_type = {_dim(s.JOB_TYPE)}"
         " | summarize p50 = percentile(duration, 50), p95 = percentile(duration, 95),"
-        " p99 = percentile(duration, 99), attempts = count() by job_type",
+        " p99 = percentile(duration, 99), attempts = sum(itemCount) by job_type",
         "table",
     ),
     (
@@ -79,7 +81,7 @@ PANELS: list[tuple[str, str, str]] = [
         "Top errors",
         f"traces | where severityLevel >= 2 and isnotempty(customDimensions.{s.JOB_ID})"
         ' | extend error = extract(@"^[^:]+: (.*)$", 1, message)'
-        f" | summarize failures = count(), jobs = dcount({_dim(s.JOB_ID)}) by error | top 10 by failures",
+        f" | summarize failures = sum(itemCount), jobs = dcount({_dim(s.JOB_ID)}) by error | top 10 by failures",
         "table",
     ),
 ]
@@ -151,10 +153,17 @@ def workbook() -> dict[str, Any]:
     }
 
 
-def render() -> dict[str, str]:
+def render() -> dict[Path, str]:
+    """The generated files: the two the Bicep loads, and the ARM JSON of the Deploy to Azure
+    button, which carries the same two as variables (ARM has no loadTextContent)."""
+    workbook_text = json.dumps(workbook(), indent=2) + "\n"
+    arm = json.loads(ARM.read_text())
+    arm["variables"]["workbook"] = workbook_text
+    arm["variables"]["alerts"] = ALERTS
     return {
-        "workbook.json": json.dumps(workbook(), indent=2) + "\n",
-        "alerts.json": json.dumps(ALERTS, indent=2) + "\n",
+        OUT / "workbook.json": workbook_text,
+        OUT / "alerts.json": json.dumps(ALERTS, indent=2) + "\n",
+        ARM: json.dumps(arm, indent=2) + "\n",
     }
 
 
@@ -168,8 +177,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     args = parser.parse_args()
     stale = []
-    for name, text in render().items():
-        path = OUT / name
+    for path, text in render().items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))

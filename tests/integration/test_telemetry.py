@@ -173,5 +173,5 @@ def test_everything_the_dashboards_and_alerts_query_is_emitted(captured, caplog)
 def test_committed_dashboards_match_the_signal_definitions():
     from tools import dashboards
 
-    for name, text in dashboards.render().items():
-        assert (dashboards.OUT / name).read_text() == text, f"run `python -m tools.dashboards`: {name} is stale"
+    for path, text in dashboards.render().items():
+        assert path.read_text() == text, f"run `python -m tools.dashboards`: {path.name} is stale"
