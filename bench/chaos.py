@@ -271,7 +271,9 @@ def main() -> int:
     )  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)  # bench/out/ is not in a fresh clone
+        out.write_text(json.dumps(result, indent=2))
     ok = (
         result["lost"] == 0
         and result["double_terminal_writes"] == 0

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_short_chaos_run_loses_nothing(tmp_path):
-    out = tmp_path / "chaos.json"
+    out = tmp_path / "out" / "chaos.json"  # a folder that does not exist yet, as in a fresh clone
     run = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--jobs", "300", "--instances", "3", "--kill-every", "4",
          "--kills", "1", "--azurite-restart", "--timeout", "170", "--out", str(out)],
