@@ -1,5 +1,7 @@
 """Azure Functions bindings (v2 programming model). Each function converts its trigger, calls one
-thing in `shared`, and converts the outcome back. The logic lives in `shared/`."""
+thing in `shared`, and converts the outcome back. The logic lives in `shared/`; the routes' contract
+(models, statuses, headers) is declared beside each route in shared/api.py and shared/apidocs/,
+and served as OpenAPI at /api/openapi.json."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ import logging
 
 import azure.functions as func
 
-from shared import api
+from shared import api, apidocs
 from shared.app import services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 
 def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
@@ -29,14 +32,17 @@ def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> fun
     )
 
 
+# --- jobs ---
+
+
 @app.route(route="jobs", methods=["POST"])
 def submit_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.submit, req, context)
+    return _http(api.submit_job, req, context)
 
 
 @app.route(route="jobs/batch", methods=["POST"])
 def submit_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.submit_batch, req, context)
+    return _http(api.submit_jobs, req, context)
 
 
 @app.route(route="jobs", methods=["GET"])
@@ -44,22 +50,43 @@ def list_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
     return _http(api.list_jobs, req, context)
 
 
-@app.route(route="jobs/{id}", methods=["GET"])
+@app.route(route="jobs/{id:length(25)}", methods=["GET"])
 def get_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.get, req, context)
+    return _http(api.get_job, req, context)
 
 
 @app.route(route="jobs/{id}/cancel", methods=["POST"])
 def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.cancel, req, context)
+    return _http(api.cancel_job, req, context)
 
 
 @app.route(route="jobs/{id}/retry", methods=["POST"])
 def retry_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.retry, req, context)
+    return _http(api.retry_job, req, context)
 
 
-@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+# --- bulk operations ---
+
+
+@app.route(route="jobs/retry", methods=["POST"])
+def retry_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.retry_jobs, req, context)
+
+
+@app.route(route="jobs/cancel", methods=["POST"])
+def cancel_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.cancel_jobs, req, context)
+
+
+@app.route(route="operations/{id}", methods=["GET"])
+def get_operation(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.get_operation, req, context)
+
+
+# --- service ---
+
+
+@app.route(route="health", methods=["GET"], auth_level=ANONYMOUS)
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return _http(api.health, req, context)
 
@@ -67,6 +94,29 @@ def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @app.route(route="metrics", methods=["GET"])
 def metrics(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return _http(api.metrics, req, context)
+
+
+@app.route(route="openapi.json", methods=["GET"], auth_level=ANONYMOUS)
+def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(apidocs.openapi, req, context)
+
+
+@app.route(route="docs", methods=["GET"], auth_level=ANONYMOUS)
+def docs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(apidocs.docs, req, context)
+
+
+@app.route(route="docs/{file}", methods=["GET"], auth_level=ANONYMOUS)
+def docs_asset(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(apidocs.docs_asset, req, context)
+
+
+@app.route(route="{*path}", auth_level=ANONYMOUS)  # every method: below every other route
+def fallback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return _http(api.fallback, req, context)
+
+
+# --- background ---
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")

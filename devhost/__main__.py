@@ -18,6 +18,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settings", default=None, help="settings file (default: local.settings.json in the app dir)")
     parser.add_argument("--instances", type=int, default=1, help="host processes on the same storage and port")
     parser.add_argument("--restart", action="store_true", help="restart an instance that dies (with --instances)")
+    parser.add_argument("--function-key", default=None,
+                        help="require this key on non-anonymous HTTP functions, as in Azure")  # fmt: skip
     parser.add_argument("--instance", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     args = parser.parse_args(argv)
     if args.instances < 1:
@@ -28,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     app_dir = Path(args.app_dir).resolve()
+    if args.function_key:  # in the environment, so the supervisor's instances get it too
+        os.environ["DEVHOST_FUNCTION_KEY"] = args.function_key  # http_server.FUNCTION_KEY_VARIABLE
     settings = Path(args.settings).resolve() if args.settings else app_dir / "local.settings.json"
     if args.instance is None and (args.instances > 1 or args.restart):
         from devhost.supervisor import supervise

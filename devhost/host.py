@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devhost.app_loader import AppLoadError, Function, load_app
-from devhost.http_server import build_router, make_app, methods_of
+from devhost.http_server import FUNCTION_KEY_VARIABLE, build_router, make_app, methods_of
 from devhost.invoker import Invoker
 from devhost.queue_listener import QueueListener
 from devhost.settings import HostConfig, SettingsError, connection_string, load_host_json, load_local_settings
@@ -97,7 +97,9 @@ class Host:
             for name, error in self.errors.items():
                 log.error("The '%s' function is in error: %s", name, error)
         self.runner = web.AppRunner(
-            make_app(router, config.route_prefix, self.invoke), access_log=None, shutdown_timeout=DRAIN_SECONDS
+            make_app(router, config.route_prefix, self.invoke, os.environ.get(FUNCTION_KEY_VARIABLE) or None),
+            access_log=None,
+            shutdown_timeout=DRAIN_SECONDS,
         )
 
     async def run(self, port: int) -> int:

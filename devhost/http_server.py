@@ -4,6 +4,7 @@ the host convert them."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 from urllib.parse import unquote
@@ -68,7 +69,23 @@ def _joined(pairs: Any, separator: str) -> dict[str, str]:
     return out
 
 
-def make_app(router: Router, route_prefix: str, invoke: Invoker) -> web.Application:
+FUNCTION_KEY_VARIABLE = "DEVHOST_FUNCTION_KEY"  # set by --function-key
+
+
+def key_accepted(function: Function, request: web.Request, function_key: str | None) -> bool:
+    """With a key set, a function whose auth level is not anonymous needs it, in the
+    `x-functions-key` header or the `code` query parameter, as in Azure. (Core Tools does not
+    check keys locally; this host does only when asked, so clients and contract tests can.)"""
+    if function_key is None:
+        return True
+    level = str(getattr(function.trigger, "auth_level", "") or "").rsplit(".", 1)[-1].lower()
+    if level == "anonymous":
+        return True
+    given = request.headers.get("x-functions-key") or request.query.get("code")
+    return given is not None and hmac.compare_digest(given.encode(), function_key.encode())
+
+
+def make_app(router: Router, route_prefix: str, invoke: Invoker, function_key: str | None = None) -> web.Application:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path = strip_prefix(decoded_path(request.rel_url.raw_path), route_prefix)
@@ -80,6 +97,8 @@ def make_app(router: Router, route_prefix: str, invoke: Invoker) -> web.Applicat
                 return web.Response(status=405, headers={"Allow": ", ".join(sorted(resolved.allowed))})
             return web.Response(status=404)
         function: Function = resolved.route.target
+        if not key_accepted(function, request, function_key):
+            return web.Response(status=401)
         req = func.HttpRequest(
             method=request.method,
             url=str(request.url),
@@ -100,7 +119,8 @@ def make_app(router: Router, route_prefix: str, invoke: Invoker) -> web.Applicat
             return web.Response(status=500)
 
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # [\s\S]: a decoded path may hold a newline (%0A), which "." would not match.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app
 
 

@@ -1,8 +1,10 @@
 """The HTTP contract (Asynchronous Request-Reply), independent of the Functions runtime.
 
-Each route is a function from an `ApiRequest` to an `ApiResponse`; function_app.py only converts
-to and from the trigger's types. Bad input gets a 4xx problem (RFC 9457) that says what is wrong,
-with a machine-readable `code`, and nothing is written.
+Each route is a function from an `ApiRequest` to an `ApiResponse`, registered with `@endpoint`
+together with what the OpenAPI document says of it (its models, statuses and headers), so the
+document (shared/openapi.py) is generated from the same table the code runs. function_app.py only
+binds each one and converts to and from the trigger's types. Bad input gets a 4xx problem
+(RFC 9457) that says what is wrong, with a machine-readable `code`, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,28 +14,33 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from pydantic import BaseModel, ValidationError
 
+from shared import contract as c
+from shared.contract import ProblemCode
 from shared.job import Job, Status, utcnow
-from shared.service import Conflict, JobService, NotFound, Submission, is_status
+from shared.operations import Operation, OperationNotFound
+from shared.service import Conflict, NotFound, Submission
 from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
+
+if TYPE_CHECKING:
+    from shared.app import Services
 
 log = logging.getLogger("jobs.api")
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
 JOBS_PATH = "/api/jobs"
-MAX_LIMIT = 200
-DEFAULT_LIMIT = 50
-MAX_DELAY_SECONDS = 365 * 24 * 3600
-MAX_ATTEMPTS_CEILING = 100
-MAX_BATCH = 100
+# A job id's length: as a route constraint it keeps `jobs/batch`, `jobs/retry` and `jobs/cancel`
+# from also matching `jobs/{id}`.
+JOB_ID_LENGTH = 25
+OPERATIONS_PATH = "/api/operations"
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-SUBMIT_FIELDS = {"type", "payload", "max_attempts", "delay_seconds"}
-_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -59,46 +66,129 @@ class ApiResponse:
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
 
 
+TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    405: "Method Not Allowed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
 class Problem(Exception):
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
-        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+        self.status, self.code, self.detail, self.extra = status, ProblemCode(code), detail, extra
+        self.headers = headers or {}
 
     def response(self) -> ApiResponse:
-        titles = {
-            400: "Bad Request",
-            404: "Not Found",
-            409: "Conflict",
-            413: "Content Too Large",
-            415: "Unsupported Media Type",
-            422: "Unprocessable Content",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }
         body = {
             "type": f"urn:problem:jobs:{self.code.replace('_', '-')}",
-            "title": titles.get(self.status, "Error"),
+            "title": TITLES.get(self.status, "Error"),
             "status": self.status,
             "detail": self.detail,
-            "code": self.code,
+            "code": str(self.code),
             **self.extra,
         }
-        return ApiResponse(self.status, body, content_type=PROBLEM_JSON)
+        return ApiResponse(self.status, body, self.headers, content_type=PROBLEM_JSON)
 
 
-Route = Callable[[JobService, ApiRequest], ApiResponse]
+Route = Callable[["Services", ApiRequest], ApiResponse]
 
 
-def handle(route: Route, services: Callable[[], Any], request: ApiRequest) -> ApiResponse:
+# --- the endpoint table: what the OpenAPI document is generated from ----------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented response of an endpoint."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    headers: tuple[str, ...] = ()  # names from HEADERS
+    content_type: str | tuple[str, ...] = JSON
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # the function's name in function_app.py, and the operationId
+    method: str
+    route: str  # as Functions writes it, below the /api prefix: "jobs/{id}"
+    summary: str
+    tag: str
+    run: Route
+    replies: Mapping[int, Reply]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    request_headers: tuple[str, ...] = ()
+    anonymous: bool = False  # no function key needed in Azure
+    body_required: bool = True
+    path_values: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # extra schema of path parameters
+
+
+ENDPOINTS: list[Endpoint] = []
+
+HEADERS = {
+    "Location": ("The URL of the resource to poll.", {"type": "string"}),
+    "Retry-After": ("Seconds to wait before polling again.", {"type": "integer", "minimum": 1}),
+    "Idempotent-Replayed": (
+        "Present when the Idempotency-Key returned what an earlier request created.",
+        {"type": "string", "enum": ["true"]},
+    ),
+    "Idempotency-Key": (
+        "Any 1-255 visible ASCII characters: the same key returns the same result instead of doing it again.",
+        {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+    ),
+}
+
+PROBLEMS = {
+    400: "The request is not valid: `code` and `detail` say why. Nothing was written.",
+    404: "No such resource.",
+    409: "The resource's state does not allow this.",
+    413: "The body or the payload is too large.",
+    415: "The body is not JSON.",
+    422: "The Idempotency-Key was used before with a different body.",
+    429: "The host is throttling requests (in Azure: the Functions host's HTTP concurrency limits). Retry later.",
+    503: "Storage did not answer. Retry later.",
+}
+# Every route may answer these: the host's throttle, storage down, a bug.
+COMMON_PROBLEMS = (429, 500, 503)
+
+
+def problems(*statuses: int) -> dict[int, Reply]:
+    return {
+        s: Reply(PROBLEMS.get(s, TITLES[s]), c.ProblemDetails, content_type=PROBLEM_JSON)
+        for s in (*statuses, *COMMON_PROBLEMS)
+    }
+
+
+def endpoint(
+    method: str, route: str, summary: str, tag: str, replies: Mapping[int, Reply], **options: Any
+) -> Callable[[Route], Route]:
+    def register(run: Route) -> Route:
+        ENDPOINTS.append(Endpoint(run.__name__, method, route, summary, tag, run, replies, **options))
+        return run
+
+    return register
+
+
+def handle(route: Route, services: Callable[[], Services], request: ApiRequest) -> ApiResponse:
     """Run a route, turning every Problem and domain error into its problem response."""
     try:
         app = services()
         with app.telemetry.joined(request.trace_parent):
-            return route(app.service, request)
+            return route(app, request)
     except Problem as problem:
         return problem.response()
     except NotFound as exc:
         return Problem(404, "job_not_found", f"no job with id {exc}").response()
+    except OperationNotFound as exc:
+        return Problem(404, "operation_not_found", f"no operation with id {exc}").response()
     except Conflict as exc:
         return Problem(409, "invalid_state", exc.reason).response()
     except (ServiceRequestError, ServiceResponseError) as exc:
@@ -109,15 +199,21 @@ def handle(route: Route, services: Callable[[], Any], request: ApiRequest) -> Ap
         return Problem(500, "internal_error", "the server failed to handle this request").response()
 
 
-# --- routes --------------------------------------------------------------------------------
+# --- jobs ------------------------------------------------------------------------------------
+
+ACCEPTED_JOB = Reply("Accepted: the job is queued. Poll `Location`.", c.JobResource,
+                     ("Location", "Retry-After", "Idempotent-Replayed"))  # fmt: skip
 
 
-def submit(service: JobService, request: ApiRequest) -> ApiResponse:
+@endpoint(
+    "POST", "jobs", "Submit a job", "jobs", {202: ACCEPTED_JOB, **problems(400, 413, 415, 422)},
+    body=c.JobRequest, request_headers=("Idempotency-Key",),
+)  # fmt: skip
+def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
+    service = app.service
     body = _json_body(request, service.config.max_payload_bytes + 64 * 1024)
-    sub = _submission(service, body)
-    key = request.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+    sub = _submission(app, body)
+    key = _idempotency_key(request)
     try:
         submitted = service.submit(
             sub.type, sub.payload, max_attempts=sub.max_attempts, delay_seconds=sub.delay_seconds,
@@ -132,29 +228,41 @@ def submit(service: JobService, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202, job.to_resource(), headers)
 
 
-def submit_batch(service: JobService, request: ApiRequest) -> ApiResponse:
-    """Up to 100 jobs in one request, all or nothing: one invalid item and nothing is written.
-    The jobs share a partition, so their records go in entity-group transactions (one billed
-    call for up to 100 rows). If a later group fails after an earlier one landed, the answer is
-    207 with a result per item."""
+@endpoint(
+    "POST", "jobs/batch", "Submit up to 100 jobs, all or nothing", "jobs",
+    {
+        202: Reply("Accepted: every job is queued.", c.BatchAccepted, ("Idempotent-Replayed",)),
+        207: Reply("Storage failed between two groups of records: a result per job.", c.BatchPartial),
+        **problems(400, 413, 415, 422),
+    },
+    body=c.BatchRequest, request_headers=("Idempotency-Key",),
+)  # fmt: skip
+def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    """All or nothing: one invalid item and nothing is written. The jobs share a partition, so
+    their records go in entity-group transactions (one billed call for up to 100 rows). If a
+    later group fails after an earlier one landed, the answer is 207 with a result per item."""
     body = _json_body(request, MAX_BATCH_BYTES)
-    items = body.get("jobs") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH or set(body) != {"jobs"}:
-        raise Problem(400, "invalid_body", f'the body must be {{"jobs": [...]}} with 1 to {MAX_BATCH} jobs')
+    try:
+        items = [item.model_dump(exclude_unset=True) for item in c.BatchRequest.model_validate(body).jobs]
+    except ValidationError as exc:
+        item_errors = [e for e in exc.errors() if e["loc"][:1] == ("jobs",) and len(e["loc"]) > 2]
+        if len(item_errors) != len(exc.errors()):
+            raise Problem(
+                400, "invalid_body", f'the body must be {{"jobs": [...]}} with 1 to {c.MAX_BATCH} jobs'
+            ) from None
+        items = body["jobs"]
     subs, errors = [], []
     for index, item in enumerate(items):
         try:
-            subs.append(_submission(service, item))
+            subs.append(_submission(app, item))
         except Problem as problem:
-            errors.append({"index": index, "code": problem.code, "detail": problem.detail})
+            errors.append({"index": index, "code": str(problem.code), "detail": problem.detail})
     if errors:
         raise Problem(400, "invalid_batch", f"{len(errors)} of {len(items)} jobs are invalid; none was submitted",
                       errors=errors)  # fmt: skip
-    key = request.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+    key = _idempotency_key(request)
     try:
-        results, replayed = service.submit_batch(subs, key, with_request_hash(body) if key else None)
+        results, replayed = app.service.submit_batch(subs, key, with_request_hash(body) if key else None)
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
     if all(isinstance(r, Job) for r in results):
@@ -169,92 +277,211 @@ def submit_batch(service: JobService, request: ApiRequest) -> ApiResponse:
     return ApiResponse(207, {"results": out})
 
 
-def _submission(service: JobService, body: Any) -> Submission:
+def _submission(app: Services, body: Any) -> Submission:
     """Validate one job submission; a Problem says what is wrong with it."""
-    if not isinstance(body, dict):
-        raise Problem(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - SUBMIT_FIELDS)
-    if unknown:
-        raise Problem(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}", fields=unknown)
-    job_type = body.get("type")
-    if not isinstance(job_type, str) or not job_type:
-        raise Problem(400, "missing_type", "`type` is required: the name of a registered job type")
-    if service.registry.get(job_type) is None:
-        raise Problem(
-            400, "unknown_job_type", f"no handler for job type {job_type!r}", known_types=service.registry.types
-        )
-    payload = body.get("payload")
-    size = len(json.dumps(payload, separators=(",", ":")).encode())
-    if size > service.config.max_payload_bytes:
-        raise Problem(
-            413, "payload_too_large", f"payload is {size} bytes; the limit is {service.config.max_payload_bytes}"
-        )
-    max_attempts = _int_field(body, "max_attempts", 1, MAX_ATTEMPTS_CEILING)
-    delay = body.get("delay_seconds", 0)
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_SECONDS:
-        raise Problem(400, "invalid_field", f"`delay_seconds` must be a number from 0 to {MAX_DELAY_SECONDS}")
-    return Submission(job_type, payload, max_attempts, float(delay))
+    sub = _model(c.JobRequest, body, unknown="unknown_field")
+    spec = app.registry.get(sub.type)
+    if spec is None:
+        raise Problem(400, "unknown_job_type", f"no handler for job type {sub.type!r}", known_types=app.registry.types)
+    size = len(json.dumps(sub.payload, separators=(",", ":")).encode())
+    limit = app.config.max_payload_bytes
+    if size > limit:
+        raise Problem(413, "payload_too_large", f"payload is {size} bytes; the limit is {limit}")
+    return Submission(sub.type, sub.payload, sub.max_attempts, sub.delay_seconds or 0.0)
 
 
-def get(service: JobService, request: ApiRequest) -> ApiResponse:
-    job = service.get(request.route.get("id", ""))
-    headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
-    return ApiResponse(200, job.to_resource(), headers)
-
-
-def list_jobs(service: JobService, request: ApiRequest) -> ApiResponse:
-    q = request.query
-    unknown = sorted(set(q) - {"status", "type", "limit", "continuation"})
-    if unknown:
-        raise Problem(400, "unknown_parameter", f"unknown query parameter(s): {', '.join(unknown)}")
-    status = q.get("status") or None
-    if status is not None and not is_status(status):
-        raise Problem(400, "invalid_parameter", f"status must be one of {', '.join(s.value for s in Status)}")
-    job_type = q.get("type") or None
-    if job_type is not None and not _TYPE.match(job_type):
-        raise Problem(400, "invalid_parameter", "type must be 1-100 letters, digits or _.:-")
-    limit_text = q.get("limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise Problem(400, "invalid_parameter", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+@endpoint(
+    "GET", "jobs", "List jobs, newest first", "jobs",
+    {200: Reply("A page of jobs. Follow `continuation` until it is null.", c.JobList), **problems(400)},
+    query=c.ListQuery,
+)  # fmt: skip
+def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    # `code` is the function key, when a client sends it in the query; an empty value is no value.
+    query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
+    q = _model(c.ListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
     try:
-        page = service.list(status, job_type, int(limit_text), q.get("continuation") or None)
+        page = app.service.list(
+            q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until
+        )  # fmt: skip
     except BadContinuation as exc:
         raise Problem(400, "invalid_continuation", str(exc)) from None
     return ApiResponse(200, {"jobs": [j.to_resource() for j in page.jobs], "continuation": page.continuation})
 
 
-def cancel(service: JobService, request: ApiRequest) -> ApiResponse:
-    return ApiResponse(200, service.cancel(request.route.get("id", "")).to_resource())
+@endpoint(
+    "GET", f"jobs/{{id:length({JOB_ID_LENGTH})}}", "Get a job", "jobs",
+    {200: Reply("The job. `Retry-After` while it is not finished.", c.JobResource, ("Retry-After",)),
+     **problems(404)},
+)  # fmt: skip
+def get_job(app: Services, request: ApiRequest) -> ApiResponse:
+    job = app.service.get(request.route.get("id", ""))
+    headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
+    return ApiResponse(200, job.to_resource(), headers)
 
 
-def retry(service: JobService, request: ApiRequest) -> ApiResponse:
+@endpoint(
+    "POST", "jobs/{id}/cancel", "Cancel a queued or running job", "jobs",
+    {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(404, 409)},
+)  # fmt: skip
+def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
+    return ApiResponse(200, app.service.cancel(request.route.get("id", "")).to_resource())
+
+
+@endpoint(
+    "POST", "jobs/{id}/retry", "Redrive a dead-lettered or cancelled job", "jobs",
+    {200: Reply("Queued again as a new attempt.", c.JobResource, ("Location",)),
+     **problems(400, 404, 409, 413, 415)},
+    body=c.RetryRequest, body_required=False,
+)  # fmt: skip
+def retry_job(app: Services, request: ApiRequest) -> ApiResponse:
     extra = 1
     if request.body.strip():
-        body = _json_body(request, 4096)
-        if not isinstance(body, dict) or set(body) - {"extra_attempts"}:
-            raise Problem(400, "invalid_body", 'the body, if any, is {"extra_attempts": n}')
-        extra = _int_field(body, "extra_attempts", 1, MAX_ATTEMPTS_CEILING) or 1
-    job = service.redrive(request.route.get("id", ""), extra_attempts=extra)
+        extra = _model(c.RetryRequest, _json_body(request, 4096)).extra_attempts or 1
+    job = app.service.redrive(request.route.get("id", ""), extra_attempts=extra)
     return ApiResponse(200, job.to_resource(), {"Location": f"{JOBS_PATH}/{job.id}"})
 
 
-def health(service: JobService, request: ApiRequest) -> ApiResponse:
-    checks = service.health()
+# --- bulk operations -------------------------------------------------------------------------
+
+ACCEPTED_OPERATION = Reply(
+    "Accepted: the operation runs in the background, a page at a time. Poll `Location`.",
+    c.OperationResource, ("Location", "Retry-After", "Idempotent-Replayed"),
+)  # fmt: skip
+
+
+@endpoint(
+    "POST", "jobs/retry", "Redrive every job matching a filter, or a list of ids", "bulk",
+    {202: ACCEPTED_OPERATION, **problems(400, 413, 415, 422)},
+    body=c.BulkRetryRequest, request_headers=("Idempotency-Key",),
+)  # fmt: skip
+def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    return _start_bulk(app, request, "retry", c.BulkRetryRequest)
+
+
+@endpoint(
+    "POST", "jobs/cancel", "Cancel every job matching a filter, or a list of ids", "bulk",
+    {202: ACCEPTED_OPERATION, **problems(400, 413, 415, 422)},
+    body=c.BulkCancelRequest, request_headers=("Idempotency-Key",),
+)  # fmt: skip
+def cancel_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    return _start_bulk(app, request, "cancel", c.BulkCancelRequest)
+
+
+def _start_bulk(
+    app: Services, request: ApiRequest, action: str, model: type[c.BulkRetryRequest | c.BulkCancelRequest]
+) -> ApiResponse:
+    body = _json_body(request, 128 * 1024)
+    bulk = _model(model, body)
+    job_filter = c.JobFilter.model_validate(bulk.filter.model_dump()) if bulk.filter is not None else None
+    key = _idempotency_key(request)
+    try:
+        started = app.operations.start(
+            action, job_filter, bulk.ids, getattr(bulk, "extra_attempts", None),
+            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+        )  # fmt: skip
+    except IdempotencyMismatch as exc:
+        raise Problem(422, "idempotency_key_reused", str(exc)) from None
+    headers = {"Location": f"{OPERATIONS_PATH}/{started.operation.id}", "Retry-After": "1"}
+    if not started.created:
+        headers["Idempotent-Replayed"] = "true"
+    return ApiResponse(202, started.operation.to_resource(), headers)
+
+
+@endpoint(
+    "GET", "operations/{id}", "Get a bulk operation's progress", "bulk",
+    {200: Reply("The operation. `Retry-After` while it runs.", c.OperationResource, ("Retry-After",)),
+     **problems(404)},
+)  # fmt: skip
+def get_operation(app: Services, request: ApiRequest) -> ApiResponse:
+    operation: Operation = app.operations.get(request.route.get("id", ""))
+    headers = {"Retry-After": "1"} if operation.status == c.OperationStatus.RUNNING else {}
+    return ApiResponse(200, operation.to_resource(), headers)
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+@endpoint(
+    "GET", "health", "Whether storage answers", "service",
+    {200: Reply("The table and the queue answer.", c.Health), **problems()}, anonymous=True,
+)  # fmt: skip
+def health(app: Services, request: ApiRequest) -> ApiResponse:
+    checks = app.service.health()
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
         raise Problem(503, "dependency_unavailable", f"not answering: {', '.join(failed)}", checks=checks)
     return ApiResponse(200, {"status": "ok", "checks": checks})
 
 
-def metrics(service: JobService, request: ApiRequest) -> ApiResponse:
-    """This process's counters, histograms and gauges in the Prometheus text format (local use:
-    in Azure, Application Insights has them). Kept in memory: nothing scans the job history."""
+@endpoint(
+    "GET", "metrics", "This process's metrics in the Prometheus text format", "service",
+    {200: Reply("Prometheus text exposition format 0.0.4.", content_type="text/plain"), **problems()},
+)  # fmt: skip
+def metrics(app: Services, request: ApiRequest) -> ApiResponse:
+    """Kept in memory: nothing scans the job history. For local use: in Azure, Application
+    Insights has them."""
     from shared.telemetry import prometheus_text
 
-    return ApiResponse(200, prometheus_text(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    # No charset here: the Python worker adds it to text types.
+    return ApiResponse(200, prometheus_text(), content_type="text/plain; version=0.0.4")
+
+
+def fallback(app: Services, request: ApiRequest) -> ApiResponse:
+    """Every request no route takes: 405 with `Allow` when the path is a route's and only the
+    method is wrong, else 404. A problem either way (the host itself would answer an empty 404)."""
+    path = request.route.get("path", "") or ""
+    allowed = sorted({e.method for e in ENDPOINTS if route_matches(e.route, path)})
+    if not allowed and any(
+        e.method == request.method and route_matches(e.route, path, constrained=False) for e in ENDPOINTS
+    ):
+        # A job id of the wrong length fails the route's constraint: to the caller, no such job.
+        raise NotFound(path.rstrip("/").rsplit("/", 1)[-1])
+    if allowed:
+        raise Problem(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}",
+                      headers={"Allow": ", ".join(allowed)})  # fmt: skip
+    raise Problem(404, "not_found", f"no route /api/{path}")
+
+
+_SEGMENT = re.compile(r"^\{(\w+)(?::length\((\d+)\))?\}$")
+
+
+def route_matches(template: str, path: str, constrained: bool = True) -> bool:
+    """Whether a request path below /api is one a route template takes: literals match without
+    regard to case, parameters match one segment (of the given length, if constrained)."""
+    wanted, given = template.split("/"), path.strip("/").split("/")
+    if len(wanted) != len(given):
+        return False
+    for part, value in zip(wanted, given, strict=True):
+        m = _SEGMENT.match(part)
+        if m is None:
+            if part.lower() != value.lower():
+                return False
+        elif not value or (constrained and m[2] is not None and len(value) != int(m[2])):
+            return False
+    return True
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} is too large")
+    return value
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Strict JSON: no NaN or Infinity (they cannot be sent back as JSON), and nesting too deep for
+    the parser is an error, not a crash."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
 
 
 def _json_body(request: ApiRequest, max_bytes: int) -> Any:
@@ -266,20 +493,40 @@ def _json_body(request: ApiRequest, max_bytes: int) -> Any:
     if not request.body.strip():
         raise Problem(400, "invalid_body", "the body is empty; send a JSON object")
     try:
-        return json.loads(request.body)
+        return parse_json(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _int_field(body: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Problem(400, "invalid_field", f"`{name}` must be a whole number from {low} to {high}")
-    return value
+def _model(model: type[M], data: Any, unknown: str = "unknown_field", invalid: str = "invalid_field") -> M:
+    """Validate with a contract model, turning its errors into one problem that names the fields."""
+    if not isinstance(data, dict):
+        raise Problem(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+    extra = sorted({str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1})
+    if extra:
+        what = "query parameter(s)" if unknown == "unknown_parameter" else "field(s)"
+        raise Problem(400, unknown, f"unknown {what}: {', '.join(extra)}", fields=extra)
+    if model is c.JobRequest and any(e["loc"] == ("type",) and e["type"] == "missing" for e in errors):
+        raise Problem(400, "missing_type", "`type` is required: the name of a registered job type")
+    details = "; ".join(f"`{'.'.join(str(p) for p in e['loc']) or 'body'}`: {e['msg']}" for e in errors[:5])
+    raise Problem(400, invalid, details)
+
+
+def _idempotency_key(request: ApiRequest) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+    return key
 
 
 def _retry_after(job: Any) -> int:
     wait = (job.not_before - utcnow()).total_seconds()
     return max(1, min(3600, int(wait + 1)))
+
+
+def is_status(value: str) -> bool:
+    return value in {s.value for s in Status}

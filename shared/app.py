@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shared import config as config_module
 from shared import telemetry as telemetry_module
 from shared.config import Config
+from shared.operations import Operations
 from shared.reconciler import Reconciler
 from shared.registry import Registry, registry
 from shared.service import JobService
@@ -27,6 +28,7 @@ class Services:
     worker: Worker
     reconciler: Reconciler
     telemetry: Telemetry
+    operations: Operations
 
 
 def build(
@@ -43,9 +45,10 @@ def build(
     storage.ensure_resources()
     store = JobStore(storage)
     service = JobService(storage, store, reg, config, telemetry)
-    worker = Worker(storage, store, reg, config, telemetry)
-    reconciler = Reconciler(storage, store, service, worker, config, telemetry)
-    return Services(config, storage, store, reg, service, worker, reconciler, telemetry)
+    operations = Operations(storage, service)
+    worker = Worker(storage, store, reg, config, telemetry, operations)
+    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations)
+    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations)
 
 
 _lock = threading.Lock()

@@ -43,7 +43,7 @@ MAX_ERROR_CHARS = 2000
 # A job id is <shard:2 digits><inverted due time in ms:13 digits><random:10 hex>. The shard and the
 # inverted time are the entity's keys, so a point read needs no lookup, and ids sort newest first.
 _ID = re.compile(r"^(\d{2})(\d{13})([0-9a-f]{10})$")
-_MS_CEILING = 10**13 - 1
+MS_CEILING = 10**13 - 1
 
 
 class InvalidTransition(Exception):
@@ -52,6 +52,10 @@ class InvalidTransition(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class AlreadyApplied(InvalidTransition):
+    """The bulk operation asking for the change already made it."""
 
 
 def utcnow() -> datetime:
@@ -82,7 +86,7 @@ class JobKey:
 
     @classmethod
     def new(cls, shard: int, due: datetime) -> JobKey:
-        return cls(shard, _MS_CEILING - to_ms(due), secrets.token_hex(5))
+        return cls(shard, MS_CEILING - to_ms(due), secrets.token_hex(5))
 
     @classmethod
     def parse(cls, job_id: str) -> JobKey | None:
@@ -96,7 +100,7 @@ def partition_key(shard: int) -> str:
 
 def row_key_at(moment: datetime) -> str:
     """The smallest row key of a job due at `moment` (row keys grow as due times go back)."""
-    return f"{_MS_CEILING - to_ms(moment):013d}"
+    return f"{MS_CEILING - to_ms(moment):013d}"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Job:
     lease_until: datetime | None = None
     idempotency_key: str | None = None  # a hash of the client's key, never the key itself
     trace: str | None = None  # traceparent of the submit, so every attempt joins the job's trace
+    operation: str | None = None  # the last bulk operation that changed it: none applies twice
     extra: dict[str, Any] = field(default_factory=dict)  # storage details (e.g. blob names)
 
     @property
@@ -213,19 +218,28 @@ class Job:
             updated_at=now,
         )
 
-    def cancel(self, now: datetime | None = None) -> Job:
+    def cancel(self, now: datetime | None = None, operation: str | None = None) -> Job:
         now = now or utcnow()
+        if operation is not None and self.operation == operation and self.status is Status.CANCELLED:
+            raise AlreadyApplied(f"operation {operation} already cancelled this job")
         if self.status not in (Status.QUEUED, Status.RUNNING):
             raise InvalidTransition(f"job is {self.status}; only queued or running jobs can be cancelled")
-        return replace(self, status=Status.CANCELLED, finished_at=now, lease_until=None, updated_at=now)
+        return replace(
+            self, status=Status.CANCELLED, finished_at=now, lease_until=None, updated_at=now,
+            operation=operation or self.operation,
+        )  # fmt: skip
 
-    def redrive(self, extra_attempts: int = 1, now: datetime | None = None) -> Job:
-        """dead_lettered | cancelled -> queued, as a new attempt with `extra_attempts` more to spend."""
+    def redrive(self, extra_attempts: int = 1, now: datetime | None = None, operation: str | None = None) -> Job:
+        """dead_lettered | cancelled -> queued, as a new attempt with `extra_attempts` more to spend.
+        A bulk `operation` redrives a job once: a second try by the same operation is refused."""
         now = now or utcnow()
+        if operation is not None and self.operation == operation:
+            raise AlreadyApplied(f"operation {operation} already redrove this job")
         if self.status not in (Status.DEAD_LETTERED, Status.CANCELLED):
             raise InvalidTransition(f"job is {self.status}; only dead-lettered or cancelled jobs can be retried")
         return replace(
             self,
+            operation=operation or self.operation,
             status=Status.QUEUED,
             attempt=self.attempt + 1,
             max_attempts=self.attempt + extra_attempts,

@@ -80,7 +80,7 @@ class JobMessage:
     def decode(cls, body: bytes | str) -> JobMessage:
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise MalformedMessage(f"not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise MalformedMessage("not a JSON object")
@@ -92,6 +92,16 @@ class JobMessage:
         trace = data.get("trace")
         trace = trace if isinstance(trace, str) and len(trace) < 128 else None
         return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")))
+
+
+def operation_of(body: bytes | str) -> str | None:
+    """The id of the bulk operation a message is for (`{"op": id}`), or None: it is no job's."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    op = data.get("op") if isinstance(data, dict) and len(data) == 1 else None
+    return op if isinstance(op, str) and op.startswith("o") and len(op) <= 40 else None
 
 
 def visibility_delay(not_before: datetime, now: datetime | None = None) -> int | None:

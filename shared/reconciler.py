@@ -5,7 +5,8 @@
 3. recent window: queued jobs whose message was lost (the API died between insert and enqueue,
    or the delay was too long for a queue) are enqueued again; running jobs whose lease expired
    (the worker died) get their next attempt or are dead-lettered;
-4. retention: finished jobs older than the retention period are deleted.
+4. bulk operations: a running one whose record stopped moving gets its message again;
+5. retention: finished jobs (and bulk operations) older than the retention period are deleted.
 
 Its cost follows the recent window and the backlog of work to do, never the total history: the
 window is a range of row keys, and retention reads only rows past the cutoff.
@@ -27,7 +28,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared import signals
 from shared.config import Config
 from shared.job import Status, isoformat, parse_time, utcnow
-from shared.messages import JobMessage, MalformedMessage, enqueue
+from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of
+from shared.operations import Operations
 from shared.service import JobService
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
@@ -56,6 +58,7 @@ class Reconciler:
     worker: Worker
     config: Config
     telemetry: Telemetry
+    operations: Operations
 
     @property
     def window(self) -> timedelta:
@@ -78,9 +81,10 @@ class Reconciler:
         last = self._last_run()
         start = min(last, now) - self.window if last else now - self.window
         resume = self._check_window(start, now, backlog, done)
-        done["deleted"] += self.store.delete_finished_before(
-            now - timedelta(days=self.config.retention_days), MAX_DELETES
-        )
+        done["operations_requeued"] += self.operations.repair(now)
+        cutoff = now - timedelta(days=self.config.retention_days)
+        done["deleted"] += self.store.delete_finished_before(cutoff, MAX_DELETES)
+        done["operations_deleted"] += self.operations.prune(cutoff)
         # A job left for later must stay inside the next run's window, however long it waits.
         self._save_run(min(now, resume) if resume else now)
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
@@ -106,7 +110,12 @@ class Reconciler:
                 try:
                     JobMessage.decode(message.content)
                 except MalformedMessage:
-                    done["poison_set_aside"] += 1  # left for an operator; hidden for an hour
+                    op_id = operation_of(message.content)
+                    if op_id is None:
+                        done["poison_set_aside"] += 1  # left for an operator; hidden for an hour
+                        continue
+                    done["poison_operation_failed"] += self.operations.fail(op_id, POISON_REASON)
+                    queue.delete_message(message)
                     continue
                 outcome = self.worker.poisoned(message.content, POISON_REASON)
                 done[f"poison_{outcome}"] += 1
@@ -156,7 +165,7 @@ class Reconciler:
     def _requeue(self, found: Versioned, now: datetime, done: Counter[str]) -> None:
         with self.telemetry.span(signals.SPAN_REPAIR, found.job, parent=found.job.trace, reason="message lost"):
             try:
-                written = self.store.replace(found.job.requeued(now), found.etag)
+                written = self.store.replace(found.job.requeued(now), found.etag, was=Status.QUEUED)
             except ConcurrencyConflict:
                 return  # a worker claimed it meanwhile: its message was not lost after all
             if enqueue(self.storage, written.job, written.etag, now):

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.job import InvalidTransition, Job, Status
+from shared.job import AlreadyApplied, InvalidTransition, Job, Status
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
@@ -42,9 +42,10 @@ class NotFound(Exception):
 class Conflict(Exception):
     """The job's state does not allow the change; `reason` says why."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, already_applied: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.already_applied = already_applied  # the bulk operation asking made this change before
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,24 @@ class JobService:
             raise NotFound(job_id)
         return found.job
 
-    def list(self, status: str | None, job_type: str | None, limit: int, continuation: str | None) -> Page:
-        return self.store.list(status=status, job_type=job_type, limit=limit, continuation=continuation)
+    def list(
+        self,
+        status: str | None,
+        job_type: str | None,
+        limit: int,
+        continuation: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page:
+        return self.store.list(status, job_type, limit, continuation, since, until)
 
-    def cancel(self, job_id: str) -> Job:
-        job = self._transition(job_id, lambda job: job.cancel()).job
+    def cancel(self, job_id: str, operation: str | None = None) -> Job:
+        job = self._transition(job_id, lambda job: job.cancel(operation=operation)).job
         self.telemetry.count(signals.CANCELLED, job)
         log.info("job cancelled", extra=job_attributes(job))
         return job
 
-    def redrive(self, job_id: str, extra_attempts: int = 1) -> Job:
+    def redrive(self, job_id: str, extra_attempts: int = 1, operation: str | None = None) -> Job:
         """Watch first, then write, then enqueue: a crash anywhere leaves the watch entry, which
         the reconciler follows to re-enqueue (the job may be too old for its window)."""
         watched: list[str] = []
@@ -161,7 +170,9 @@ class JobService:
                 self._watch(job.id)
                 watched.append(job.id)
 
-        written = self._transition(job_id, lambda job: job.redrive(extra_attempts), before_write=watch_once)
+        written = self._transition(
+            job_id, lambda job: job.redrive(extra_attempts, operation=operation), before_write=watch_once
+        )
         with self.telemetry.span(signals.SPAN_REPAIR, written.job, parent=written.job.trace, reason="redrive"):
             enqueue(self.storage, written.job, written.etag)
         log.info("job redriven", extra=job_attributes(written.job))
@@ -177,11 +188,11 @@ class JobService:
             try:
                 new = change(found.job)
             except InvalidTransition as exc:
-                raise Conflict(exc.reason) from None
+                raise Conflict(exc.reason, already_applied=isinstance(exc, AlreadyApplied)) from None
             if before_write is not None:
                 before_write(new)
             try:
-                return self.store.replace(new, found.etag)
+                return self.store.replace(new, found.etag, was=found.job.status)
             except ConcurrencyConflict:
                 continue  # a worker moved it meanwhile: decide again on the fresh state
         raise Conflict("the job is changing too fast; try again")

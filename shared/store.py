@@ -9,6 +9,13 @@ the inverted due time in ms plus a random suffix. So:
 An idempotency record lives beside its job in the same partition (RowKey `k<hash>`), so the two
 are written in one entity-group transaction: one billed call, all or nothing.
 
+Status index (RQ's registries): a job that is dead-lettered or cancelled has a copy of its record
+beside it, RowKey `s.<status>.<row>`, written and removed in the same entity-group transaction as
+the transition into or out of that state. Listing those states reads the copies, a range of row
+keys, so a page costs one query per partition however much history surrounds them. Only states
+left through a conditional write of the whole record are indexed, and the hot path (insert,
+claim, success) never touches them: a plain job's calls and CPU stay as they were.
+
 Payloads and results too big for a property (64 KiB) go to a blob: the claim-check pattern.
 """
 
@@ -28,14 +35,18 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from shared.job import TERMINAL, Job, JobKey, Status, parse_time, partition_key, row_key_at
+from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Status, parse_time, partition_key, row_key_at, to_ms
 from shared.storage import Storage
 
 # Table strings are UTF-16 and capped at 64 KiB: keep inline JSON well under 32K characters.
 INLINE_LIMIT_CHARS = 30_000
-# Row keys of jobs are digits; idempotency records start with "k": listing stops below them.
+# Row keys of jobs are digits; idempotency records start with "k", index copies with "s.":
+# listing stops below them.
 JOB_ROWS_END = "a"
 _IDEM_PREFIX = "k"
+INDEX_PREFIX = "s."
+# States with an index copy: rare, left only by a redrive or by retention, and what operators act on.
+INDEXED = frozenset({Status.DEAD_LETTERED, Status.CANCELLED})
 BATCH_LIMIT = 100  # operations in one entity-group transaction
 BATCH_BYTES = 3_500_000  # of JSON per entity-group transaction (the service's limit is 4 MiB)
 _ROW = re.compile(r"^[0-9a-f]{1,23}$")
@@ -164,14 +175,28 @@ class JobStore:
             return None
         return Versioned(self._from_entity(entity, load_blobs), entity.metadata["etag"])
 
-    def replace(self, job: Job, etag: str) -> Versioned:
-        """Write the job if nobody changed it since `etag`: the one way every transition sticks."""
+    def replace(self, job: Job, etag: str, was: Status) -> Versioned:
+        """Write the job if nobody changed it since `etag`: the one way every transition sticks.
+        `was` is the status it is leaving: a move into or out of an indexed state adds or removes
+        the index copy in the same entity-group transaction (one billed call, all or nothing)."""
         job = self._offload(job)
         entity = self._to_entity(job)
+        index_ops: list[tuple[str, dict[str, Any]]] = []
+        if was in INDEXED and job.status is not was:
+            index_ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": index_row(was, job)}))
+        if job.status in INDEXED and job.status is not was:
+            index_ops.append(("upsert", {**entity, "RowKey": index_row(job.status, job)}))
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
-            meta = self.table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+            if not index_ops:
+                meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, **condition)
+            else:
+                ops = [("update", entity, {"mode": UpdateMode.REPLACE, **condition}), *index_ops]
+                meta = self.table.submit_transaction(ops)[0]  # type: ignore[arg-type]
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 409, 412):
+                raise ConcurrencyConflict(job.id) from exc
+            raise
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 raise ConcurrencyConflict(job.id) from exc
@@ -182,6 +207,7 @@ class JobStore:
         """Write only `fields` of the job (a merge), if nobody changed it since `etag`. The
         worker's claim and result writes use it: they change a few properties, and may start
         from a message snapshot rather than a full record."""
+        assert "status" not in fields or job.status not in INDEXED, "indexed states are written by replace()"
         # Only the values being written are serialised: the payload never changes after insert.
         values = tuple(v for v in ("payload", "result") if v in fields)
         job = self._offload(job, values)
@@ -207,20 +233,36 @@ class JobStore:
     # --- ranges ------------------------------------------------------------------------------
 
     def list(
-        self, status: str | None = None, job_type: str | None = None, limit: int = 50, continuation: str | None = None
+        self,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        continuation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Page:
         """Newest first (by due time) across all partitions, one query per partition per page.
+        `since` and `until` bound the due time: a range of row keys, not a filter.
 
-        A filtered page may hold fewer than `limit` jobs: the service stops scanning after a
-        while, and a page never waits for a slow partition. Follow `continuation` until None."""
-        extra = _filters(status, job_type)
-        cursors = self._decode_cursor(continuation, extra)
+        Dead-lettered and cancelled jobs are read from their index copies, so such a page costs
+        the same however many other jobs there are. Other filters are applied by the service as
+        it scans: such a page may hold fewer than `limit` jobs (the service stops scanning after
+        a while, and a page never waits for a slow partition). Follow `continuation` until None."""
+        prefix = f"{INDEX_PREFIX}{status}." if status in INDEXED else ""
+        bounds = row_range(since, until)
+        if bounds is None:
+            return Page([], None)
+        low, high = bounds
+        extra = _filters(None if prefix else status, job_type)
+        end = prefix + (high or JOB_ROWS_END)
+        scope = f"{prefix}|{low}|{high}{extra}"  # the token is only good for the same listing
+        cursors = self._decode_cursor(continuation, scope, start=low or "0")
         fetched: list[tuple[str, int, dict[str, Any]]] = []
         frontier: dict[int, str | None] = {}
         for shard, (op, row) in cursors.items():
-            rows, next_row = self._query_page(shard, f"RowKey {op} '{row}'", extra, limit)
-            fetched += [(e["RowKey"], shard, e) for e in rows]
-            frontier[shard] = next_row
+            rows, next_row = self._query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
+            fetched += [(e["RowKey"][len(prefix) :], shard, e) for e in rows]
+            frontier[shard] = next_row[len(prefix) :] if next_row else None
         # Rows before every partition's frontier are known completely: only those can be ordered.
         bound = min((r for r in frontier.values() if r is not None), default=None)
         fetched.sort(key=lambda item: item[0])
@@ -237,14 +279,14 @@ class JobStore:
                 next_cursors[shard] = (op, row)  # nothing of it emitted yet: same place again
             elif frontier[shard] is not None:
                 next_cursors[shard] = ("ge", frontier[shard])
-        token = self._encode_cursor(next_cursors, extra) if next_cursors else None
+        token = self._encode_cursor(next_cursors, scope) if next_cursors else None
         # Large payloads stay in their blobs here: a listing costs one call per partition, no more.
         return Page([self._from_entity(e, load_blobs=False) for _, _, e in emitted], token)
 
     def _query_page(
         self, shard: int, row_condition: str, extra: str, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
-        query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition} and RowKey lt '{JOB_ROWS_END}'{extra}"
+        query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition}{extra}"
         pages = self.table.query_entities(query, results_per_page=limit).by_page()
         rows = list(next(pages, []))
         token = pages.continuation_token
@@ -278,6 +320,9 @@ class JobStore:
                 if finished is not None and finished >= cutoff:
                     continue
                 ops = [("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]})]
+                if entity["status"] in INDEXED:
+                    copy = f"{INDEX_PREFIX}{entity['status']}.{entity['RowKey']}"
+                    ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": copy}))
                 if entity.get("idem"):
                     ops.append(
                         ("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]})
@@ -325,6 +370,8 @@ class JobStore:
             entity["idem"] = job.idempotency_key
         if job.trace:
             entity["trace"] = job.trace
+        if job.operation:
+            entity["op"] = job.operation
         for name in values:
             blob_name = job.extra.get(f"{name}_blob")
             if blob_name:
@@ -359,8 +406,11 @@ class JobStore:
             for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at", "lease_until")
         }
         extra = {k: entity[k] for k in ("payload_blob", "result_blob") if entity.get(k)}
+        row = entity["RowKey"]
+        if row.startswith(INDEX_PREFIX):  # an index copy: s.<status>.<row>
+            row = row.rsplit(".", 1)[1]
         job = Job(
-            id=f"{entity['PartitionKey'][1:]}{entity['RowKey']}",
+            id=f"{entity['PartitionKey'][1:]}{row}",
             type=entity["type"],
             status=Status(entity["status"]),
             attempt=int(entity["attempt"]),
@@ -370,6 +420,7 @@ class JobStore:
             errors=tuple(json.loads(entity.get("errors") or "[]")),
             idempotency_key=entity.get("idem"),
             trace=entity.get("trace"),
+            operation=entity.get("op"),
             extra=extra,
             **times,  # type: ignore[arg-type]
         )
@@ -384,16 +435,18 @@ class JobStore:
 
     # --- continuation tokens -----------------------------------------------------------------
 
-    def _encode_cursor(self, cursors: dict[int, tuple[str, str]], extra: str) -> str:
-        raw = json.dumps({"f": hash_key(extra)[:8], "c": {str(s): list(c) for s, c in cursors.items()}})
+    def _encode_cursor(self, cursors: dict[int, tuple[str, str]], scope: str) -> str:
+        raw = json.dumps({"f": hash_key(scope)[:8], "c": {str(s): list(c) for s, c in cursors.items()}})
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
-    def _decode_cursor(self, token: str | None, extra: str) -> dict[int, tuple[str, str]]:
+    def _decode_cursor(self, token: str | None, scope: str, start: str = "0") -> dict[int, tuple[str, str]]:
         if not token:
-            return {shard: ("ge", "0") for shard in range(self.partitions)}
+            return {shard: ("ge", start) for shard in range(self.partitions)}
         try:
             raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if raw["f"] != hash_key(extra)[:8]:
+            if not isinstance(raw, dict) or not isinstance(raw.get("c"), dict):
+                raise BadContinuation("continuation token is not one this service issued")
+            if raw["f"] != hash_key(scope)[:8]:
                 raise BadContinuation("continuation token belongs to a listing with other filters")
             cursors = {int(s): (str(op), str(row)) for s, (op, row) in raw["c"].items()}
         except BadContinuation:
@@ -415,6 +468,23 @@ def _filters(status: str | None, job_type: str | None) -> str:
     if job_type:
         out += f" and type eq '{job_type.replace(chr(39), chr(39) * 2)}'"
     return out
+
+
+def index_row(status: Status, job: Job) -> str:
+    return f"{INDEX_PREFIX}{status}.{job.key.row_key}"
+
+
+def row_range(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None] | None:
+    """Row keys of jobs due in [since, until): (lowest included, first excluded), either open;
+    None when no job can be in it (an empty range, or one outside the times a row key holds).
+    Row keys grow as due times go back, so `until` gives the low end."""
+    since_ms = min(max(to_ms(since), 0), MS_CEILING) if since else 0
+    until_ms = min(to_ms(until), MS_CEILING + 1) if until else MS_CEILING + 1
+    if until_ms <= since_ms:
+        return None
+    low = f"{MS_CEILING - until_ms + 1:013d}" if until_ms <= MS_CEILING else None
+    high = f"{MS_CEILING - since_ms + 1:013d}" if since_ms > 0 else None
+    return low, high
 
 
 def with_request_hash(body: dict[str, Any]) -> str:

@@ -27,7 +27,8 @@ from opentelemetry.trace import SpanKind
 from shared import signals
 from shared.config import Config
 from shared.job import Job, Status, utcnow
-from shared.messages import JobMessage, MalformedMessage, enqueue, set_aside
+from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of, set_aside
+from shared.operations import Operations
 from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
 from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
@@ -47,6 +48,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # another worker holds this attempt
     NOT_DUE = "not_due"  # the message came before the attempt is due: sent again, hidden
     SET_ASIDE = "set_aside"  # not a job message: moved to the poison queue
+    OPERATION = "operation"  # a bulk operation's message: a step of it was run
 
 
 CLAIM_FIELDS = ("status", "started_at", "lease_until", "updated_at")
@@ -60,6 +62,7 @@ class Worker:
     registry: Registry
     config: Config
     telemetry: Telemetry
+    operations: Operations | None = None  # bulk operations ride on the jobs queue
 
     @property
     def defaults(self) -> RetryPolicy:
@@ -74,6 +77,10 @@ class Worker:
         try:
             message = JobMessage.decode(body)
         except MalformedMessage as exc:
+            op_id = operation_of(body)
+            if op_id is not None and self.operations is not None:
+                log.debug("bulk operation %s: %s", op_id, self.operations.process(op_id))
+                return Outcome.OPERATION
             set_aside(self.storage, body, str(exc))
             return Outcome.SET_ASIDE
         attrs = {signals.JOB_ID: message.id, signals.ATTEMPT: message.attempt}
@@ -229,7 +236,7 @@ class Worker:
     def _write(self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None) -> Versioned | None:
         try:
             if fields is None:
-                return self.store.replace(new, current.etag)
+                return self.store.replace(new, current.etag, was=current.job.status)
             return self.store.update(new, current.etag, fields)
         except ConcurrencyConflict:
             return _lost_race(self.store, new)

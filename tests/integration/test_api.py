@@ -27,7 +27,7 @@ def table_rows(services):
 
 
 def test_submit_returns_202_with_location_and_retry_after(call, services):
-    r = call(api.submit, {"type": "echo", "payload": {"a": 1}})
+    r = call(api.submit_job, {"type": "echo", "payload": {"a": 1}})
     assert r.status == 202
     assert r.headers["Location"] == f"/api/jobs/{r.body['id']}"
     assert int(r.headers["Retry-After"]) >= 1
@@ -44,10 +44,10 @@ def test_submit_returns_202_with_location_and_retry_after(call, services):
 
 
 def test_get_returns_the_job_and_404_for_unknown_ids(call):
-    job = call(api.submit, {"type": "echo", "payload": 1}).body
-    assert call(api.get, route_params={"id": job["id"]}).body["id"] == job["id"]
+    job = call(api.submit_job, {"type": "echo", "payload": 1}).body
+    assert call(api.get_job, route_params={"id": job["id"]}).body["id"] == job["id"]
     for bad in ("00" + "1" * 13 + "0" * 10, "not-an-id"):
-        r = call(api.get, route_params={"id": bad})
+        r = call(api.get_job, route_params={"id": bad})
         assert (r.status, r.content_type, r.body["code"]) == (404, api.PROBLEM_JSON, "job_not_found")
 
 
@@ -70,7 +70,7 @@ def test_get_returns_the_job_and_404_for_unknown_ids(call):
     ],
 )
 def test_bad_submit_gets_a_problem_and_writes_nothing(call, services, body, raw, status, code):
-    r = call(api.submit, body, raw=raw)
+    r = call(api.submit_job, body, raw=raw)
     assert (r.status, r.body["code"]) == (status, code), r.body
     assert r.content_type == api.PROBLEM_JSON
     assert r.body["status"] == status and r.body["detail"] and r.body["type"].startswith("urn:problem:")
@@ -79,23 +79,23 @@ def test_bad_submit_gets_a_problem_and_writes_nothing(call, services, body, raw,
 
 
 def test_unknown_job_type_problem_lists_known_types(call):
-    r = call(api.submit, {"type": "nope"})
+    r = call(api.submit_job, {"type": "nope"})
     assert {"echo", "sleep", "fail"} <= set(r.body["known_types"])
 
 
 def test_wrong_content_type_is_415(call):
-    r = call(api.submit, {"type": "echo"}, headers={"content-type": "text/plain"})
+    r = call(api.submit_job, {"type": "echo"}, headers={"content-type": "text/plain"})
     assert (r.status, r.body["code"]) == (415, "unsupported_media_type")
 
 
 def test_idempotency_key_header_returns_the_same_job(call, services):
-    first = call(api.submit, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
-    again = call(api.submit, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
+    first = call(api.submit_job, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
+    again = call(api.submit_job, {"type": "echo", "payload": 1}, headers={"idempotency-key": "abc"})
     assert again.status == 202 and again.body["id"] == first.body["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    other = call(api.submit, {"type": "echo", "payload": 2}, headers={"idempotency-key": "abc"})
+    other = call(api.submit_job, {"type": "echo", "payload": 2}, headers={"idempotency-key": "abc"})
     assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
-    bad = call(api.submit, {"type": "echo"}, headers={"idempotency-key": "with space"})
+    bad = call(api.submit_job, {"type": "echo"}, headers={"idempotency-key": "with space"})
     assert (bad.status, bad.body["code"]) == (400, "invalid_idempotency_key")
 
 
@@ -117,7 +117,7 @@ def test_bad_list_parameters_get_400(call, query, code):
 
 
 def test_list_pages_with_continuation(call):
-    ids = [call(api.submit, {"type": "echo", "payload": i}).body["id"] for i in range(3)]
+    ids = [call(api.submit_job, {"type": "echo", "payload": i}).body["id"] for i in range(3)]
     first = call(api.list_jobs, query={"limit": "2"}).body
     rest = call(api.list_jobs, query={"limit": "2", "continuation": first["continuation"]}).body
     assert sorted(j["id"] for j in first["jobs"] + rest["jobs"]) == sorted(ids)
@@ -125,17 +125,17 @@ def test_list_pages_with_continuation(call):
 
 
 def test_cancel_and_retry_return_200_or_409_with_reason(call):
-    job = call(api.submit, {"type": "echo"}).body
-    r = call(api.retry, route_params={"id": job["id"]})
+    job = call(api.submit_job, {"type": "echo"}).body
+    r = call(api.retry_job, route_params={"id": job["id"]})
     assert (r.status, r.body["code"]) == (409, "invalid_state") and "queued" in r.body["detail"]
-    assert call(api.cancel, route_params={"id": job["id"]}).body["status"] == "cancelled"
-    again = call(api.cancel, route_params={"id": job["id"]})
+    assert call(api.cancel_job, route_params={"id": job["id"]}).body["status"] == "cancelled"
+    again = call(api.cancel_job, route_params={"id": job["id"]})
     assert again.status == 409 and "cancelled" in again.body["detail"]
-    r = call(api.retry, {"extra_attempts": 2}, route_params={"id": job["id"]})
+    r = call(api.retry_job, {"extra_attempts": 2}, route_params={"id": job["id"]})
     assert (r.status, r.body["status"], r.body["attempt"], r.body["max_attempts"]) == (200, "queued", 2, 3)
-    bad = call(api.retry, {"extra_attempts": 0}, route_params={"id": job["id"]})
+    bad = call(api.retry_job, {"extra_attempts": 0}, route_params={"id": job["id"]})
     assert bad.status == 400
-    assert call(api.cancel, route_params={"id": "nope"}).status == 404
+    assert call(api.cancel_job, route_params={"id": "nope"}).status == 404
 
 
 def test_health_is_200_when_table_and_queue_answer(call):
@@ -161,7 +161,7 @@ def test_health_is_503_when_the_table_is_missing(call, services):
 def test_batch_of_100_jobs_costs_one_table_transaction(call, services):
     counter = services.storage.counter
     counter.reset()
-    r = call(api.submit_batch, {"jobs": [{"type": "echo", "payload": i} for i in range(100)]})
+    r = call(api.submit_jobs, {"jobs": [{"type": "echo", "payload": i} for i in range(100)]})
     assert r.status == 202 and len(r.body["jobs"]) == 100
     assert counter.total("table") == 1  # one entity-group transaction for 100 records
     assert counter.total("queue") == 100  # one message each: queues have no batch put
@@ -170,7 +170,7 @@ def test_batch_of_100_jobs_costs_one_table_transaction(call, services):
 
 
 def test_batch_with_an_invalid_item_writes_nothing_and_names_it(call, services):
-    r = call(api.submit_batch, {"jobs": [{"type": "echo"}, {"type": "nope"}, {"type": "echo", "max_attempts": 0}]})
+    r = call(api.submit_jobs, {"jobs": [{"type": "echo"}, {"type": "nope"}, {"type": "echo", "max_attempts": 0}]})
     assert (r.status, r.body["code"]) == (400, "invalid_batch")
     assert [(e["index"], e["code"]) for e in r.body["errors"]] == [(1, "unknown_job_type"), (2, "invalid_field")]
     assert table_rows(services) == []
@@ -178,7 +178,7 @@ def test_batch_with_an_invalid_item_writes_nothing_and_names_it(call, services):
 
 @pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": [{"type": "echo"}] * 101}, {"jobs": {}}, [1], {"x": 1}])
 def test_batch_shape_is_checked(call, body):
-    r = call(api.submit_batch, body)
+    r = call(api.submit_jobs, body)
     assert (r.status, r.body["code"]) == (400, "invalid_body")
 
 
@@ -186,7 +186,7 @@ def test_batch_larger_than_one_transaction_is_split_and_all_succeed(call, servic
     from tests.integration.conftest import run_until
 
     big = "x" * 25_000  # inline (under the blob threshold): 100 of these exceed one 4 MiB transaction
-    r = call(api.submit_batch, {"jobs": [{"type": "echo", "payload": big} for _ in range(100)]})
+    r = call(api.submit_jobs, {"jobs": [{"type": "echo", "payload": big} for _ in range(100)]})
     assert r.status == 202 and len(r.body["jobs"]) == 100
     ids = [j["id"] for j in r.body["jobs"]]
     run_until(services, lambda: services.store.list(status="succeeded", limit=200).jobs.__len__() == 100, timeout=60)
@@ -195,16 +195,16 @@ def test_batch_larger_than_one_transaction_is_split_and_all_succeed(call, servic
 
 def test_batch_idempotency_key_returns_the_same_jobs_and_writes_nothing_more(call, services):
     body = {"jobs": [{"type": "echo", "payload": i} for i in range(5)]}
-    first = call(api.submit_batch, body, headers={"idempotency-key": "batch-1"})
+    first = call(api.submit_jobs, body, headers={"idempotency-key": "batch-1"})
     counter = services.storage.counter
     counter.reset()
-    again = call(api.submit_batch, body, headers={"idempotency-key": "batch-1"})
+    again = call(api.submit_jobs, body, headers={"idempotency-key": "batch-1"})
     assert again.status == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert [j["id"] for j in again.body["jobs"]] == [j["id"] for j in first.body["jobs"]]
     assert counter.total("queue") == 0  # nothing enqueued twice
-    other = call(api.submit_batch, {"jobs": [{"type": "echo"}]}, headers={"idempotency-key": "batch-1"})
+    other = call(api.submit_jobs, {"jobs": [{"type": "echo"}]}, headers={"idempotency-key": "batch-1"})
     assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
-    single = call(api.submit, {"type": "echo"}, headers={"idempotency-key": "batch-1"})
+    single = call(api.submit_job, {"type": "echo"}, headers={"idempotency-key": "batch-1"})
     assert single.status == 422  # a batch's key cannot name a single job
 
 
@@ -214,9 +214,9 @@ def test_retention_deletes_a_keyed_batch_with_its_key(call, services):
     from shared.job import utcnow
     from tests.integration.conftest import run_until
 
-    r = call(api.submit_batch, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
+    r = call(api.submit_jobs, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
     ids = [j["id"] for j in r.body["jobs"]]
     run_until(services, lambda: all(services.service.get(i).status.terminal for i in ids))
     assert services.reconciler.run(now=utcnow() + timedelta(days=8))["deleted"] == 3
-    again = call(api.submit_batch, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
+    again = call(api.submit_jobs, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
     assert again.status == 202 and "Idempotent-Replayed" not in again.headers

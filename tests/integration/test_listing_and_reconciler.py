@@ -111,7 +111,7 @@ def test_reconciler_gives_an_expired_lease_its_next_attempt(services_factory):
     job = services.service.submit("echo", 1).job
     services.storage.queue.clear_messages()
     found = services.store.get(job.id)
-    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag)  # worker dies
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag, was=Status.QUEUED)  # worker dies
     time.sleep(0.3)
     assert services.reconciler.run()["lease_expired"] == 1
     record = services.service.get(job.id)
@@ -123,7 +123,7 @@ def test_reconciler_dead_letters_an_expired_lease_on_the_last_attempt(services_f
     services = services_factory(JOBS_LEASE_SECONDS="0.2")
     job = services.service.submit("echo", 1, max_attempts=1).job
     found = services.store.get(job.id)
-    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag)
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag, was=Status.QUEUED)
     time.sleep(0.3)
     services.reconciler.run()
     assert services.service.get(job.id).status is Status.DEAD_LETTERED

@@ -66,7 +66,7 @@ def test_message_for_running_attempt_with_live_lease_is_dropped(services):
     found = services.store.get(job.id)
     from datetime import timedelta
 
-    services.store.replace(found.job.claim(1, timedelta(seconds=60)), found.etag)
+    services.store.replace(found.job.claim(1, timedelta(seconds=60)), found.etag, was=Status.QUEUED)
     assert deliver(services) == [Outcome.DUPLICATE]
     assert status_of(services, job.id).status is Status.RUNNING
 
@@ -77,7 +77,7 @@ def test_lost_worker_counts_as_failed_attempt_when_its_message_returns(services_
     found = services.store.get(job.id)
     from datetime import timedelta
 
-    services.store.replace(found.job.claim(1, timedelta(seconds=0.5)), found.etag)  # then "crash"
+    services.store.replace(found.job.claim(1, timedelta(seconds=0.5)), found.etag, was=Status.QUEUED)  # then "crash"
     time.sleep(0.6)
     assert deliver(services) == [Outcome.RETRY_SCHEDULED]
     run_until(services, lambda: status_of(services, job.id).status.terminal)

@@ -99,7 +99,7 @@ def test_a_job_submitted_over_http_joins_the_hosts_request_trace(captured):
     services, spans, _ = captured
     host_span = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     request = api.ApiRequest(method="POST", body=b'{"type": "echo", "payload": 1}', trace_parent=host_span)
-    response = api.handle(api.submit, lambda: services, request)
+    response = api.handle(api.submit_job, lambda: services, request)
     assert response.status == 202
     run_until(services, lambda: services.service.get(response.body["id"]).status.terminal)
     job_spans = [s for s in spans.get_finished_spans() if s.attributes.get(signals.JOB_ID) == response.body["id"]]

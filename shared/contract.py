@@ -1,0 +1,255 @@
+"""The HTTP contract's bodies, as pydantic models: what requests are validated with and what the
+OpenAPI document (shared/openapi.py) is generated from, so the two cannot drift apart.
+
+Request models forbid unknown fields and take numbers only as JSON numbers (never `"3"` or
+`true`); a whole-valued `2.0` is an integer, as JSON Schema says.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.job import Status
+
+MAX_DELAY_SECONDS = 365 * 24 * 3600
+MAX_ATTEMPTS_CEILING = 100
+MAX_BATCH = 100
+MAX_BULK_IDS = 1000
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ProblemCode(StrEnum):
+    """Every machine-readable `code` a problem response carries."""
+
+    MALFORMED_JSON = "malformed_json"
+    INVALID_BODY = "invalid_body"
+    MISSING_TYPE = "missing_type"
+    UNKNOWN_JOB_TYPE = "unknown_job_type"
+    UNKNOWN_FIELD = "unknown_field"
+    INVALID_FIELD = "invalid_field"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_BATCH = "invalid_batch"
+    UNKNOWN_PARAMETER = "unknown_parameter"
+    INVALID_PARAMETER = "invalid_parameter"
+    INVALID_CONTINUATION = "invalid_continuation"
+    JOB_NOT_FOUND = "job_not_found"
+    OPERATION_NOT_FOUND = "operation_not_found"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INVALID_STATE = "invalid_state"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+def _json_number(value: Any) -> Any:
+    # pydantic's lax mode would turn "3" or true into 3: a client bug we would rather report.
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# The constraints come before the validator: after it, pydantic writes them into the JSON Schema
+# under their Python names (`ge`, `le`) instead of `minimum` and `maximum`.
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS_CEILING), BeforeValidator(_json_number)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS), BeforeValidator(_json_number)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class JobRequest(Strict):
+    """One job to run."""
+
+    type: str = Field(min_length=1, description="A registered job type (the document lists them).")
+    payload: Any = Field(None, description="Any JSON value, handed to the handler (at most JOBS_MAX_PAYLOAD_BYTES).")
+    max_attempts: Attempts | None = Field(None, description="Attempts before the job is dead-lettered.")
+    delay_seconds: Seconds | None = Field(
+        None, description="Start no earlier than this many seconds from now (up to 365 days)."
+    )
+
+
+class BatchRequest(Strict):
+    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RetryRequest(Strict):
+    extra_attempts: Attempts | None = Field(None, description="Attempts the redriven job may spend (default 1).")
+
+
+class _Filter(Strict):
+    type: str | None = Field(None, pattern=TYPE_PATTERN)
+    since: AwareDatetime | None = Field(None, description="Due at or after this time (RFC 3339).")
+    until: AwareDatetime | None = Field(None, description="Due before this time (RFC 3339).")
+
+
+class JobFilter(_Filter):
+    """Which jobs a bulk action applies to. Times bound the job's due time (for a job without a
+    delay, when it was submitted). Without a status, every status the action applies to."""
+
+    status: Status | None = None
+
+
+class RetryFilter(_Filter):
+    status: Literal[Status.DEAD_LETTERED, Status.CANCELLED] | None = Field(
+        None, description="Default: both, dead-lettered first."
+    )
+
+
+class CancelFilter(_Filter):
+    status: Literal[Status.QUEUED, Status.RUNNING] | None = Field(None, description="Default: both, queued first.")
+
+
+def _filter_or_ids(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [{"required": ["filter"]}, {"required": ["ids"]}]
+    for name in ("filter", "ids"):
+        schema["properties"][name].pop("default", None)
+
+
+class _Selector(Strict):
+    """Either a filter or a list of ids (exactly one of the two)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_filter_or_ids)
+    filter: Any
+    ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(  # type: ignore[assignment]
+        None, min_length=1, max_length=MAX_BULK_IDS, description="These jobs (each at most once)."
+    )
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> _Selector:
+        if (self.filter is None) == (self.ids is None):
+            raise ValueError("give either `filter` or `ids`, not both and not neither")
+        return self
+
+
+# Absent, never null: a default is not validated, so an explicit null is refused.
+class BulkRetryRequest(_Selector):
+    filter: RetryFilter = Field(None, description="Every job that matches (`{}` for all).")  # type: ignore[assignment]
+    extra_attempts: Attempts | None = Field(None, description="Attempts each redriven job may spend (default 1).")
+
+
+class BulkCancelRequest(_Selector):
+    filter: CancelFilter = Field(None, description="Every job that matches (`{}` for all).")  # type: ignore[assignment]
+
+
+class ListQuery(Strict):
+    """Query parameters of `GET /api/jobs` (all optional)."""
+
+    status: Status | None = None
+    type: str | None = Field(None, pattern=TYPE_PATTERN)
+    since: AwareDatetime | None = Field(None, description="Only jobs due at or after this time (RFC 3339).")
+    until: AwareDatetime | None = Field(None, description="Only jobs due before this time (RFC 3339).")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    continuation: str | None = Field(None, description="The `continuation` of the previous page (empty: the first).")
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class AttemptError(BaseModel):
+    attempt: int
+    error: str
+    at: datetime
+
+
+class JobResource(BaseModel):
+    id: str
+    type: str
+    status: Status
+    attempt: int = Field(description="The current attempt, 1 for the first run.")
+    max_attempts: int
+    payload: Any = None
+    result: Any = None
+    errors: list[AttemptError] = Field(description="One entry per failed attempt (the last 20).")
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime = Field(description="When the first attempt could start.")
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobResource]
+    continuation: str | None = Field(description="Pass it back for the next page; null on the last.")
+
+
+class BatchAccepted(BaseModel):
+    jobs: list[JobResource]
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: Literal[202, 503]
+    job: JobResource | None = None
+    detail: str | None = None
+
+
+class BatchPartial(BaseModel):
+    """Storage failed between two groups of records: some jobs were submitted, some not."""
+
+    results: list[BatchItemResult]
+
+
+class OperationStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OperationError(BaseModel):
+    id: str
+    error: str
+
+
+class OperationResource(BaseModel):
+    id: str
+    action: Literal["retry", "cancel"]
+    status: OperationStatus
+    filter: JobFilter | None
+    ids_count: int | None = Field(description="How many ids the request listed (null for a filter).")
+    extra_attempts: int | None
+    matched: int = Field(description="Jobs looked at so far.")
+    applied: int = Field(description="Jobs this operation redrove or cancelled.")
+    skipped: int = Field(description="Jobs whose state did not allow the action (or that no longer exist).")
+    failed: int = Field(description="Jobs the action failed on (see `errors`).")
+    errors: list[OperationError] = Field(description="The first 20 failures.")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, str]
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, with a machine-readable `code`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: ProblemCode
+    known_types: list[str] | None = Field(None, description="With `unknown_job_type`: the registered types.")
+    fields: list[str] | None = Field(None, description="With `unknown_field`: the fields not recognised.")
+    errors: list[dict[str, Any]] | None = Field(None, description="With `invalid_batch`: what is wrong, per item.")
+    checks: dict[str, str] | None = Field(None, description="With `dependency_unavailable`: each dependency.")
