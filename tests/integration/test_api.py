@@ -67,6 +67,11 @@ def test_get_returns_the_job_and_404_for_unknown_ids(call):
         ({"type": "echo", "delay_seconds": True}, None, 400, "invalid_field"),
         ({"type": "echo", "payload": "x" * 1_100_000}, None, 413, "payload_too_large"),
         (None, b"x" * 2_000_000, 413, "body_too_large"),
+        (None, b"[" * 100_000, 400, "malformed_json"),  # deeper than the parser goes: not a 500
+        (None, b'{"type": "echo", "payload": NaN}', 400, "malformed_json"),  # not JSON, cannot be sent back
+        (None, b'{"type": "echo", "payload": 1e999}', 400, "malformed_json"),  # would become Infinity
+        ({"type": "echo", "max_attempts": 2.5}, None, 400, "invalid_field"),
+        ({"type": "echo", "delay_seconds": "5"}, None, 400, "invalid_field"),
     ],
 )
 def test_bad_submit_gets_a_problem_and_writes_nothing(call, services, body, raw, status, code):
@@ -180,6 +185,49 @@ def test_batch_with_an_invalid_item_writes_nothing_and_names_it(call, services):
 def test_batch_shape_is_checked(call, body):
     r = call(api.submit_jobs, body)
     assert (r.status, r.body["code"]) == (400, "invalid_body")
+
+
+def test_deeply_nested_batch_is_a_400_problem(call, services):
+    r = call(api.submit_jobs, None, raw=b'{"jobs": ' + b"[" * 100_000)
+    assert (r.status, r.body["code"]) == (400, "malformed_json")
+    assert table_rows(services) == []
+
+
+def test_whole_valued_numbers_are_integers(call):
+    r = call(api.submit_job, {"type": "echo", "max_attempts": 2.0})  # JSON Schema: 2.0 is an integer
+    assert (r.status, r.body["max_attempts"]) == (202, 2)
+
+
+def test_list_ignores_the_function_key_parameter_and_empty_values(call):
+    job = call(api.submit_job, {"type": "echo"}).body
+    r = call(api.list_jobs, query={"code": "a-function-key", "status": "", "continuation": ""})
+    assert r.status == 200 and [j["id"] for j in r.body["jobs"]] == [job["id"]]
+
+
+def test_list_since_until(call):
+    job = call(api.submit_job, {"type": "echo"}).body
+    inside = call(api.list_jobs, query={"since": "2000-01-01T00:00:00Z", "until": "2999-01-01T00:00:00+02:00"})
+    assert [j["id"] for j in inside.body["jobs"]] == [job["id"]]
+    before = call(api.list_jobs, query={"until": "2000-01-01T00:00:00Z"})
+    assert (before.status, before.body["jobs"]) == (200, [])
+    naive = call(api.list_jobs, query={"since": "2000-01-01T00:00:00"})
+    assert (naive.status, naive.body["code"]) == (400, "invalid_parameter")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("OPTIONS", "jobs/batch", 405, "method_not_allowed"),
+        ("DELETE", "jobs/00820439375526612345abcde", 405, "method_not_allowed"),
+        ("GET", "jobs/0082043937552", 404, "job_not_found"),  # an id of the wrong length
+        ("GET", "nothing/here", 404, "not_found"),
+    ],
+)
+def test_fallback_answers_405_with_allow_or_404(services, method, path, status, code):
+    r = api.handle(api.fallback, lambda: services, ApiRequest(method, {"path": path}))
+    assert (r.status, r.body["code"]) == (status, code)
+    if status == 405:
+        assert r.headers["Allow"] == ("POST" if path == "jobs/batch" else "GET")
 
 
 def test_batch_larger_than_one_transaction_is_split_and_all_succeed(call, services):
