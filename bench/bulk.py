@@ -1,0 +1,97 @@
+"""How long a bulk redrive takes: dead-letter N jobs, then `POST /api/jobs/retry` with a filter,
+and time until the operation has redriven them all (the local host, Azurite in memory).
+
+    python -m bench.bulk --jobs 1000 [--runs 3] [--instances 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.pipeline import LocalHosts
+from tools.azurite import Azurite
+
+
+def dead_letter(base: str, n: int) -> None:
+    for start in range(0, n, 100):
+        jobs = [{"type": "fail", "max_attempts": 1, "payload": {"n": i}} for i in range(start, min(n, start + 100))]
+        r = requests.post(f"{base}/jobs/batch", json={"jobs": jobs}, timeout=60)
+        r.raise_for_status()
+    deadline = time.monotonic() + 300
+    while count(base, "dead_lettered") < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the jobs did not all dead-letter in 300 s")
+        time.sleep(1)
+
+
+def count(base: str, status: str) -> int:
+    total, token = 0, None
+    while True:
+        params = {"status": status, "limit": 200, **({"continuation": token} if token else {})}
+        page = requests.get(f"{base}/jobs", params=params, timeout=60).json()
+        total += len(page["jobs"])
+        token = page["continuation"]
+        if not token:
+            return total
+
+
+def redrive(base: str, n: int) -> dict[str, float]:
+    started = time.monotonic()
+    r = requests.post(f"{base}/jobs/retry", json={"filter": {"status": "dead_lettered"}}, timeout=60)
+    accepted = time.monotonic() - started
+    r.raise_for_status()
+    location = r.headers["Location"].removeprefix("/api")
+    while True:
+        op = requests.get(f"{base}{location}", timeout=60).json()
+        if op["status"] != "running":
+            break
+        time.sleep(0.2)
+    seconds = time.monotonic() - started
+    if (op["status"], op["applied"]) != ("succeeded", n):
+        raise RuntimeError(f"the operation ended {op}")
+    return {"seconds": round(seconds, 2), "accepted_in_s": round(accepted, 3), "jobs_per_s": round(n / seconds, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            with Azurite() as azurite:  # a fresh emulator per run: its speed drifts as it fills
+                hosts = LocalHosts(azurite.connection_string, args.instances, Path(tmp))
+                try:
+                    dead_letter(hosts.base, args.jobs)
+                    result = redrive(hosts.base, args.jobs)
+                finally:
+                    hosts.stop()
+            print(f"run {run + 1}: {result}", flush=True)
+            runs.append(result)
+    summary = {
+        "jobs": args.jobs,
+        "instances": args.instances,
+        "runs": runs,
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+    }
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
