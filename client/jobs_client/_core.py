@@ -1,0 +1,485 @@
+"""The client's logic without I/O, shared by `JobsClient` (sync) and `AsyncJobsClient` (async).
+
+Every API call is a *flow*: a generator that yields what it needs done, either send a request
+(`Call`) or pause (`Sleep`), and is sent back the outcome of each Call (the `httpx.Response`, or
+the `httpx.TransportError` that prevented one). Request building, response parsing, retries and
+backoff, batching, waiting and its deadline all live here once; the two clients differ only in
+how they carry out the effects (`httpx.Client` and `time.sleep`, or `httpx.AsyncClient` and
+`asyncio.sleep`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import itertools
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from jobs_client._version import __version__
+from jobs_client.errors import BatchIncomplete, ServiceUnreachable, UnexpectedResponse, WaitTimeout, error_for
+from jobs_client.models import Job, JobRequest, Operation, Page
+
+T = TypeVar("T")
+Polled = TypeVar("Polled", Job, Operation)
+
+DEFAULT_URL = "http://localhost:7071"
+KEY_HEADER = "x-functions-key"
+MAX_BATCH = 100  # jobs per POST /api/jobs/batch
+MAX_PAGE_SIZE = 200  # the API's largest `limit`
+MAX_KEY_LENGTH = 255  # of an Idempotency-Key
+MAX_POLL_INTERVAL = 5.0  # wait() sleeps as Retry-After says, but never longer than this
+DEFAULT_POLL_INTERVAL = 1.0  # when a pending resource comes without Retry-After
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to send. `idempotent`: safe to send again even if an earlier send may have
+    reached the server (reads, and writes that carry an Idempotency-Key)."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    json: Any = None  # None: no body
+    headers: Mapping[str, str] = field(default_factory=dict)
+    idempotent: bool = True
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Effect = Call | Sleep
+Outcome = httpx.Response | httpx.TransportError
+Flow = Generator[Effect, Outcome | None, T]
+
+JobLike = Mapping[str, Any] | JobRequest
+ProgressCallback = Callable[[int], None]
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def resolve_url(url: str | None) -> str:
+    """The service's root URL: the argument, else $JOBS_URL, else http://localhost:7071. A trailing
+    /api is accepted and dropped (routes are built with it)."""
+    base = (url or os.environ.get("JOBS_URL") or DEFAULT_URL).strip().rstrip("/")
+    if base.endswith("/api"):
+        base = base[: -len("/api")]
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"the service URL must start with http:// or https://, not {base!r}")
+    return base
+
+
+def resolve_key(key: str | None) -> str | None:
+    return key or os.environ.get("JOBS_KEY") or None
+
+
+def default_headers(key: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": f"jobs-client/{__version__}"}
+    if key:
+        headers[KEY_HEADER] = key
+    return headers
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def derived_key(key: str, suffix: str) -> str:
+    """A new Idempotency-Key derived from `key`, the same every time for the same inputs."""
+    candidate = f"{key}:{suffix}"
+    if len(candidate) <= MAX_KEY_LENGTH:
+        return candidate
+    return f"{hashlib.sha256(key.encode()).hexdigest()}:{suffix}"
+
+
+def format_time(value: datetime | str | None) -> str | None:
+    """RFC 3339 for the API. A naive datetime is taken as UTC; a string is passed on as it is."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def job_path(job_id: str, action: str = "") -> str:
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise ValueError("a job id is required")
+    return f"/api/jobs/{quote(job_id.strip(), safe='')}" + (f"/{action}" if action else "")
+
+
+def job_body(job: JobLike) -> dict[str, Any]:
+    if isinstance(job, JobRequest):
+        return job.to_body()
+    if isinstance(job, Mapping):
+        return dict(job)
+    raise TypeError(f"a job request is a dict or a JobRequest, not {type(job).__name__}")
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+_ALWAYS_RETRIED = frozenset({429, 503})  # the service asks us to come back
+_RETRIED_IF_IDEMPOTENT = frozenset({502, 504})  # a gateway gave up: the request may have run
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # the request never left
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), or None."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Up to `retries` more sends after the first, for 429 and 503 (waiting as Retry-After says,
+    at most `max_retry_after`), 502/504 and transport errors (exponential backoff from `backoff`
+    seconds, doubling up to `max_backoff`, with jitter). A request that is not idempotent is
+    sent again only when it cannot have reached the server."""
+
+    retries: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_retry_after: float = 60.0
+
+    def backoff_delay(self, retry: int) -> float:
+        """Equal jitter: half the exponential delay, plus up to as much again at random."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0**retry)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def delay(self, retry: int, outcome: Outcome, call: Call) -> float | None:
+        """Seconds to wait before sending `call` again after `outcome` (its `retry`-th resend;
+        0 is the first send), or None if it should not be sent again."""
+        if retry >= self.retries:
+            return None
+        if isinstance(outcome, httpx.Response):
+            status = outcome.status_code
+            if status not in _ALWAYS_RETRIED and not (call.idempotent and status in _RETRIED_IF_IDEMPOTENT):
+                return None
+            asked = retry_after(outcome.headers)
+            if asked is not None:
+                return min(asked, self.max_retry_after)
+            return self.backoff_delay(retry)
+        if isinstance(outcome, _NOT_SENT) or (call.idempotent and isinstance(outcome, _TRANSIENT)):
+            return self.backoff_delay(retry)
+        return None
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+def decode(response: httpx.Response) -> Any:
+    """The JSON body of a success response; raises the ApiError for an error response."""
+    if response.status_code >= 400:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        raise error_for(response.status_code, body, response.reason_phrase)
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedResponse(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} "
+            f"with a body that is not JSON: {response.text[:200]!r}",
+            response.status_code,
+        ) from None
+
+
+def expect_object(data: Any, response: httpx.Response, *keys: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping) or any(k not in data for k in keys):
+        raise UnexpectedResponse(
+            f"{response.request.method} {response.request.url.path}: expected a JSON object"
+            + (f" with {', '.join(keys)}" if keys else "")
+            + f", got {str(data)[:200]!r}",
+            response.status_code,
+        )
+    return data
+
+
+# --- flows -----------------------------------------------------------------------------------
+
+
+class Core:
+    """Builds the flows for one client's retry policy."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.clock = clock
+
+    def exchange(self, call: Call) -> Flow[httpx.Response]:
+        """Send `call`, again as the retry policy allows; the last response, whatever its status."""
+        retry = 0
+        while True:
+            outcome = yield call
+            assert outcome is not None
+            delay = self.policy.delay(retry, outcome, call)
+            if delay is None:
+                if isinstance(outcome, httpx.TransportError):
+                    raise ServiceUnreachable(
+                        f"{call.method} {call.path}: {type(outcome).__name__}: {outcome or 'no response'}"
+                        f" (after {retry + 1} attempt{'s' if retry else ''})"
+                    ) from outcome
+                return outcome
+            retry += 1
+            yield Sleep(delay)
+
+    def fetch(self, call: Call, *keys: str) -> Flow[tuple[Mapping[str, Any], httpx.Response]]:
+        """Send `call` (with retries), raise for an error, return the JSON object and the response."""
+        response = yield from self.exchange(call)
+        return expect_object(decode(response), response, *keys), response
+
+    # jobs
+
+    def submit(
+        self,
+        type: str,
+        payload: Any,
+        max_attempts: int | None,
+        delay_seconds: float | None,
+        idempotency_key: str | None,
+    ) -> Flow[Job]:
+        body = JobRequest(type, payload, max_attempts, delay_seconds).to_body()
+        # A key on every submit, the same on every resend: a retried submit never makes two jobs.
+        headers = {"Idempotency-Key": idempotency_key or new_key()}
+        data, _ = yield from self.fetch(Call("POST", "/api/jobs", json=body, headers=headers), "id")
+        return Job.from_dict(data)
+
+    def submit_batch(self, bodies: list[dict[str, Any]], key: str) -> Flow[list[Job]]:
+        """One batch of up to 100 jobs. A 207 means storage failed between groups of records: the
+        jobs it did store are kept, the others are sent again as a new batch under a key derived
+        from `key` (the original key would only replay the same partial result)."""
+        jobs: list[Job | None] = [None] * len(bodies)
+        pending = list(range(len(bodies)))
+        failures: dict[int, str] = {}
+        for round_ in itertools.count():
+            call_key = key if round_ == 0 else derived_key(key, f"retry{round_}")
+            call = Call("POST", "/api/jobs/batch", json={"jobs": [bodies[i] for i in pending]},
+                        headers={"Idempotency-Key": call_key})  # fmt: skip
+            response = yield from self.exchange(call)
+            data = expect_object(decode(response), response)
+            if response.status_code != 207:
+                stored = data.get("jobs")
+                if not isinstance(stored, list) or len(stored) != len(pending):
+                    raise UnexpectedResponse(f"the batch answer holds {len(stored or [])} jobs, not {len(pending)}",
+                                             response.status_code)  # fmt: skip
+                for i, item in zip(pending, stored, strict=True):
+                    jobs[i] = Job.from_dict(item)
+                return [j for j in jobs if j is not None]
+            results = data.get("results")
+            if not isinstance(results, list):
+                raise UnexpectedResponse("a 207 answer without results", response.status_code)
+            failures = {}
+            for result in results:
+                index = result.get("index") if isinstance(result, Mapping) else None
+                if not isinstance(index, int) or not 0 <= index < len(pending):
+                    raise UnexpectedResponse(f"a 207 result with a bad index: {result!r}", response.status_code)
+                if result.get("status") == 202 and isinstance(result.get("job"), Mapping):
+                    jobs[pending[index]] = Job.from_dict(result["job"])
+                else:
+                    failures[pending[index]] = str(result.get("detail") or f"status {result.get('status')}")
+            pending = [i for i in pending if jobs[i] is None]
+            if not pending:
+                return [j for j in jobs if j is not None]
+            if round_ >= self.policy.retries:
+                break
+            yield Sleep(self.policy.backoff_delay(round_))
+        raise BatchIncomplete(jobs, failures)
+
+    def submit_many(
+        self,
+        jobs: Iterable[JobLike],
+        chunk_size: int,
+        on_progress: ProgressCallback | None,
+        idempotency_key: str | None,
+    ) -> Flow[list[Job]]:
+        if not 1 <= chunk_size <= MAX_BATCH:
+            raise ValueError(f"chunk_size must be from 1 to {MAX_BATCH}")
+        submitted: list[Job] = []
+        iterator = iter(jobs)
+        for number in itertools.count():
+            chunk = [job_body(j) for j in itertools.islice(iterator, chunk_size)]
+            if not chunk:
+                return submitted
+            key = derived_key(idempotency_key, f"chunk{number}") if idempotency_key else new_key()
+            try:
+                submitted += yield from self.submit_batch(chunk, key)
+            except BatchIncomplete as exc:
+                offset = len(submitted)
+                raise BatchIncomplete(
+                    [*submitted, *exc.jobs], {offset + i: why for i, why in exc.failures.items()}
+                ) from None
+            if on_progress is not None:
+                on_progress(len(submitted))
+        raise AssertionError("unreachable")
+
+    def get(self, job_id: str) -> Flow[Job]:
+        data, _ = yield from self.fetch(Call("GET", job_path(job_id)), "id")
+        return Job.from_dict(data)
+
+    def list_page(
+        self,
+        status: str | None,
+        type: str | None,
+        since: datetime | str | None,
+        until: datetime | str | None,
+        limit: int,
+        continuation: str | None,
+    ) -> Flow[Page]:
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"the page size must be from 1 to {MAX_PAGE_SIZE}")
+        params = {
+            "status": status,
+            "type": type,
+            "since": format_time(since),
+            "until": format_time(until),
+            "limit": str(limit),
+            "continuation": continuation,
+        }
+        call = Call("GET", "/api/jobs", params={k: v for k, v in params.items() if v})
+        data, _ = yield from self.fetch(call, "jobs")
+        return Page.from_dict(data)
+
+    def wait(
+        self, job_id: str, timeout: float | None, poll_interval: float | None, on_progress: Callable[[Job], None] | None
+    ) -> Flow[Job]:
+        call = Call("GET", job_path(job_id))
+        return (yield from self._poll(call, Job.from_dict, timeout, poll_interval, on_progress))
+
+    def cancel(self, job_id: str) -> Flow[Job]:
+        # Not idempotent: sent again only if the first send cannot have arrived (a second cancel
+        # of a job the first one cancelled would be a 409).
+        data, _ = yield from self.fetch(Call("POST", job_path(job_id, "cancel"), idempotent=False), "id")
+        return Job.from_dict(data)
+
+    def retry(self, job_id: str, extra_attempts: int) -> Flow[Job]:
+        call = Call("POST", job_path(job_id, "retry"), json={"extra_attempts": extra_attempts}, idempotent=False)
+        data, _ = yield from self.fetch(call, "id")
+        return Job.from_dict(data)
+
+    # bulk operations
+
+    def start_operation(
+        self,
+        action: Literal["retry", "cancel"],
+        *,
+        status: str | None,
+        type: str | None,
+        since: datetime | str | None,
+        until: datetime | str | None,
+        ids: Iterable[str] | None,
+        extra_attempts: int | None,
+        idempotency_key: str | None,
+    ) -> Flow[Operation]:
+        body: dict[str, Any]
+        if ids is not None:
+            if isinstance(ids, str):
+                raise TypeError("ids is a list of job ids, not one string")
+            if any(v is not None for v in (status, type, since, until)):
+                raise ValueError("give either ids or a filter (status, type, since, until), not both")
+            body = {"ids": list(ids)}
+        else:
+            wanted = {"status": status, "type": type, "since": format_time(since), "until": format_time(until)}
+            body = {"filter": {k: v for k, v in wanted.items() if v is not None}}
+        if extra_attempts is not None:
+            body["extra_attempts"] = extra_attempts
+        call = Call("POST", f"/api/jobs/{action}", json=body, headers={"Idempotency-Key": idempotency_key or new_key()})
+        data, _ = yield from self.fetch(call, "id")
+        return Operation.from_dict(data)
+
+    def get_operation(self, operation_id: str) -> Flow[Operation]:
+        data, _ = yield from self.fetch(Call("GET", operation_path(operation_id)), "id")
+        return Operation.from_dict(data)
+
+    def wait_operation(
+        self,
+        operation_id: str,
+        timeout: float | None,
+        poll_interval: float | None,
+        on_progress: Callable[[Operation], None] | None,
+    ) -> Flow[Operation]:
+        call = Call("GET", operation_path(operation_id))
+        return (yield from self._poll(call, Operation.from_dict, timeout, poll_interval, on_progress))
+
+    def health(self) -> Flow[Mapping[str, Any]]:
+        # One look, no retries: a 503 here is the answer (it names the dependency that failed).
+        response = yield Call("GET", "/api/health")
+        assert response is not None
+        if isinstance(response, httpx.TransportError):
+            raise ServiceUnreachable(f"GET /api/health: {type(response).__name__}: {response}") from response
+        return expect_object(decode(response), response)
+
+    def _poll(
+        self,
+        call: Call,
+        parse: Callable[[Mapping[str, Any]], Polled],
+        timeout: float | None,
+        poll_interval: float | None,
+        on_progress: Callable[[Polled], None] | None,
+    ) -> Flow[Polled]:
+        """GET `call` until the resource is finished; between looks, sleep `poll_interval`, or as
+        Retry-After says (at most MAX_POLL_INTERVAL). Raise WaitTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else self.clock() + timeout
+        while True:
+            data, response = yield from self.fetch(call, "id")
+            current = parse(data)
+            if on_progress is not None:
+                on_progress(current)
+            if current.finished:
+                return current
+            if poll_interval is not None:
+                pause = poll_interval
+            else:
+                asked = retry_after(response.headers)
+                pause = min(MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL if asked is None else asked)
+            if deadline is not None:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise WaitTimeout(current, timeout or 0.0)
+                pause = min(pause, remaining)
+            yield Sleep(pause)
+
+
+def operation_path(operation_id: str) -> str:
+    if not isinstance(operation_id, str) or not operation_id.strip():
+        raise ValueError("an operation id is required")
+    return f"/api/operations/{quote(operation_id.strip(), safe='')}"
+
+
+def run_sync(flow: Flow[T], send: Callable[[Call], Outcome], sleep: Callable[[float], None]) -> T:
+    """Carry out a flow's effects one after the other; its return value."""
+    outcome: Outcome | None = None
+    while True:
+        try:
+            effect = flow.send(outcome)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        if isinstance(effect, Sleep):
+            sleep(effect.seconds)
+            outcome = None
+        else:
+            outcome = send(effect)

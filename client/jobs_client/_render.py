@@ -1,0 +1,233 @@
+"""How the command line shows things: JSON on stdout for scripts, or rich tables and key facts
+for people; progress bars and messages always on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from jobs_client.errors import ApiError, BatchIncomplete, JobsError
+from jobs_client.models import Job, Operation
+
+STATUS_STYLES = {
+    "queued": "cyan",
+    "running": "yellow",
+    "succeeded": "green",
+    "dead_lettered": "red",
+    "cancelled": "magenta",
+    "failed": "red",
+}
+
+
+def stdout() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped or redirected: never cut or wrap lines at 80 columns
+        console = Console(highlight=False, width=10_000)
+    return console
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def _time(raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _short_time(raw: Mapping[str, Any], name: str) -> str:
+    """2025-01-31T12:00:00.123Z as 2025-01-31 12:00:00 (UTC), for tables."""
+    return _time(raw, name).replace("T", " ")[:19]
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def write_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def write_json_array(items: Iterable[Mapping[str, Any]]) -> None:
+    """A JSON array with one item per line, written as the items come (a listing can be long)."""
+    sys.stdout.write("[")
+    for n, item in enumerate(items):
+        sys.stdout.write(("," if n else "") + "\n" + json.dumps(item, separators=(",", ":"), default=str))
+    sys.stdout.write("\n]\n")
+    sys.stdout.flush()
+
+
+# --- people ----------------------------------------------------------------------------------
+
+
+def _facts(rows: list[tuple[str, str | Text]]) -> Text:
+    """One `name  value` line per fact that has a value (easy to read, and to grep)."""
+    shown = [(name, value) for name, value in rows if value != ""]
+    width = max((len(name) for name, _ in shown), default=0)
+    lines = [Text(name.ljust(width), style="bold") + "  " + (value if isinstance(value, Text) else Text(value))
+             for name, value in shown]  # fmt: skip
+    return Text("\n").join(lines)
+
+
+def job_facts(job: Job) -> Text:
+    raw = job.raw
+    rows: list[tuple[str, str | Text]] = [
+        ("id", job.id),
+        ("type", job.type),
+        ("status", _status(job.status)),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("created", _time(raw, "created_at")),
+        ("due", _time(raw, "due_at") if raw.get("due_at") != raw.get("created_at") else ""),
+        ("started", _time(raw, "started_at")),
+        ("finished", _time(raw, "finished_at")),
+        ("payload", _short(job.payload) if job.payload is not None else ""),
+        ("result", _short(job.result) if job.result is not None else ""),
+        ("last error", _short(job.last_error) if job.last_error else ""),
+        ("errors", str(len(job.errors)) if job.errors else ""),
+    ]
+    return _facts(rows)
+
+
+def operation_facts(op: Operation) -> Text:
+    raw = op.raw
+    if op.filter is not None:
+        target = " ".join(f"{k}={v}" for k, v in op.filter.items() if v is not None) or "(defaults)"
+    else:
+        target = f"{op.ids_count} id(s)" if op.ids_count is not None else ""
+    rows: list[tuple[str, str | Text]] = [
+        ("id", op.id),
+        ("action", op.action),
+        ("status", _status(op.status)),
+        ("target", target),
+        ("matched", str(op.matched)),
+        ("applied", str(op.applied)),
+        ("skipped", str(op.skipped)),
+        ("failed", str(op.failed)),
+        ("created", _time(raw, "created_at")),
+        ("finished", _time(raw, "finished_at")),
+    ]
+    rows += [("error" if n == 0 else "", f"{e.id}: {_short(e.error, 120)}") for n, e in enumerate(op.errors[:5])]
+    if len(op.errors) > 5:
+        rows.append(("", f"... and {len(op.errors) - 5} more"))
+    return _facts(rows)
+
+
+def jobs_table(jobs: Iterable[Job], width: int) -> Table:
+    """ID, type, status, attempt, due time (UTC) and last error, in `width` columns: the last error
+    is cut to what room is left (and left out when there is too little)."""
+    rows: list[tuple[str, str, Text, str, str, str]] = [
+        (job.id, job.type, _status(job.status), f"{job.attempt}/{job.max_attempts}", _short_time(job.raw, "due_at"),
+         job.last_error or "")
+        for job in jobs
+    ]  # fmt: skip
+    headers = ("ID", "TYPE", "STATUS", "ATTEMPT", "DUE (UTC)")
+    fixed = sum(max([len(h), *(len(str(r[i])) for r in rows)]) + 2 for i, h in enumerate(headers))
+    room = width - fixed
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in headers:
+        table.add_column(name, no_wrap=True, justify="right" if name == "ATTEMPT" else "left")
+    if room >= 12:
+        table.add_column("LAST ERROR", no_wrap=True, overflow="ellipsis", max_width=room)
+    for job_id, job_type, status, attempt, due, last_error in rows:
+        extra = [Text(_short(last_error, room))] if room >= 12 else []
+        table.add_row(job_id, job_type, status, attempt, due, *extra)
+    return table
+
+
+def health_facts(body: Mapping[str, Any]) -> Text:
+    checks = body.get("checks")
+    status = str(body.get("status", ""))
+    rows: list[tuple[str, str | Text]] = [("status", Text(status, style="green" if status == "ok" else "red"))]
+    if isinstance(checks, Mapping):
+        rows += [
+            (str(name), Text(str(result), style="green" if result == "ok" else "red"))
+            for name, result in checks.items()
+        ]
+    return _facts(rows)
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+def _progress(*columns: Any) -> Progress:
+    """Rich's progress display on stderr, only when stderr is a terminal; gone when done."""
+    console = stderr()
+    return Progress(
+        *columns,
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+
+@contextmanager
+def spinner(description: str) -> Iterator[tuple[Progress, Any]]:
+    """A spinner with a changing description."""
+    with _progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+        yield progress, progress.add_task(description, total=None)
+
+
+@contextmanager
+def bar(description: str, total: int | None) -> Iterator[tuple[Progress, Any]]:
+    """A progress bar with counts."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), TimeElapsedColumn())  # fmt: skip
+    with _progress(*columns) as progress:
+        yield progress, progress.add_task(description, total=total)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def error(exc: JobsError, as_json: bool) -> None:
+    """Say what went wrong, on stderr."""
+    if as_json:
+        data: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, ApiError):
+            data.update(status=exc.status, code=exc.code, detail=exc.detail, problem=dict(exc.problem))
+        if isinstance(exc, BatchIncomplete):
+            data.update(failures={str(i): why for i, why in exc.failures.items()},
+                        submitted=[j.raw if j else None for j in exc.jobs])  # fmt: skip
+        sys.stderr.write(json.dumps(data, default=str) + "\n")
+        return
+    console = stderr()
+    console.print(Text("error: ", style="bold red") + Text(str(exc)))
+    if isinstance(exc, ApiError):
+        for item in exc.problem.get("errors") or []:
+            if isinstance(item, Mapping):
+                where = f"  job {item['index']}: " if "index" in item else "  "
+                console.print(Text(where + str(item.get("detail") or item.get("error") or item)))
+        known = exc.problem.get("known_types")
+        if isinstance(known, list):
+            console.print(Text("  known types: " + ", ".join(map(str, known))))
+
+
+def note(message: str) -> None:
+    stderr().print(Text(message))

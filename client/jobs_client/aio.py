@@ -1,0 +1,214 @@
+"""`AsyncJobsClient`: the same methods as `JobsClient`, awaitable (and `list` an async iterator).
+Its logic lives in `_core`; this class only sends requests with `httpx.AsyncClient` and sleeps
+with `asyncio.sleep`."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from jobs_client._core import (
+    Call,
+    Core,
+    Flow,
+    JobLike,
+    Outcome,
+    ProgressCallback,
+    RetryPolicy,
+    Sleep,
+    default_headers,
+    resolve_key,
+    resolve_url,
+)
+from jobs_client.models import Job, Operation, Page
+
+T = TypeVar("T")
+
+
+class AsyncJobsClient:
+    """The asynchronous client; see `JobsClient` for what each method does.
+
+    async with AsyncJobsClient() as jobs:
+        job = await jobs.wait((await jobs.submit("echo", {"hello": "world"})).id, timeout=30)
+        async for job in jobs.list(status="dead_lettered"):
+            ...
+    """
+
+    def __init__(
+        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0, retries: int = 5
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.url = resolve_url(url)
+        self._core = Core(RetryPolicy(retries=retries))
+        self._http = httpx.AsyncClient(base_url=self.url, headers=default_headers(resolve_key(key)), timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"AsyncJobsClient(url={self.url!r})"
+
+    async def __aenter__(self) -> AsyncJobsClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        max_attempts: int | None = None,
+        delay_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit one job (see JobsClient.submit: every submit carries an Idempotency-Key)."""
+        return await self._run(self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key))
+
+    async def submit_many(
+        self,
+        jobs: Iterable[JobLike],
+        *,
+        chunk_size: int = 100,
+        on_progress: ProgressCallback | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Job]:
+        """Submit many jobs through the batch route, up to 100 per request (see JobsClient.submit_many)."""
+        return await self._run(self._core.submit_many(jobs, chunk_size, on_progress, idempotency_key))
+
+    async def get(self, id: str) -> Job:
+        return await self._run(self._core.get(id))
+
+    async def list(
+        self,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        page_size: int = 50,
+    ) -> AsyncIterator[Job]:
+        """Every matching job, newest first, following continuation tokens as you iterate."""
+        continuation: str | None = None
+        while True:
+            page = await self.list_page(status, type, since, until, limit=page_size, continuation=continuation)
+            for job in page.jobs:
+                yield job
+            if page.continuation is None:
+                return
+            continuation = page.continuation
+
+    async def list_page(
+        self,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        *,
+        limit: int = 50,
+        continuation: str | None = None,
+    ) -> Page:
+        return await self._run(self._core.list_page(status, type, since, until, limit, continuation))
+
+    async def wait(
+        self,
+        id: str,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        *,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        return await self._run(self._core.wait(id, timeout, poll_interval, on_progress))
+
+    async def cancel(self, id: str) -> Job:
+        return await self._run(self._core.cancel(id))
+
+    async def retry(self, id: str, extra_attempts: int = 1) -> Job:
+        return await self._run(self._core.retry(id, extra_attempts))
+
+    # --- bulk operations -------------------------------------------------------------------
+
+    async def cancel_matching(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        ids: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        flow = self._core.start_operation(
+            "cancel", status=status, type=type, since=since, until=until, ids=ids,
+            extra_attempts=None, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return await self._run(flow)
+
+    async def retry_matching(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        ids: Iterable[str] | None = None,
+        extra_attempts: int = 1,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        flow = self._core.start_operation(
+            "retry", status=status, type=type, since=since, until=until, ids=ids,
+            extra_attempts=extra_attempts, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return await self._run(flow)
+
+    async def get_operation(self, id: str) -> Operation:
+        return await self._run(self._core.get_operation(id))
+
+    async def wait_operation(
+        self,
+        id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[Operation], None] | None = None,
+        *,
+        poll_interval: float | None = None,
+    ) -> Operation:
+        return await self._run(self._core.wait_operation(id, timeout, poll_interval, on_progress))
+
+    async def health(self) -> Mapping[str, Any]:
+        return await self._run(self._core.health())
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _run(self, flow: Flow[T]) -> T:
+        """Carry out a flow's effects, awaiting each (the async twin of `_core.run_sync`)."""
+        outcome: Outcome | None = None
+        while True:
+            try:
+                effect = flow.send(outcome)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            if isinstance(effect, Sleep):
+                await asyncio.sleep(effect.seconds)
+                outcome = None
+            else:
+                outcome = await self._send(effect)
+
+    async def _send(self, call: Call) -> Outcome:
+        try:
+            return await self._http.request(
+                call.method, call.path, params=call.params, json=call.json, headers=dict(call.headers)
+            )
+        except httpx.TransportError as exc:
+            return exc

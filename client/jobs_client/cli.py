@@ -1,0 +1,542 @@
+"""`jobs`: the command line, one command per client method.
+
+With --json, stdout holds only JSON (one object, or an array for listings); progress and
+messages go to stderr. Exit codes are in EXIT_CODES below, and in `jobs --help`.
+"""
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from jobs_client import _render as render
+from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, resolve_url
+from jobs_client.client import JobsClient
+from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
+from jobs_client.models import Job, Operation, parse_time
+
+OK = 0
+UNSUCCESSFUL = 1  # the job or operation ended dead_lettered, cancelled or failed
+USAGE = 2  # bad flags or arguments (click's own code for usage errors)
+NOT_FOUND = 3
+REJECTED = 4  # 400, 401/403, 409, 413, 415, 422
+TIMED_OUT = 5
+UNAVAILABLE = 6  # 503/429 after retries, unreachable, any 5xx
+
+EXIT_CODES = """\
+Exit codes:
+  0  success (with --wait or `jobs wait`: the job or operation succeeded)
+  1  the job or operation ended unsuccessfully (dead_lettered, cancelled, failed)
+  2  usage error (bad flags, invalid JSON)
+  3  not found (404)
+  4  request rejected (400, 401/403, 409, 413, 415, 422)
+  5  timed out waiting
+  6  service unavailable or unreachable after retries (and any 5xx)"""
+
+app = typer.Typer(
+    name="jobs",
+    help="Submit, inspect, wait for, cancel and redrive jobs of the serverless job system.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class Settings:
+    url: str
+    key: str | None
+    json: bool
+    retries: int
+
+
+# --- options shared by several commands ------------------------------------------------------
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (and nothing else).")]
+StatusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--status", help="Only jobs in this status: queued, running, succeeded, dead_lettered or cancelled.",
+        show_default=False,
+    ),
+]  # fmt: skip
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Only jobs of this type.", show_default=False)]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only jobs due at or after this time: RFC 3339 (2025-01-31T12:00:00Z), a date, or an age (15m, 2h, 7d).",
+        show_default=False,
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option("--until", help="Only jobs due before this time (same forms as --since).", show_default=False),
+]
+WaitFlag = Annotated[bool, typer.Option("--wait", help="Wait until it ends; the exit code says how it ended.")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0, help="With --wait: give up after this many seconds (exit 5).", show_default=False),
+]
+PollOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--poll-interval", min=0.05, help="Seconds between looks (default: as the service says).", show_default=False
+    ),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key", help="Send this Idempotency-Key: the same request again returns the same result.",
+        show_default=False,
+    ),
+]  # fmt: skip
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option("--url", envvar="JOBS_URL", help="The service's root URL (…/api is optional).")
+    ] = DEFAULT_URL,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar="JOBS_KEY", help="Function key, sent as x-functions-key.", show_default=False),
+    ] = None,
+    json_output: JsonFlag = False,
+    retries: Annotated[
+        int,
+        typer.Option("--retries", envvar="JOBS_RETRIES", min=0, max=20, help="Retries on 429/503/connection errors."),
+    ] = 5,
+) -> None:
+    try:
+        url = resolve_url(url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url") from None
+    ctx.obj = Settings(url=url, key=key or None, json=json_output, retries=retries)
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def exit_code(exc: JobsError) -> int:
+    if isinstance(exc, WaitTimeout):
+        return TIMED_OUT
+    if isinstance(exc, NotFound):
+        return NOT_FOUND
+    if isinstance(exc, ClientError) and not isinstance(exc, TooManyRequests):
+        return REJECTED
+    return UNAVAILABLE  # 5xx, still throttled, unreachable, an incomplete batch, a garbled answer
+
+
+@contextmanager
+def session(ctx: typer.Context, json_flag: bool) -> Iterator[tuple[JobsClient, Settings]]:
+    """A client for one command; a JobsError becomes a message on stderr and its exit code."""
+    settings: Settings = ctx.obj
+    settings.json = settings.json or json_flag
+    try:
+        with JobsClient(settings.url, settings.key, retries=settings.retries) as client:
+            yield client, settings
+    except JobsError as exc:
+        if isinstance(exc, WaitTimeout):
+            show(settings, exc.last)  # the state it was left in is still the answer
+        render.error(exc, settings.json)
+        raise typer.Exit(exit_code(exc)) from None
+
+
+def usage(message: str, param: str | None = None) -> NoReturn:
+    raise typer.BadParameter(message, param_hint=param)
+
+
+def given_id(value: str) -> str:
+    """An ID argument, checked before anything is sent."""
+    if not value.strip():
+        usage("the ID is empty", "ID")
+    return value.strip()
+
+
+def show(settings: Settings, thing: Job | Operation) -> None:
+    if settings.json:
+        render.write_json(dict(thing.raw))
+    elif isinstance(thing, Job):
+        render.stdout().print(render.job_facts(thing))
+    else:
+        render.stdout().print(render.operation_facts(thing))
+
+
+def outcome(thing: Job | Operation) -> int:
+    return OK if thing.succeeded else UNSUCCESSFUL
+
+
+def parse_json(text: str, param: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        usage(f"not valid JSON: {exc}", param)
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def moment(value: str | None, param: str) -> str | None:
+    """--since/--until as RFC 3339: an age (2h: two hours ago), or a time or date (UTC if no offset)."""
+    if value is None:
+        return None
+    age = _AGE.match(value)
+    if age:
+        seconds = float(age[1]) * _UNITS[age[2]]
+        return format_time(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+    parsed = parse_time(value)
+    if parsed is None:
+        usage(f"{value!r} is neither an RFC 3339 time, a date, nor an age such as 15m, 2h or 7d", param)
+    return format_time(parsed)
+
+
+def wait_for_job(client: JobsClient, job_id: str, timeout: float | None, poll: float | None) -> Job:
+    with render.spinner(f"waiting for job {job_id}") as (progress, task):
+
+        def update(job: Job) -> None:
+            progress.update(
+                task, description=f"job {job.id}: {job.status} (attempt {job.attempt} of {job.max_attempts})"
+            )
+
+        return client.wait(job_id, timeout=timeout, poll_interval=poll, on_progress=update)
+
+
+def wait_for_operation(client: JobsClient, op: Operation, timeout: float | None, poll: float | None) -> Operation:
+    with render.bar(f"{op.action}: starting", total=None) as (progress, task):
+
+        def update(current: Operation) -> None:
+            progress.update(
+                task,
+                total=current.matched or None,
+                completed=current.processed,
+                description=f"{current.action}: {current.applied} of {current.matched} applied"
+                + (f", {current.skipped} skipped" if current.skipped else "")
+                + (f", {current.failed} failed" if current.failed else ""),
+            )
+
+        return client.wait_operation(op.id, timeout=timeout, on_progress=update, poll_interval=poll)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    job_type: Annotated[
+        str | None, typer.Argument(metavar="TYPE", help="The job type, e.g. echo.", show_default=False)
+    ] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="The payload, as JSON.", show_default=False)] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", min=1, max=100, help="Attempts before it is dead-lettered.")
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", min=0, help="Seconds before the first attempt.", show_default=False)
+    ] = None,
+    idempotency_key: KeyOpt = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Submit every job in a JSON Lines file (one job request per line; - for stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    wait: WaitFlag = False,
+    timeout: TimeoutOpt = None,
+    poll_interval: PollOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Submit a job, or (--file) many. Prints the job(s) as accepted, or with --wait as ended."""
+    if file is not None:
+        if job_type is not None or payload is not None or max_attempts is not None or delay is not None:
+            usage("give either TYPE (with --payload, --max-attempts, --delay) or --file, not both", "--file")
+        if wait:
+            usage("--wait takes a single job; follow many with `jobs list`", "--wait")
+        requests = read_job_lines(file)
+        return submit_file(ctx, requests, idempotency_key, json_flag)
+    if job_type is None:
+        usage("give a job TYPE, or --file", "TYPE")
+    if timeout is not None and not wait:
+        usage("--timeout goes with --wait", "--timeout")
+    body = parse_json(payload, "--payload") if payload is not None else None
+    with session(ctx, json_flag) as (client, settings):
+        job = client.submit(
+            job_type, body, max_attempts=max_attempts, delay_seconds=delay, idempotency_key=idempotency_key
+        )
+        if not wait:
+            show(settings, job)
+            return
+        job = wait_for_job(client, job.id, timeout, poll_interval)
+        show(settings, job)
+    raise typer.Exit(outcome(job))
+
+
+def read_job_lines(file: str) -> list[dict[str, Any]]:
+    """Every job request of a JSON Lines file, checked before anything is sent (blank lines and
+    lines starting with # are skipped)."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        usage(f"cannot read {file}: {exc.strerror or exc}", "--file")
+    requests: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            usage(f"line {number} is not valid JSON: {exc}", "--file")
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            usage(f'line {number} is not a job request such as {{"type": "echo", "payload": {{}}}}', "--file")
+        requests.append(item)
+    if not requests:
+        usage(f"{file} holds no job requests", "--file")
+    return requests
+
+
+def submit_file(ctx: typer.Context, requests: list[dict[str, Any]], key: str | None, json_flag: bool) -> None:
+    stored = 0
+
+    def count(n: int) -> None:
+        nonlocal stored
+        stored = n
+
+    with session(ctx, json_flag) as (client, settings):
+        try:
+            with render.bar("submitting", total=len(requests)) as (progress, task):
+
+                def update(n: int) -> None:
+                    count(n)
+                    progress.update(task, completed=n)
+
+                jobs = client.submit_many(requests, on_progress=update, idempotency_key=key)
+        except JobsError:
+            if stored:
+                render.note(f"{stored} of {len(requests)} jobs were submitted before the error (in file order)")
+            raise
+        if settings.json:
+            render.write_json_array(dict(j.raw) for j in jobs)
+        else:
+            out = render.stdout()
+            for job in jobs:
+                out.print(job.id)
+            render.note(f"submitted {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+    json_flag: JsonFlag = False,
+) -> None:
+    """Show a job."""
+    with session(ctx, json_flag) as (client, settings):
+        show(settings, client.get(given_id(job_id)))
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    status: StatusOpt = None,
+    job_type: TypeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many jobs (0: all).")] = 50,
+    json_flag: JsonFlag = False,
+) -> None:
+    """List jobs, newest first (by due time)."""
+    since_at, until_at = moment(since, "--since"), moment(until, "--until")
+    with session(ctx, json_flag) as (client, settings):
+        page_size = MAX_PAGE_SIZE if limit == 0 else min(limit + 1, MAX_PAGE_SIZE)
+        found = client.list(status=status, type=job_type, since=since_at, until=until_at, page_size=page_size)
+        if settings.json:
+            render.write_json_array(dict(j.raw) for j in (found if limit == 0 else islice(found, limit)))
+            return
+        jobs = list(found if limit == 0 else islice(found, limit + 1))
+        more = limit != 0 and len(jobs) > limit
+        jobs = jobs[:limit] if more else jobs
+        if jobs:
+            out = render.stdout()
+            out.print(render.jobs_table(jobs, out.width))
+        render.note(
+            f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}" + (" (more: raise --limit, 0 for all)" if more else "")
+        )
+
+
+@app.command()
+def wait(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="Give up after this many seconds (exit 5).")
+    ] = None,
+    poll_interval: PollOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Wait until a job ends; exit 0 if it succeeded, 1 if it was dead-lettered or cancelled."""
+    with session(ctx, json_flag) as (client, settings):
+        job = wait_for_job(client, given_id(job_id), timeout, poll_interval)
+        show(settings, job)
+    raise typer.Exit(outcome(job))
+
+
+def _bulk(
+    ctx: typer.Context,
+    json_flag: bool,
+    start: Callable[[JobsClient], Operation],
+    wait: bool,
+    timeout: float | None,
+    poll: float | None,
+) -> None:
+    with session(ctx, json_flag) as (client, settings):
+        op = start(client)
+        if not wait:
+            show(settings, op)
+            if not settings.json:
+                render.note(f"started; follow it with: jobs operation {op.id} --wait")
+            return
+        op = wait_for_operation(client, op, timeout, poll)
+        show(settings, op)
+    raise typer.Exit(outcome(op))
+
+
+def _filters_given(*values: object) -> bool:
+    return any(v is not None for v in values)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[
+        str | None, typer.Argument(metavar="ID", help="The job to cancel; without it, filters pick the jobs.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Bulk: queued (the default) or running.", show_default=False)
+    ] = None,
+    job_type: TypeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    idempotency_key: KeyOpt = None,
+    wait: WaitFlag = False,
+    timeout: TimeoutOpt = None,
+    poll_interval: PollOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Cancel a job, or (with filters instead of an ID) start cancelling every matching job."""
+    if job_id is not None:
+        if _filters_given(status, job_type, since, until, idempotency_key) or wait:
+            usage("give a job ID, or filters (--status, --type, --since, --until) for a bulk cancel, not both", "ID")
+        with session(ctx, json_flag) as (client, settings):
+            show(settings, client.cancel(given_id(job_id)))
+        return
+    if not _filters_given(status, job_type, since, until):
+        usage("give a job ID, or at least one filter (e.g. --status queued to cancel every queued job)", "ID")
+    if timeout is not None and not wait:
+        usage("--timeout goes with --wait", "--timeout")
+    since_at, until_at = moment(since, "--since"), moment(until, "--until")
+    start = lambda c: c.cancel_matching(  # noqa: E731
+        status=status, type=job_type, since=since_at, until=until_at, idempotency_key=idempotency_key
+    )
+    _bulk(ctx, json_flag, start, wait, timeout, poll_interval)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    job_id: Annotated[
+        str | None, typer.Argument(metavar="ID", help="The job to redrive; without it, filters pick the jobs.")
+    ] = None,
+    extra_attempts: Annotated[
+        int, typer.Option("--extra-attempts", min=1, max=100, help="Attempts the redriven job(s) may spend.")
+    ] = 1,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Bulk: dead_lettered (the default) or cancelled.", show_default=False)
+    ] = None,
+    job_type: TypeOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    idempotency_key: KeyOpt = None,
+    wait: WaitFlag = False,
+    timeout: TimeoutOpt = None,
+    poll_interval: PollOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Redrive a dead-lettered or cancelled job, or (with filters instead of an ID) every matching job."""
+    if timeout is not None and not wait:
+        usage("--timeout goes with --wait", "--timeout")
+    if job_id is not None:
+        if _filters_given(status, job_type, since, until, idempotency_key):
+            usage("give a job ID, or filters (--status, --type, --since, --until) for a bulk retry, not both", "ID")
+        with session(ctx, json_flag) as (client, settings):
+            job = client.retry(given_id(job_id), extra_attempts=extra_attempts)
+            if not wait:
+                show(settings, job)
+                return
+            job = wait_for_job(client, job.id, timeout, poll_interval)
+            show(settings, job)
+        raise typer.Exit(outcome(job))
+    if not _filters_given(status, job_type, since, until):
+        usage("give a job ID, or at least one filter (e.g. --status dead_lettered)", "ID")
+    since_at, until_at = moment(since, "--since"), moment(until, "--until")
+    start = lambda c: c.retry_matching(  # noqa: E731
+        status=status, type=job_type, since=since_at, until=until_at, extra_attempts=extra_attempts,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+    _bulk(ctx, json_flag, start, wait, timeout, poll_interval)
+
+
+@app.command()
+def operation(
+    ctx: typer.Context,
+    operation_id: Annotated[str, typer.Argument(metavar="ID", help="The operation's id.")],
+    wait: WaitFlag = False,
+    timeout: TimeoutOpt = None,
+    poll_interval: PollOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Show a bulk operation; with --wait, follow it until it ends."""
+    if timeout is not None and not wait:
+        usage("--timeout goes with --wait", "--timeout")
+    with session(ctx, json_flag) as (client, settings):
+        op = client.get_operation(given_id(operation_id))
+        if not wait:
+            show(settings, op)
+            return
+        op = wait_for_operation(client, op, timeout, poll_interval)
+        show(settings, op)
+    raise typer.Exit(outcome(op))
+
+
+@app.command()
+def health(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
+    """Check that the service and its storage answer (exit 0), or not (exit 6)."""
+    with session(ctx, json_flag) as (client, settings):
+        body = client.health()
+        if settings.json:
+            render.write_json(dict(body))
+        else:
+            render.stdout().print(render.health_facts(body))
+
+
+def main() -> None:
+    invoked_as = Path(sys.argv[0]).name
+    app(prog_name=invoked_as if invoked_as in ("jobs", "jobsctl") else "jobs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""`JobsClient`: the synchronous client. Its logic lives in `_core`; this class only sends requests
+with `httpx.Client` and sleeps with `time.sleep`."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from jobs_client._core import (
+    Call,
+    Core,
+    Flow,
+    JobLike,
+    Outcome,
+    ProgressCallback,
+    RetryPolicy,
+    default_headers,
+    resolve_key,
+    resolve_url,
+    run_sync,
+)
+from jobs_client.models import Job, Operation, Page
+
+T = TypeVar("T")
+
+
+class JobsClient:
+    """A client for the jobs API.
+
+    `url` defaults to $JOBS_URL, then http://localhost:7071; `key` (sent as `x-functions-key`, as
+    Azure Functions expects) to $JOBS_KEY. `timeout` bounds each HTTP request, in seconds.
+    429, 503 and connection failures are retried up to `retries` times with exponential backoff
+    and jitter (honouring Retry-After); after that the error is raised.
+
+        with JobsClient() as jobs:
+            job = jobs.wait(jobs.submit("echo", {"hello": "world"}).id, timeout=30)
+    """
+
+    def __init__(
+        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0, retries: int = 5
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.url = resolve_url(url)
+        self._core = Core(RetryPolicy(retries=retries))
+        self._http = httpx.Client(base_url=self.url, headers=default_headers(resolve_key(key)), timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"JobsClient(url={self.url!r})"
+
+    def __enter__(self) -> JobsClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        max_attempts: int | None = None,
+        delay_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit one job; returns it as accepted (status `queued`). Every submit carries an
+        Idempotency-Key (a new uuid4 unless you give one) that is reused when the request is sent
+        again, so a retried submit never makes a second job. The same key with another body
+        raises UnprocessableContent (code `idempotency_key_reused`)."""
+        return self._run(self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key))
+
+    def submit_many(
+        self,
+        jobs: Iterable[JobLike],
+        *,
+        chunk_size: int = 100,
+        on_progress: ProgressCallback | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Job]:
+        """Submit many jobs (dicts with `type`, `payload`, `max_attempts`, `delay_seconds`, or
+        JobRequest values) through the batch route, `chunk_size` (at most 100) per request; the
+        jobs in input order. `on_progress(n)` is called after each chunk with the number stored so
+        far. Each chunk has its own Idempotency-Key, reused on resends; with `idempotency_key`
+        the chunk keys derive from it, so running the same call again stores nothing twice.
+        If a chunk fails, the earlier chunks stay stored."""
+        return self._run(self._core.submit_many(jobs, chunk_size, on_progress, idempotency_key))
+
+    def get(self, id: str) -> Job:
+        """The job; NotFound if there is none."""
+        return self._run(self._core.get(id))
+
+    def list(
+        self,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        page_size: int = 50,
+    ) -> Iterator[Job]:
+        """Every matching job, newest first, fetching pages of up to `page_size` (1-200) as you
+        iterate. `since`/`until` bound the job's due time (RFC 3339 strings or datetimes; a
+        naive datetime is UTC)."""
+        continuation: str | None = None
+        while True:
+            page = self.list_page(status, type, since, until, limit=page_size, continuation=continuation)
+            yield from page.jobs
+            if page.continuation is None:
+                return
+            continuation = page.continuation
+
+    def list_page(
+        self,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        *,
+        limit: int = 50,
+        continuation: str | None = None,
+    ) -> Page:
+        """One page of the listing (it may hold fewer than `limit` jobs and still continue)."""
+        return self._run(self._core.list_page(status, type, since, until, limit, continuation))
+
+    def wait(
+        self,
+        id: str,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        *,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job is succeeded, dead_lettered or cancelled, and return it (whatever
+        the outcome: check `job.status`). Between looks it sleeps `poll_interval`, or as the
+        service's Retry-After says (at most 5 s). WaitTimeout after `timeout` seconds."""
+        return self._run(self._core.wait(id, timeout, poll_interval, on_progress))
+
+    def cancel(self, id: str) -> Job:
+        """Cancel a queued or running job (a running one stops at its next checkpoint).
+        Conflict if it already finished."""
+        return self._run(self._core.cancel(id))
+
+    def retry(self, id: str, extra_attempts: int = 1) -> Job:
+        """Redrive a dead_lettered or cancelled job as a new attempt. Conflict in any other state."""
+        return self._run(self._core.retry(id, extra_attempts))
+
+    # --- bulk operations -------------------------------------------------------------------
+
+    def cancel_matching(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        ids: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Start cancelling every job that matches the filter (status `queued`, the default, or
+        `running`), or the given `ids` (up to 1000). Returns the running Operation."""
+        flow = self._core.start_operation(
+            "cancel", status=status, type=type, since=since, until=until, ids=ids,
+            extra_attempts=None, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return self._run(flow)
+
+    def retry_matching(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        ids: Iterable[str] | None = None,
+        extra_attempts: int = 1,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Start redriving every job that matches the filter (status `dead_lettered`, the
+        default, or `cancelled`), or the given `ids` (up to 1000). Returns the running Operation."""
+        flow = self._core.start_operation(
+            "retry", status=status, type=type, since=since, until=until, ids=ids,
+            extra_attempts=extra_attempts, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return self._run(flow)
+
+    def get_operation(self, id: str) -> Operation:
+        return self._run(self._core.get_operation(id))
+
+    def wait_operation(
+        self,
+        id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[Operation], None] | None = None,
+        *,
+        poll_interval: float | None = None,
+    ) -> Operation:
+        """Poll until the operation is succeeded or failed; `on_progress(operation)` after each
+        look. WaitTimeout after `timeout` seconds."""
+        return self._run(self._core.wait_operation(id, timeout, poll_interval, on_progress))
+
+    def health(self) -> Mapping[str, Any]:
+        """`{"status": "ok", "checks": {...}}`; ServiceUnavailable (its `problem["checks"]` says
+        what failed) or ServiceUnreachable otherwise. One request, no retries."""
+        return self._run(self._core.health())
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _run(self, flow: Flow[T]) -> T:
+        return run_sync(flow, self._send, time.sleep)
+
+    def _send(self, call: Call) -> Outcome:
+        try:
+            return self._http.request(
+                call.method, call.path, params=call.params, json=call.json, headers=dict(call.headers)
+            )
+        except httpx.TransportError as exc:
+            return exc

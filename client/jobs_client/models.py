@@ -1,0 +1,218 @@
+"""What the API returns, as typed, immutable values.
+
+Parsing is lenient on purpose: fields the server adds later are ignored (the whole resource stays
+in `raw`), and a missing or malformed optional field becomes None rather than an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+JobStatus = Literal["queued", "running", "succeeded", "dead_lettered", "cancelled"]
+OperationStatus = Literal["running", "succeeded", "failed"]
+
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "dead_lettered", "cancelled")
+TERMINAL_JOB_STATUSES = frozenset({"succeeded", "dead_lettered", "cancelled"})
+TERMINAL_OPERATION_STATUSES = frozenset({"succeeded", "failed"})
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time as an aware datetime; None when absent or unreadable.
+    (Python 3.10's fromisoformat takes neither 'Z' nor fractions other than 3 or 6 digits.)"""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: "." + m[1][:6].ljust(6, "0"), text, count=1)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class JobError:
+    """One failed attempt of a job."""
+
+    attempt: int
+    error: str
+    at: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobError:
+        return cls(_int(data.get("attempt")), str(data.get("error") or ""), parse_time(data.get("at")))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the API returns it. `raw` is the resource exactly as received, unknown fields included."""
+
+    id: str
+    type: str
+    status: str  # one of JOB_STATUSES (kept a plain string so a new status never breaks parsing)
+    attempt: int
+    max_attempts: int
+    payload: Any
+    result: Any
+    errors: tuple[JobError, ...]
+    last_error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    due_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is succeeded, dead_lettered or cancelled."""
+        return self.status in TERMINAL_JOB_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        return cls(
+            id=str(data.get("id", "")),
+            type=str(data.get("type", "")),
+            status=str(data.get("status", "")),
+            attempt=_int(data.get("attempt")),
+            max_attempts=_int(data.get("max_attempts")),
+            payload=data.get("payload"),
+            result=data.get("result"),
+            errors=tuple(JobError.from_dict(e) for e in _dicts(data.get("errors"))),
+            last_error=_opt_str(data.get("last_error")),
+            created_at=parse_time(data.get("created_at")),
+            updated_at=parse_time(data.get("updated_at")),
+            due_at=parse_time(data.get("due_at")),
+            started_at=parse_time(data.get("started_at")),
+            finished_at=parse_time(data.get("finished_at")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """A job a bulk operation could not change, and why."""
+
+    id: str
+    error: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OperationError:
+        return cls(str(data.get("id", "")), str(data.get("error") or ""))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A bulk retry or cancel, running on the server. `raw` is the resource exactly as received."""
+
+    id: str
+    action: str  # "retry" or "cancel"
+    status: str  # "running", "succeeded" or "failed"
+    filter: Mapping[str, Any] | None
+    ids_count: int | None
+    extra_attempts: int | None  # of a retry
+    matched: int
+    applied: int
+    skipped: int
+    failed: int
+    errors: tuple[OperationError, ...]
+    created_at: datetime | None
+    updated_at: datetime | None
+    finished_at: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_OPERATION_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def processed(self) -> int:
+        """Jobs the operation has dealt with so far: applied, skipped or failed (of `matched`, the
+        jobs it has looked at so far: both grow while it runs)."""
+        return self.applied + self.skipped + self.failed
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Operation:
+        flt = data.get("filter")
+        return cls(
+            id=str(data.get("id", "")),
+            action=str(data.get("action", "")),
+            status=str(data.get("status", "")),
+            filter=dict(flt) if isinstance(flt, Mapping) else None,
+            ids_count=_opt_int(data.get("ids_count")),
+            extra_attempts=_opt_int(data.get("extra_attempts")),
+            matched=_int(data.get("matched")),
+            applied=_int(data.get("applied")),
+            skipped=_int(data.get("skipped")),
+            failed=_int(data.get("failed")),
+            errors=tuple(OperationError.from_dict(e) for e in _dicts(data.get("errors"))),
+            created_at=parse_time(data.get("created_at")),
+            updated_at=parse_time(data.get("updated_at")),
+            finished_at=parse_time(data.get("finished_at")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; `continuation` is None on the last page. A page may hold fewer jobs
+    than asked for (even none) and still have a continuation."""
+
+    jobs: list[Job]
+    continuation: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Page:
+        return cls([Job.from_dict(j) for j in _dicts(data.get("jobs"))], _opt_str(data.get("continuation")) or None)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to submit (what `submit_many` takes, besides plain dicts)."""
+
+    type: str
+    payload: Any = None
+    max_attempts: int | None = None
+    delay_seconds: float | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type}
+        if self.payload is not None:
+            body["payload"] = self.payload
+        if self.max_attempts is not None:
+            body["max_attempts"] = self.max_attempts
+        if self.delay_seconds is not None:
+            body["delay_seconds"] = self.delay_seconds
+        return body

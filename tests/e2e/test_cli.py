@@ -1,0 +1,286 @@
+"""The `jobs` command line, run as a real process against the local host and Azurite: what it
+prints on stdout (human, or only JSON with --json) and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from jobs_client import JobsClient, cli
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.e2e
+
+UNKNOWN_ID = "0" * 25  # well-formed (shard, inverted due time, suffix), but no such job
+
+JOBS = Path(sys.executable).with_name("jobs")  # the console script pip installed with the package
+FAST = ("--poll-interval", "0.1")
+
+
+def jobs(*args: str, url: str | None = None, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    clean.update(COLUMNS="200", NO_COLOR="1", **env)
+    if url is not None:
+        clean["JOBS_URL"] = url
+    return subprocess.run(
+        [str(JOBS), *args], input=stdin, capture_output=True, text=True, timeout=60, env=clean, check=False
+    )
+
+
+def all_jobs(host) -> list[dict]:
+    return requests.get(host.url("/api/jobs"), params={"limit": 200}, timeout=10).json()["jobs"]
+
+
+def delayed(host, payload=1, job_type="echo") -> str:
+    return host.submit({"type": job_type, "payload": payload, "delay_seconds": 3600}).json()["id"]
+
+
+def dead_lettered(host, n: int) -> list[str]:
+    with JobsClient(host.base) as client:
+        ids = [client.submit("fail", max_attempts=1).id for _ in range(n)]
+        assert all(client.wait(i, timeout=20, poll_interval=0.1).status == "dead_lettered" for i in ids)
+    return ids
+
+
+@pytest.fixture
+def unavailable() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A server on 127.0.0.1 that answers every request 503, and the headers it received."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append(dict(self.headers.items()))
+            body = json.dumps({"status": 503, "title": "Service Unavailable", "detail": "down", "code": "x"}).encode()
+            self.send_response(503)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+# --- success, and what is printed ------------------------------------------------------------
+
+
+def test_submit_with_wait_prints_the_jobs_key_facts_and_exits_0_when_it_succeeds(host):
+    r = jobs("--url", host.base, "submit", "echo", "--payload", '{"hello": "world"}', "--wait", *FAST)
+    assert r.returncode == 0, r.stderr
+    [job] = all_jobs(host)
+    assert job["id"] in r.stdout and "succeeded" in r.stdout and '{"hello":"world"}' in r.stdout
+    assert "attempt" in r.stdout and "1 of" in r.stdout
+
+
+def test_json_puts_only_the_job_as_json_on_stdout_before_or_after_the_command(host):
+    r = jobs("--json", "submit", "echo", "--payload", "[1, 2]", "--wait", *FAST, url=host.base)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert (job["status"], job["result"]) == ("succeeded", [1, 2])
+    again = jobs("get", job["id"], "--json", url=host.base)
+    assert again.returncode == 0 and json.loads(again.stdout) == job
+
+
+def test_submit_without_wait_prints_the_queued_job_and_the_same_idempotency_key_the_same_job(host):
+    r = jobs("--json", "submit", "echo", "--delay", "3600", "--max-attempts", "2", "--idempotency-key", "k-1",
+             url=host.base)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert (job["status"], job["max_attempts"]) == ("queued", 2)
+    again = jobs("--json", "submit", "echo", "--delay", "3600", "--max-attempts", "2", "--idempotency-key", "k-1",
+                 url=host.base)  # fmt: skip
+    assert json.loads(again.stdout)["id"] == job["id"] and len(all_jobs(host)) == 1
+
+
+def test_list_prints_a_table_and_with_json_an_array_cut_at_the_limit(host):
+    ids = [delayed(host, i) for i in range(3)]
+    table = jobs("list", url=host.base)
+    assert table.returncode == 0, table.stderr
+    assert "STATUS" in table.stdout and all(i in table.stdout for i in ids) and "queued" in table.stdout
+    assert "3 jobs" in table.stderr
+    cut = jobs("--json", "list", "--limit", "2", url=host.base)
+    assert [j["id"] for j in json.loads(cut.stdout)] == ids[::-1][:2]
+    cut_human = jobs("list", "--limit", "2", url=host.base)
+    assert "more" in cut_human.stderr and ids[0] not in cut_human.stdout
+
+
+def test_list_filters_by_status_type_and_due_time(host):
+    later = delayed(host, 1)
+    failed = dead_lettered(host, 1)[0]
+    in_half_an_hour = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    listing = {
+        "status": jobs("--json", "list", "--status", "dead_lettered", url=host.base),
+        "type": jobs("--json", "list", "--type", "echo", url=host.base),
+        "since": jobs("--json", "list", "--since", in_half_an_hour, url=host.base),
+        "until": jobs("--json", "list", "--until", "1m", url=host.base),  # an age: due before a minute ago
+    }
+    got = {name: [j["id"] for j in json.loads(r.stdout)] for name, r in listing.items()}
+    assert got == {"status": [failed], "type": [later], "since": [later], "until": []}
+
+
+def test_submit_file_submits_every_line_in_order_from_a_file_or_stdin(host, tmp_path):
+    lines = [json.dumps({"type": "echo", "payload": i, "delay_seconds": 3600}) for i in range(5)]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(["# five echoes", *lines[:2], "", *lines[2:]]) + "\n")
+    r = jobs("--json", "submit", "--file", str(path), url=host.base)
+    assert r.returncode == 0, r.stderr
+    from_file = json.loads(r.stdout)
+    assert [j["payload"] for j in from_file] == [0, 1, 2, 3, 4]
+    r = jobs("submit", "--file", "-", stdin='{"type": "echo", "payload": 5}\n{"type": "echo"}\n', url=host.base)
+    assert r.returncode == 0, r.stderr
+    from_stdin = r.stdout.split()  # one id per line
+    assert "submitted 2 jobs" in r.stderr
+    assert sorted(j["id"] for j in all_jobs(host)) == sorted([j["id"] for j in from_file] + from_stdin)
+
+
+def test_health_exits_0_and_shows_each_check_from_the_console_script_or_python_m(host):
+    r = jobs("health", url=host.base)
+    assert r.returncode == 0 and "table" in r.stdout and "queue" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "jobs_client.cli", "--url", host.base, "--json", "health"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and json.loads(r.stdout) == {"status": "ok", "checks": {"table": "ok", "queue": "ok"}}
+
+
+def test_help_documents_the_exit_codes():
+    r = jobs("--help")
+    assert r.returncode == 0
+    for line in ("Exit codes", "1  the job or operation ended unsuccessfully", "5  timed out waiting"):
+        assert line in r.stdout
+
+
+# --- exit codes -----------------------------------------------------------------------------
+
+
+def test_wait_exits_1_when_the_job_is_dead_lettered_and_5_on_timeout_still_printing_the_job(host):
+    job_id = json.loads(jobs("--json", "submit", "fail", "--max-attempts", "1", url=host.base).stdout)["id"]
+    r = jobs("--json", "wait", job_id, *FAST, url=host.base)
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["status"] == "dead_lettered"
+    queued = delayed(host)
+    r = jobs("--json", "wait", queued, "--timeout", "0.5", *FAST, url=host.base)
+    assert r.returncode == 5
+    assert json.loads(r.stdout)["status"] == "queued" and "still queued" in r.stderr
+
+
+def test_usage_errors_exit_2_and_send_nothing(unavailable, tmp_path):
+    """In-process with typer's CliRunner (the same app object the console script runs): quicker."""
+    url, seen = unavailable
+    bad_file = tmp_path / "bad.jsonl"
+    bad_file.write_text('{"type": "echo"}\n{oops\n')
+    cases = [
+        ("submit", "echo", "--payload", "{oops"),
+        ("submit",),
+        ("submit", "echo", "--max-attempts", "0"),
+        ("submit", "--file", str(bad_file)),
+        ("submit", "echo", "--file", str(bad_file)),
+        ("submit", "echo", "--timeout", "3"),
+        ("list", "--since", "yesterday"),
+        ("cancel",),
+        ("cancel", "some-id", "--status", "queued"),
+        ("retry",),
+        ("--no-such-flag", "health"),
+        ("--url", "localhost:7071", "health"),
+    ]
+    runner = CliRunner()
+    for args in cases:
+        result = runner.invoke(cli.app, list(args), env={"JOBS_URL": url, "JOBS_KEY": ""})
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert result.stdout == "", args
+    assert "not valid JSON" in runner.invoke(cli.app, cases[0], env={"JOBS_URL": url}).stderr
+    assert seen == []
+
+
+def test_an_unknown_job_or_operation_exits_3(host):
+    r = jobs("get", UNKNOWN_ID, url=host.base)
+    assert r.returncode == 3 and r.stdout == "" and "job_not_found" in r.stderr
+    r = jobs("--json", "get", UNKNOWN_ID, url=host.base)
+    assert r.returncode == 3 and r.stdout == ""
+    assert json.loads(r.stderr)["code"] == "job_not_found"
+    assert jobs("operation", "no-such-operation", url=host.base).returncode == 3
+
+
+def test_rejected_requests_exit_4_cancelling_twice_or_an_unknown_job_type(host):
+    job_id = delayed(host)
+    first = jobs("--json", "cancel", job_id, url=host.base)
+    assert first.returncode == 0 and json.loads(first.stdout)["status"] == "cancelled"
+    again = jobs("cancel", job_id, url=host.base)
+    assert again.returncode == 4 and "invalid_state" in again.stderr
+    r = jobs("submit", "no-such-type", url=host.base)
+    assert r.returncode == 4 and "unknown_job_type" in r.stderr and "echo" in r.stderr
+
+
+def test_an_unreachable_service_exits_6():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = jobs("--retries", "1", "health", url=f"http://127.0.0.1:{port}")
+    assert r.returncode == 6 and r.stdout == ""
+
+
+def test_503_after_the_retries_exits_6(unavailable):
+    url, seen = unavailable
+    r = jobs("--retries", "2", "get", "1", url=url)
+    assert r.returncode == 6 and len(seen) == 3 and "503" in r.stderr
+
+
+def test_key_is_sent_as_x_functions_key(unavailable):
+    url, seen = unavailable
+    jobs("--key", "from-flag", "--retries", "0", "get", "1", url=url)
+    jobs("--retries", "0", "get", "1", url=url, JOBS_KEY="from-env")
+    assert [h.get("x-functions-key") for h in seen] == ["from-flag", "from-env"]
+
+
+# --- redrive and bulk operations ------------------------------------------------------------
+
+
+def test_retry_of_a_cancelled_job_with_wait_exits_0_when_it_then_succeeds(host):
+    job_id = delayed(host)
+    assert jobs("cancel", job_id, url=host.base).returncode == 0
+    r = jobs("--json", "retry", job_id, "--extra-attempts", "2", "--wait", *FAST, url=host.base)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert (job["status"], job["attempt"]) == ("succeeded", 2)
+
+
+def test_bulk_retry_with_wait_follows_the_operation_and_exits_0(host):
+    ids = dead_lettered(host, 3)
+    r = jobs("--json", "retry", "--status", "dead_lettered", "--type", "fail", "--wait", *FAST, url=host.base)
+    assert r.returncode == 0, r.stderr
+    op = json.loads(r.stdout)
+    assert (op["action"], op["status"], op["matched"], op["applied"]) == ("retry", "succeeded", 3, 3)
+    with JobsClient(host.base) as client:
+        assert all(client.get(i).attempt == 2 for i in ids)
+
+
+def test_bulk_cancel_prints_the_operation_and_jobs_operation_wait_follows_it_to_the_end(host):
+    ids = [delayed(host, i) for i in range(2)]
+    started = jobs("cancel", "--status", "queued", "--type", "echo", "--json", url=host.base)
+    assert started.returncode == 0, started.stderr
+    op = json.loads(started.stdout)
+    assert op["action"] == "cancel"
+    human = jobs("operation", op["id"], "--wait", *FAST, url=host.base)
+    assert human.returncode == 0 and "succeeded" in human.stdout and "applied" in human.stdout
+    done = json.loads(jobs("--json", "operation", op["id"], url=host.base).stdout)
+    assert (done["status"], done["applied"]) == ("succeeded", 2)
+    assert {j["status"] for j in all_jobs(host) if j["id"] in ids} == {"cancelled"}
