@@ -1,17 +1,18 @@
 # Two commands on a fresh machine with Python 3.11, Node 20 and npm:
 #   make run    install what is needed, start Azurite (in memory) and the app on http://localhost:7071
-#   make test   install the same and run the whole test suite (it starts its own Azurite)
+#   make test   install the same and run the whole test suite (it starts its own Azurite; as root it also
+#               installs Debian's Chromium for the browser tests, see `browser`)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 7071
 
-.PHONY: install run test lint format clean bench chaos dashboards
+.PHONY: install browser run test lint format clean bench chaos dashboards
 
 install: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -26,7 +27,12 @@ local.settings.json:
 run: install local.settings.json
 	$(BIN)/python -m tools.run_local --port $(PORT)
 
-test: install
+# Chromium for the browser tests (tests/e2e/test_docs.py): Debian's package, installed with apt-get
+# when it is missing and we are root; otherwise it says what to do and those tests skip, saying why.
+browser: install
+	$(BIN)/python -m tools.chromium
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,5 +1,6 @@
 """Azure Functions bindings (v2 programming model). Each function converts its trigger, calls one
-thing in `shared`, and converts the outcome back. The logic lives in `shared/`; the routes' contract
+thing in `shared`, and converts the outcome back. Every function is `async def`: the Python worker
+runs them on its event loop, with the storage SDKs' async clients. The logic lives in `shared/`; the routes' contract
 (models, statuses, headers) is declared beside each route in shared/api.py and shared/apidocs/,
 and served as OpenAPI at /api/openapi.json."""
 
@@ -16,7 +17,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 
-def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+async def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     trace = context.trace_context
     request = api.ApiRequest(
         method=req.method,
@@ -26,7 +27,7 @@ def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> fun
         body=req.get_body() or b"",
         trace_parent=trace.trace_parent if trace is not None else None,
     )
-    response = api.handle(route, services, request)
+    response = await api.handle(route, services, request)
     return func.HttpResponse(
         response.encoded(), status_code=response.status, headers=response.headers, mimetype=response.content_type
     )
@@ -36,95 +37,95 @@ def _http(route: api.Route, req: func.HttpRequest, context: func.Context) -> fun
 
 
 @app.route(route="jobs", methods=["POST"])
-def submit_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.submit_job, req, context)
+async def submit_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.submit_job, req, context)
 
 
 @app.route(route="jobs/batch", methods=["POST"])
-def submit_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.submit_jobs, req, context)
+async def submit_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.submit_jobs, req, context)
 
 
 @app.route(route="jobs", methods=["GET"])
-def list_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.list_jobs, req, context)
+async def list_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.list_jobs, req, context)
 
 
 @app.route(route="jobs/{id:length(25)}", methods=["GET"])
-def get_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.get_job, req, context)
+async def get_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.get_job, req, context)
 
 
 @app.route(route="jobs/{id}/cancel", methods=["POST"])
-def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.cancel_job, req, context)
+async def cancel_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.cancel_job, req, context)
 
 
 @app.route(route="jobs/{id}/retry", methods=["POST"])
-def retry_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.retry_job, req, context)
+async def retry_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.retry_job, req, context)
 
 
 # --- bulk operations ---
 
 
 @app.route(route="jobs/retry", methods=["POST"])
-def retry_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.retry_jobs, req, context)
+async def retry_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.retry_jobs, req, context)
 
 
 @app.route(route="jobs/cancel", methods=["POST"])
-def cancel_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.cancel_jobs, req, context)
+async def cancel_jobs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.cancel_jobs, req, context)
 
 
 @app.route(route="operations/{id}", methods=["GET"])
-def get_operation(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.get_operation, req, context)
+async def get_operation(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.get_operation, req, context)
 
 
 # --- service ---
 
 
 @app.route(route="health", methods=["GET"], auth_level=ANONYMOUS)
-def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.health, req, context)
+async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.health, req, context)
 
 
 @app.route(route="metrics", methods=["GET"])
-def metrics(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.metrics, req, context)
+async def metrics(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.metrics, req, context)
 
 
 @app.route(route="openapi.json", methods=["GET"], auth_level=ANONYMOUS)
-def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(apidocs.openapi, req, context)
+async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(apidocs.openapi, req, context)
 
 
 @app.route(route="docs", methods=["GET"], auth_level=ANONYMOUS)
-def docs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(apidocs.docs, req, context)
+async def docs(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(apidocs.docs, req, context)
 
 
 @app.route(route="docs/{file}", methods=["GET"], auth_level=ANONYMOUS)
-def docs_asset(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(apidocs.docs_asset, req, context)
+async def docs_asset(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(apidocs.docs_asset, req, context)
 
 
 @app.route(route="{*path}", auth_level=ANONYMOUS)  # every method: below every other route
-def fallback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return _http(api.fallback, req, context)
+async def fallback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.fallback, req, context)
 
 
 # --- background ---
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")
-def run_job(msg: func.QueueMessage) -> None:
-    outcome = services().worker.process(msg.get_body())
+async def run_job(msg: func.QueueMessage) -> None:
+    outcome = await (await services()).worker.process(msg.get_body())
     logging.getLogger("jobs.worker").debug("message %s: %s", msg.id, outcome)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%JOBS_RECONCILE_SCHEDULE%", run_on_startup=False)
-def reconcile(timer: func.TimerRequest) -> None:
-    services().reconciler.run()
+async def reconcile(timer: func.TimerRequest) -> None:
+    await (await services()).reconciler.run()

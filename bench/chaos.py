@@ -11,7 +11,11 @@ What it does, on loopback only, bounded in jobs and time:
   JSON or name no job; restarts Azurite once;
 - then checks and prints: every job terminal (lost = 0), each job's terminal state written once
   (from the hosts' JSON logs), attempts on the records match the handler's own execution log,
-  and how many executions were repeats of an attempt (at-least-once delivery: reported).
+  and how many executions were repeats of an attempt (at-least-once delivery: reported);
+- and how long the jobs a killed host was running took to run again elsewhere: from the kill to
+  the next start of each such job (p50 and max). With `--settings default` (the product's lease,
+  heartbeat and reconciler cadence) that is the recovery a user gets in Azure; `--settings fast`
+  shortens them so a short run finishes quickly.
 Exits 1 on any loss or double terminal write.
 """
 
@@ -41,6 +45,13 @@ from tools.azurite import REPO_ROOT, Azurite, free_port
 
 TERMINAL = {"succeeded", "dead_lettered", "cancelled"}
 JOB_ROWS = "PartitionKey ge 'p' and PartitionKey lt 'q' and RowKey lt 'a'"  # not idempotency records
+# The product's defaults for how a lost attempt is found (lease, renewals, reconciler cadence), as
+# in Azure, or short ones for a quick run. The grace is for lost messages, not lost workers.
+SETTINGS = {
+    "default": {"JOBS_RECONCILE_GRACE_SECONDS": "5"},
+    "fast": {"JOBS_LEASE_SECONDS": "10", "JOBS_HEARTBEAT_SECONDS": "3", "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *",
+             "JOBS_RECONCILE_GRACE_SECONDS": "5"},
+}  # fmt: skip
 TERMINAL_LOGS = ("attempt succeeded", "attempt failed, job dead-lettered", "job dead-lettered", "job cancelled")
 
 CHAOS_HANDLER = '''
@@ -51,18 +62,25 @@ from shared.registry import handler
 LOG = os.environ["CHAOS_EXECUTION_LOG"]
 
 
+def note(ctx, what):
+    with open(LOG, "a") as f:  # one short line per write: appends do not interleave
+        f.write(f"{ctx.id} {ctx.attempt} {os.getpid()} {time.time():.3f} {what}\\n")
+
+
 @handler("chaos")
 def chaos(ctx):
-    with open(LOG, "a") as f:  # one short line per write: appends do not interleave
-        f.write(f"{ctx.id} {ctx.attempt}\\n")
-    mode = ctx.payload.get("mode")
-    if mode == "sleep":
-        time.sleep(ctx.payload.get("seconds", 1))
-    if mode == "flaky" and ctx.attempt <= ctx.payload.get("times", 1):
-        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
-    if mode == "doomed":
-        raise RuntimeError("always fails")
-    return {"n": ctx.payload.get("n")}
+    note(ctx, "start")
+    try:
+        mode = ctx.payload.get("mode")
+        if mode == "sleep":
+            time.sleep(ctx.payload.get("seconds", 1))
+        if mode == "flaky" and ctx.attempt <= ctx.payload.get("times", 1):
+            raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+        if mode == "doomed":
+            raise RuntimeError("always fails")
+        return {"n": ctx.payload.get("n")}
+    finally:
+        note(ctx, "end")
 '''
 
 HOST_JSON_QUEUES = {
@@ -114,11 +132,15 @@ class Hosts:
         for port in self.ports:
             wait_http(f"http://127.0.0.1:{port}/api/health", 60)
 
-    def kill(self, index: int) -> None:
+    def kill(self, index: int) -> tuple[int, float] | None:
+        """SIGKILL a host; its pid and the time, if it was running."""
         proc = self.procs[index]
         if proc and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+            killed_at = time.time()
             proc.wait()
+            return proc.pid, killed_at
+        return None
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -196,6 +218,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--submit-every", type=float, default=1.0, help="seconds between batches of 100 jobs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--settings", choices=sorted(SETTINGS), default="default",
+                        help="lease, heartbeat, reconciler cadence: the defaults, or short ones")  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
@@ -207,7 +231,7 @@ def main() -> int:
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_QUEUE_NAME": name, "JOBS_TABLE_NAME": name, "JOBS_CONTAINER_NAME": name,
         "AzureFunctionsWebHost__hostid": name,
-        "JOBS_LEASE_SECONDS": "10", "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *", "JOBS_RECONCILE_GRACE_SECONDS": "5",
+        **SETTINGS[args.settings],
         "JOBS_BACKOFF_BASE_SECONDS": "0.5", "JOBS_BACKOFF_MAX_SECONDS": "2",
         "JOBS_LOG_FORMAT": "json", "CHAOS_EXECUTION_LOG": str(execution_log), "PYTHONUNBUFFERED": "1",
     }  # fmt: skip
@@ -215,6 +239,7 @@ def main() -> int:
     started = time.monotonic()
     deadline = started + args.timeout
     kills = injected = 0
+    killed: list[tuple[int, float]] = []  # (pid, when) of each kill
     restarted_azurite = False
     try:
         hosts.start_all()
@@ -241,7 +266,9 @@ def main() -> int:
                 break
             if kills < args.kills and time.monotonic() >= next_kill:
                 victim = rng.randrange(args.instances)
-                hosts.kill(victim)
+                gone = hosts.kill(victim)
+                if gone:
+                    killed.append(gone)
                 kills += 1
                 hosts.start(victim)
                 next_kill = time.monotonic() + args.kill_every
@@ -259,6 +286,7 @@ def main() -> int:
                 restarted_azurite = True
             time.sleep(1)
         result = verify(table, args.jobs, execution_log, folder)
+        result.update(recovery(execution_log, killed))
     except BaseException:
         print(f"FAILED: logs kept in {folder}", file=sys.stderr)
         raise
@@ -301,8 +329,9 @@ def verify(table: TableClient, submitted: int, execution_log: Path, folder: Path
     unfinished = [i for i, r in records.items() if r["status"] not in TERMINAL]
     executions = Counter()
     for line in execution_log.read_text().splitlines() if execution_log.exists() else []:
-        job_id, attempt = line.split()
-        executions[(job_id, int(attempt))] += 1
+        job_id, attempt, _, _, what = line.split()
+        if what == "start":
+            executions[(job_id, int(attempt))] += 1
     duplicates = sum(n - 1 for n in executions.values())
     mismatches = []
     for job_id, record in records.items():
@@ -350,6 +379,33 @@ def verify(table: TableClient, submitted: int, execution_log: Path, folder: Path
         "terminal_writes_unlogged": len(unlogged),
         "double_terminal_writes": len(doubles),
         "double_examples": doubles[:5],
+    }
+
+
+def recovery(execution_log: Path, killed: list[tuple[int, float]]) -> dict:
+    """For each kill, the jobs the killed host was running (started, not ended, in that process):
+    seconds from the kill to their next start anywhere. The reconciler finds them when their lease
+    has run out; the next attempt starts after its backoff."""
+    starts: dict[str, list[float]] = {}
+    running: dict[int, dict[str, float]] = {}  # pid -> job -> started
+    for line in execution_log.read_text().splitlines() if execution_log.exists() else []:
+        job_id, _, pid, at, what = line.split()
+        if what == "start":
+            starts.setdefault(job_id, []).append(float(at))
+            running.setdefault(int(pid), {})[job_id] = float(at)
+        else:
+            running.get(int(pid), {}).pop(job_id, None)
+    waits = []
+    for pid, when in killed:
+        for job_id, began in running.get(pid, {}).items():
+            later = [t for t in starts[job_id] if t > when]
+            if began <= when and later:
+                waits.append(later[0] - when)
+    waits.sort()
+    return {
+        "jobs_held_by_killed_hosts": len(waits),
+        "recovery_p50_s": round(waits[len(waits) // 2], 1) if waits else None,
+        "recovery_max_s": round(waits[-1], 1) if waits else None,
     }
 
 

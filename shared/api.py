@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,7 +98,7 @@ class Problem(Exception):
         return ApiResponse(self.status, body, self.headers, content_type=PROBLEM_JSON)
 
 
-Route = Callable[["Services", ApiRequest], ApiResponse]
+Route = Callable[["Services", ApiRequest], Awaitable[ApiResponse]]
 
 
 # --- the endpoint table: what the OpenAPI document is generated from ----------------------------
@@ -177,12 +177,12 @@ def endpoint(
     return register
 
 
-def handle(route: Route, services: Callable[[], Services], request: ApiRequest) -> ApiResponse:
+async def handle(route: Route, services: Callable[[], Awaitable[Services]], request: ApiRequest) -> ApiResponse:
     """Run a route, turning every Problem and domain error into its problem response."""
     try:
-        app = services()
+        app = await services()
         with app.telemetry.joined(request.trace_parent):
-            return route(app, request)
+            return await route(app, request)
     except Problem as problem:
         return problem.response()
     except NotFound as exc:
@@ -209,13 +209,13 @@ ACCEPTED_JOB = Reply("Accepted: the job is queued. Poll `Location`.", c.JobResou
     "POST", "jobs", "Submit a job", "jobs", {202: ACCEPTED_JOB, **problems(400, 413, 415, 422)},
     body=c.JobRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
-def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
+async def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
     service = app.service
     body = _json_body(request, service.config.max_payload_bytes + 64 * 1024)
     sub = _submission(app, body)
     key = _idempotency_key(request)
     try:
-        submitted = service.submit(
+        submitted = await service.submit(
             sub.type, sub.payload, max_attempts=sub.max_attempts, delay_seconds=sub.delay_seconds,
             idempotency_key=key, request_hash=with_request_hash(body) if key else None,
         )  # fmt: skip
@@ -237,7 +237,7 @@ def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
     },
     body=c.BatchRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
-def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+async def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     """All or nothing: one invalid item and nothing is written. The jobs share a partition, so
     their records go in entity-group transactions (one billed call for up to 100 rows). If a
     later group fails after an earlier one landed, the answer is 207 with a result per item."""
@@ -262,7 +262,7 @@ def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
                       errors=errors)  # fmt: skip
     key = _idempotency_key(request)
     try:
-        results, replayed = app.service.submit_batch(subs, key, with_request_hash(body) if key else None)
+        results, replayed = await app.service.submit_batch(subs, key, with_request_hash(body) if key else None)
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
     if all(isinstance(r, Job) for r in results):
@@ -295,12 +295,13 @@ def _submission(app: Services, body: Any) -> Submission:
     {200: Reply("A page of jobs. Follow `continuation` until it is null.", c.JobList), **problems(400)},
     query=c.ListQuery,
 )  # fmt: skip
-def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     # `code` is the function key, when a client sends it in the query; an empty value is no value.
     query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
+    _check_times(query, "invalid_parameter")
     q = _model(c.ListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
     try:
-        page = app.service.list(
+        page = await app.service.list(
             q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until
         )  # fmt: skip
     except BadContinuation as exc:
@@ -313,8 +314,8 @@ def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     {200: Reply("The job. `Retry-After` while it is not finished.", c.JobResource, ("Retry-After",)),
      **problems(404)},
 )  # fmt: skip
-def get_job(app: Services, request: ApiRequest) -> ApiResponse:
-    job = app.service.get(request.route.get("id", ""))
+async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
+    job = await app.service.get(request.route.get("id", ""))
     headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
     return ApiResponse(200, job.to_resource(), headers)
 
@@ -323,8 +324,8 @@ def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     "POST", "jobs/{id}/cancel", "Cancel a queued or running job", "jobs",
     {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(404, 409)},
 )  # fmt: skip
-def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
-    return ApiResponse(200, app.service.cancel(request.route.get("id", "")).to_resource())
+async def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
+    return ApiResponse(200, (await app.service.cancel(request.route.get("id", ""))).to_resource())
 
 
 @endpoint(
@@ -333,11 +334,11 @@ def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
      **problems(400, 404, 409, 413, 415)},
     body=c.RetryRequest, body_required=False,
 )  # fmt: skip
-def retry_job(app: Services, request: ApiRequest) -> ApiResponse:
+async def retry_job(app: Services, request: ApiRequest) -> ApiResponse:
     extra = 1
     if request.body.strip():
         extra = _model(c.RetryRequest, _json_body(request, 4096)).extra_attempts or 1
-    job = app.service.redrive(request.route.get("id", ""), extra_attempts=extra)
+    job = await app.service.redrive(request.route.get("id", ""), extra_attempts=extra)
     return ApiResponse(200, job.to_resource(), {"Location": f"{JOBS_PATH}/{job.id}"})
 
 
@@ -354,8 +355,8 @@ ACCEPTED_OPERATION = Reply(
     {202: ACCEPTED_OPERATION, **problems(400, 413, 415, 422)},
     body=c.BulkRetryRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
-def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
-    return _start_bulk(app, request, "retry", c.BulkRetryRequest)
+async def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    return await _start_bulk(app, request, "retry", c.BulkRetryRequest)
 
 
 @endpoint(
@@ -363,19 +364,21 @@ def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     {202: ACCEPTED_OPERATION, **problems(400, 413, 415, 422)},
     body=c.BulkCancelRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
-def cancel_jobs(app: Services, request: ApiRequest) -> ApiResponse:
-    return _start_bulk(app, request, "cancel", c.BulkCancelRequest)
+async def cancel_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    return await _start_bulk(app, request, "cancel", c.BulkCancelRequest)
 
 
-def _start_bulk(
+async def _start_bulk(
     app: Services, request: ApiRequest, action: str, model: type[c.BulkRetryRequest | c.BulkCancelRequest]
 ) -> ApiResponse:
     body = _json_body(request, 128 * 1024)
+    if isinstance(body, dict):
+        _check_times(body.get("filter"), "invalid_field", "filter.")
     bulk = _model(model, body)
     job_filter = c.JobFilter.model_validate(bulk.filter.model_dump()) if bulk.filter is not None else None
     key = _idempotency_key(request)
     try:
-        started = app.operations.start(
+        started = await app.operations.start(
             action, job_filter, bulk.ids, getattr(bulk, "extra_attempts", None),
             idempotency_key=key, request_hash=with_request_hash(body) if key else None,
         )  # fmt: skip
@@ -392,8 +395,8 @@ def _start_bulk(
     {200: Reply("The operation. `Retry-After` while it runs.", c.OperationResource, ("Retry-After",)),
      **problems(404)},
 )  # fmt: skip
-def get_operation(app: Services, request: ApiRequest) -> ApiResponse:
-    operation: Operation = app.operations.get(request.route.get("id", ""))
+async def get_operation(app: Services, request: ApiRequest) -> ApiResponse:
+    operation: Operation = await app.operations.get(request.route.get("id", ""))
     headers = {"Retry-After": "1"} if operation.status == c.OperationStatus.RUNNING else {}
     return ApiResponse(200, operation.to_resource(), headers)
 
@@ -405,8 +408,8 @@ def get_operation(app: Services, request: ApiRequest) -> ApiResponse:
     "GET", "health", "Whether storage answers", "service",
     {200: Reply("The table and the queue answer.", c.Health), **problems()}, anonymous=True,
 )  # fmt: skip
-def health(app: Services, request: ApiRequest) -> ApiResponse:
-    checks = app.service.health()
+async def health(app: Services, request: ApiRequest) -> ApiResponse:
+    checks = await app.service.health()
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
         raise Problem(503, "dependency_unavailable", f"not answering: {', '.join(failed)}", checks=checks)
@@ -417,7 +420,7 @@ def health(app: Services, request: ApiRequest) -> ApiResponse:
     "GET", "metrics", "This process's metrics in the Prometheus text format", "service",
     {200: Reply("Prometheus text exposition format 0.0.4.", content_type="text/plain"), **problems()},
 )  # fmt: skip
-def metrics(app: Services, request: ApiRequest) -> ApiResponse:
+async def metrics(app: Services, request: ApiRequest) -> ApiResponse:
     """Kept in memory: nothing scans the job history. For local use: in Azure, Application
     Insights has them."""
     from shared.telemetry import prometheus_text
@@ -426,7 +429,7 @@ def metrics(app: Services, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, prometheus_text(), content_type="text/plain; version=0.0.4")
 
 
-def fallback(app: Services, request: ApiRequest) -> ApiResponse:
+async def fallback(app: Services, request: ApiRequest) -> ApiResponse:
     """Every request no route takes: 405 with `Allow` when the path is a route's and only the
     method is wrong, else 404. A problem either way (the host itself would answer an empty 404)."""
     path = request.route.get("path", "") or ""
@@ -514,6 +517,22 @@ def _model(model: type[M], data: Any, unknown: str = "unknown_field", invalid: s
         raise Problem(400, "missing_type", "`type` is required: the name of a registered job type")
     details = "; ".join(f"`{'.'.join(str(p) for p in e['loc']) or 'body'}`: {e['msg']}" for e in errors[:5])
     raise Problem(400, invalid, details)
+
+
+# RFC 3339 `date-time`, as the document's `format: date-time` says. pydantic alone also takes a Unix
+# time (`0`, `"1700000000"`) or a time without seconds, which the document does not allow.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _check_times(values: Any, code: str, prefix: str = "") -> None:
+    """`since` and `until` are RFC 3339 strings with a time zone, or absent."""
+    if not isinstance(values, dict):
+        return  # the model says what is wrong with it
+    for name in ("since", "until"):
+        value = values.get(name)
+        if value is not None and not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+            raise Problem(400, code, f"`{prefix}{name}`: give an RFC 3339 date-time with a time zone, "
+                                     "such as 2026-01-31T12:00:00Z")  # fmt: skip
 
 
 def _idempotency_key(request: ApiRequest) -> str | None:

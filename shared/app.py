@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from shared import config as config_module
@@ -42,7 +41,6 @@ def build(
     reg = job_registry or registry
     telemetry = telemetry or Telemetry()
     storage = Storage(config, env)
-    storage.ensure_resources()
     store = JobStore(storage)
     service = JobService(storage, store, reg, config, telemetry)
     operations = Operations(storage, service)
@@ -51,17 +49,16 @@ def build(
     return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations)
 
 
-_lock = threading.Lock()
 _services: Services | None = None
 
 
-def services() -> Services:
-    """The process-wide services, so storage clients are created once and reused (the first
-    invocations may arrive together on several threads)."""
+async def services() -> Services:
+    """The process-wide services, so storage clients are created once and reused. Every function
+    runs on the worker's one event loop, so no lock is needed to build them once; the first calls
+    may both ensure the table and queues exist, which is harmless."""
     global _services
     if _services is None:
-        with _lock:
-            if _services is None:
-                telemetry_module.configure()
-                _services = build(config_module.get())
+        telemetry_module.configure()
+        _services = build(config_module.get())
+    await _services.storage.ensure_resources()
     return _services

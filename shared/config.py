@@ -34,9 +34,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JOBS_BACKOFF_BASE_SECONDS", "2", "Delay before the 2nd attempt; doubles each attempt (with jitter)."),
     Setting("JOBS_BACKOFF_MAX_SECONDS", "300", "Cap on the delay between attempts."),
     Setting(
-        "JOBS_LEASE_SECONDS", "300", "How long a running attempt may go without finishing before it is presumed lost."
+        "JOBS_LEASE_SECONDS",
+        "60",
+        "How long a running attempt's lease lasts: renewed while it runs, presumed lost after.",
     ),
-    Setting("JOBS_RECONCILE_SCHEDULE", "0 */1 * * * *", "NCRONTAB schedule (six fields) of the reconciler."),
+    Setting("JOBS_HEARTBEAT_SECONDS", "20", "How often a running attempt renews its lease (and learns of a cancel)."),
+    Setting("JOBS_TIME_LIMIT_SECONDS", "540", "How long an attempt may run, unless its type says otherwise."),
+    Setting("JOBS_SYNC_HANDLER_THREADS", "16", "Threads for sync handlers (async handlers run on the event loop)."),
+    Setting("JOBS_RECONCILE_SCHEDULE", "*/30 * * * * *", "NCRONTAB schedule (six fields) of the reconciler."),
     Setting(
         "JOBS_RECONCILE_GRACE_SECONDS",
         "300",
@@ -61,6 +66,9 @@ class Config:
     backoff_base_seconds: float
     backoff_max_seconds: float
     lease_seconds: float
+    heartbeat_seconds: float
+    time_limit_seconds: float
+    sync_handler_threads: int
     reconcile_schedule: str
     reconcile_grace_seconds: float
     retention_days: float
@@ -95,6 +103,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         if f.type == "int" and value < 1 or f.type == "float" and value < 0:
             raise ConfigError(f"{setting.name} must be {'at least 1' if f.type == 'int' else 'zero or more'}")
         values[f.name] = value
+    if values["heartbeat_seconds"] >= values["lease_seconds"]:
+        raise ConfigError("JOBS_HEARTBEAT_SECONDS must be less than JOBS_LEASE_SECONDS, to renew a lease in time")
     return Config(**values)
 
 

@@ -112,7 +112,7 @@ def visibility_delay(not_before: datetime, now: datetime | None = None) -> int |
     return max(0, int(seconds + 0.999))
 
 
-def enqueue(storage: Storage, job: Job, etag: str | None = None, now: datetime | None = None) -> bool:
+async def enqueue(storage: Storage, job: Job, etag: str | None = None, now: datetime | None = None) -> bool:
     """Put the message for the job's current attempt, hidden until it is due. False if the delay
     is too long for a queue message: the reconciler enqueues it once it is due.
 
@@ -127,12 +127,12 @@ def enqueue(storage: Storage, job: Job, etag: str | None = None, now: datetime |
         due_ms = int(job.not_before.timestamp() * 1000)
         snapshot = Snapshot(etag, job.type, job.payload, job.max_attempts, due_ms)
     message = JobMessage(job.id, job.attempt, job.trace, snapshot)
-    storage.queue.send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
+    await storage.queue.send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
     return True
 
 
-def set_aside(storage: Storage, body: bytes | str, reason: str) -> None:
+async def set_aside(storage: Storage, body: bytes | str, reason: str) -> None:
     """Move a message that is not a job message to the poison queue, where operators look."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     log.error("setting aside a malformed message (%s): %.200r", reason, text)
-    storage.poison_queue.send_message(text, time_to_live=-1)
+    await storage.poison_queue.send_message(text, time_to_live=-1)

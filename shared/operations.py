@@ -22,8 +22,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +33,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.contract import JobFilter, OperationStatus
 from shared.job import MS_CEILING, Status, isoformat, parse_time, to_ms, utcnow
-from shared.service import Conflict, JobService, NotFound
+from shared.service import Conflict, JobService, NotFound, gather_bounded
 from shared.storage import Storage
 from shared.store import IdempotencyMismatch, hash_key
 
@@ -131,7 +130,7 @@ class Operations:
 
     # --- the API side --------------------------------------------------------------------------
 
-    def start(
+    async def start(
         self,
         action: str,
         job_filter: JobFilter | None,
@@ -151,54 +150,54 @@ class Operations:
         )  # fmt: skip
         entity = _to_entity(op)
         if op.idempotency_key is None:
-            op = replace(op, etag=self.table.create_entity(entity)["etag"])
+            op = replace(op, etag=(await self.table.create_entity(entity))["etag"])
         else:
             key_row = {"PartitionKey": PARTITION, "RowKey": f"k{op.idempotency_key}", "op": op.id,
                        "request_hash": request_hash or ""}  # fmt: skip
             try:
-                written = self.table.submit_transaction([("create", entity), ("create", key_row)])
+                written = await self.table.submit_transaction([("create", entity), ("create", key_row)])
                 op = replace(op, etag=written[0]["etag"])
             except TableTransactionError as exc:
                 if exc.error_code != "EntityAlreadyExists":
                     raise
-                return Started(self._for_key(op.idempotency_key, request_hash), created=False)
-        self._enqueue(op.id)
+                return Started(await self._for_key(op.idempotency_key, request_hash), created=False)
+        await self._enqueue(op.id)
         log.info("bulk %s started: %s", action, op.id, extra={"operation": op.id})
         return Started(op, created=True)
 
-    def _for_key(self, key_hash: str, request_hash: str | None) -> Operation:
-        row = self.table.get_entity(PARTITION, f"k{key_hash}")
+    async def _for_key(self, key_hash: str, request_hash: str | None) -> Operation:
+        row = await self.table.get_entity(PARTITION, f"k{key_hash}")
         if request_hash and row.get("request_hash") != request_hash:
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
-        return self.get(row["op"])
+        return await self.get(row["op"])
 
-    def get(self, op_id: str) -> Operation:
+    async def get(self, op_id: str) -> Operation:
         if not (op_id.startswith("o") and 14 <= len(op_id) <= 40 and op_id[1:].isalnum()):
             raise OperationNotFound(op_id)
         try:
-            entity = self.table.get_entity(PARTITION, op_id)
+            entity = await self.table.get_entity(PARTITION, op_id)
         except ResourceNotFoundError:
             raise OperationNotFound(op_id) from None
         return _from_entity(entity)
 
-    def _enqueue(self, op_id: str) -> None:
-        self.storage.queue.send_message(json.dumps({"op": op_id}), time_to_live=-1)
+    async def _enqueue(self, op_id: str) -> None:
+        await self.storage.queue.send_message(json.dumps({"op": op_id}), time_to_live=-1)
 
     # --- the worker side -----------------------------------------------------------------------
 
-    def process(self, op_id: str, clock: Callable[[], float] = time.monotonic) -> str:
+    async def process(self, op_id: str, clock: Callable[[], float] = time.monotonic) -> str:
         """Work on the operation for up to STEP_SECONDS, a page at a time; then hand over to the
         next message. Returns what happened, for the log."""
         try:
-            op = self.get(op_id)
+            op = await self.get(op_id)
         except OperationNotFound:
             return "gone"
         if op.status is not OperationStatus.RUNNING:
             return "finished"
         started = clock()
         while op.status is OperationStatus.RUNNING:
-            job_ids, advance = self._next_page(op)
-            outcome = self._apply(op, job_ids)
+            job_ids, advance = await self._next_page(op)
+            outcome = await self._apply(op, job_ids)
             moved = advance(op)
             new = replace(
                 moved, matched=op.matched + len(job_ids), applied=op.applied + outcome.applied,
@@ -208,11 +207,11 @@ class Operations:
             if new.status is not OperationStatus.RUNNING:
                 new = replace(new, finished_at=new.updated_at)
             try:
-                op = self._save(new, op.etag)
+                op = await self._save(new, op.etag)
             except _Conflict:
                 return "superseded"  # another message of this operation saved first: it goes on
             if op.status is OperationStatus.RUNNING and clock() - started >= STEP_SECONDS:
-                self._enqueue(op.id)
+                await self._enqueue(op.id)
                 return "continued"
         log.info(
             "bulk %s %s: %d matched, %d applied, %d skipped, %d failed", op.action, op.status,
@@ -220,7 +219,7 @@ class Operations:
         )  # fmt: skip
         return str(op.status)
 
-    def _next_page(self, op: Operation) -> tuple[list[str], Callable[[Operation], Operation]]:
+    async def _next_page(self, op: Operation) -> tuple[list[str], Callable[[Operation], Operation]]:
         """The ids of the next page, and how the operation's position moves past it."""
         if op.ids is not None:
             end = op.position + PAGE
@@ -232,7 +231,7 @@ class Operations:
             return list(op.ids[op.position : end]), past_ids
         f = op.filter or JobFilter()
         status = op.statuses[op.phase]
-        page = self.service.list(str(status), f.type, PAGE, op.cursor, since=f.since, until=f.until)
+        page = await self.service.list(str(status), f.type, PAGE, op.cursor, since=f.since, until=f.until)
         last_phase = op.phase + 1 >= len(op.statuses)
 
         def past_page(o: Operation) -> Operation:
@@ -244,21 +243,20 @@ class Operations:
 
         return [job.id for job in page.jobs], past_page
 
-    def _apply(self, op: Operation, job_ids: list[str]) -> PageOutcome:
+    async def _apply(self, op: Operation, job_ids: list[str]) -> PageOutcome:
         if not job_ids:
             return PageOutcome()
-        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(job_ids))) as pool:
-            results = list(pool.map(lambda job_id: self._apply_one(op, job_id), job_ids))
+        results = await gather_bounded([self._apply_one(op, job_id) for job_id in job_ids], PARALLEL)
         errors = tuple({"id": job_id, "error": r} for job_id, r in zip(job_ids, results, strict=True)
                        if r not in ("applied", "skipped"))  # fmt: skip
         return PageOutcome(results.count("applied"), results.count("skipped"), len(errors), errors)
 
-    def _apply_one(self, op: Operation, job_id: str) -> str:
+    async def _apply_one(self, op: Operation, job_id: str) -> str:
         try:
             if op.action == "retry":
-                self.service.redrive(job_id, extra_attempts=op.extra_attempts or 1, operation=op.id)
+                await self.service.redrive(job_id, extra_attempts=op.extra_attempts or 1, operation=op.id)
             else:
-                self.service.cancel(job_id, operation=op.id)
+                await self.service.cancel(job_id, operation=op.id)
         except Conflict as exc:
             return "applied" if exc.already_applied else "skipped"
         except NotFound:
@@ -268,9 +266,9 @@ class Operations:
             return f"{type(exc).__name__}: {str(exc)[:300]}"
         return "applied"
 
-    def _save(self, op: Operation, etag: str) -> Operation:
+    async def _save(self, op: Operation, etag: str) -> Operation:
         try:
-            meta = self.table.update_entity(
+            meta = await self.table.update_entity(
                 _to_entity(op), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         except HttpResponseError as exc:
@@ -279,10 +277,10 @@ class Operations:
             raise
         return replace(op, etag=meta["etag"])
 
-    def fail(self, op_id: str, reason: str) -> bool:
+    async def fail(self, op_id: str, reason: str) -> bool:
         """The host gave up on the operation's message: it ends failed, with the reason."""
         try:
-            op = self.get(op_id)
+            op = await self.get(op_id)
         except OperationNotFound:
             return False
         if op.status is not OperationStatus.RUNNING:
@@ -292,40 +290,40 @@ class Operations:
         failed = replace(op, status=OperationStatus.FAILED, updated_at=now, finished_at=now,
                          errors=(*op.errors, error)[:MAX_ERRORS])  # fmt: skip
         with contextlib.suppress(_Conflict):
-            self._save(failed, op.etag)
+            await self._save(failed, op.etag)
             return True
         return False
 
     # --- the reconciler side -------------------------------------------------------------------
 
-    def running(self) -> Iterator[Operation]:
+    async def running(self) -> AsyncIterator[Operation]:
         query = f"PartitionKey eq '{PARTITION}' and status eq '{OperationStatus.RUNNING}'"
-        for entity in self.table.query_entities(query):
+        async for entity in self.table.query_entities(query):
             yield _from_entity(entity)
 
-    def repair(self, now: datetime) -> int:
+    async def repair(self, now: datetime) -> int:
         """Re-enqueue running operations whose record has not moved for a while: their message
         was lost (a crash between the record and the put). A duplicate message is harmless."""
-        stalled = [op for op in self.running() if op.updated_at + STALLED <= now]
+        stalled = [op async for op in self.running() if op.updated_at + STALLED <= now]
         for op in stalled:
             with contextlib.suppress(_Conflict):
-                self._save(replace(op, updated_at=now), op.etag)  # so the next run does not repeat it
-                self._enqueue(op.id)
+                await self._save(replace(op, updated_at=now), op.etag)  # so the next run does not repeat it
+                await self._enqueue(op.id)
                 log.warning("re-enqueued a stalled bulk operation", extra={"operation": op.id})
         return len(stalled)
 
-    def prune(self, cutoff: datetime, max_rows: int = 1000) -> int:
+    async def prune(self, cutoff: datetime, max_rows: int = 1000) -> int:
         """Delete finished operations (and their idempotency rows) older than `cutoff`."""
         query = f"PartitionKey eq '{PARTITION}' and status ne '{OperationStatus.RUNNING}'"
         deleted = 0
-        for entity in self.table.query_entities(query, select=["RowKey", "finished_at", "idem"]):
+        async for entity in self.table.query_entities(query, select=["RowKey", "finished_at", "idem"]):
             finished = parse_time(entity.get("finished_at"))
             if finished is None or finished >= cutoff:
                 continue
             for row in (entity["RowKey"], f"k{entity['idem']}" if entity.get("idem") else None):
                 if row:
                     with contextlib.suppress(ResourceNotFoundError):
-                        self.table.delete_entity(PARTITION, row)
+                        await self.table.delete_entity(PARTITION, row)
             deleted += 1
             if deleted >= max_rows:
                 break

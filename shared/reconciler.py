@@ -21,7 +21,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -65,45 +64,48 @@ class Reconciler:
         c = self.config
         return timedelta(seconds=max(3600.0, 2 * (c.lease_seconds + c.reconcile_grace_seconds)))
 
-    def run(self, now: datetime | None = None) -> Counter[str]:
+    async def run(self, now: datetime | None = None) -> Counter[str]:
         now = now or utcnow()
         with self.telemetry.span(signals.SPAN_RECONCILE) as span:
-            done = self._run(now)
+            done = await self._run(now)
             span.set_attributes({f"reconcile.{k}": v for k, v in done.items()})
         return done
 
-    def _run(self, now: datetime) -> Counter[str]:
+    async def _run(self, now: datetime) -> Counter[str]:
         done: Counter[str] = Counter()
         backlog = QueueBacklog(self.storage)
-        self._measure_depths()
-        self._sync_poison(done)
-        self._check_watched(now, backlog, done)
-        last = self._last_run()
+        await self._measure_depths()
+        await self._sync_poison(done)
+        await self._check_watched(now, backlog, done)
+        last = await self._last_run()
         start = min(last, now) - self.window if last else now - self.window
-        resume = self._check_window(start, now, backlog, done)
-        done["operations_requeued"] += self.operations.repair(now)
+        resume = await self._check_window(start, now, backlog, done)
+        done["operations_requeued"] += await self.operations.repair(now)
         cutoff = now - timedelta(days=self.config.retention_days)
-        done["deleted"] += self.store.delete_finished_before(cutoff, MAX_DELETES)
-        done["operations_deleted"] += self.operations.prune(cutoff)
+        done["deleted"] += await self.store.delete_finished_before(cutoff, MAX_DELETES)
+        done["operations_deleted"] += await self.operations.prune(cutoff)
         # A job left for later must stay inside the next run's window, however long it waits.
-        self._save_run(min(now, resume) if resume else now)
+        await self._save_run(min(now, resume) if resume else now)
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
 
-    def _measure_depths(self) -> None:
+    async def _measure_depths(self) -> None:
         """Queue and poison-queue depth gauges: one call each per run, whatever the backlog."""
         for metric, queue in (
             (signals.QUEUE_DEPTH, self.storage.queue),
             (signals.POISON_DEPTH, self.storage.poison_queue),
         ):
-            self.telemetry.set_gauge(metric, queue.get_queue_properties().approximate_message_count)
+            self.telemetry.set_gauge(metric, (await queue.get_queue_properties()).approximate_message_count)
 
-    def _sync_poison(self, done: Counter[str]) -> None:
+    async def _sync_poison(self, done: Counter[str]) -> None:
         queue = self.storage.poison_queue
         for _ in range(POISON_BATCHES):
             # One call per batch: the first page only (max_messages would ask again until empty).
             pages = queue.receive_messages(messages_per_page=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS).by_page()
-            batch = list(next(pages, []))
+            try:
+                batch = [message async for message in await pages.__anext__()]
+            except StopAsyncIteration:
+                batch = []
             if not batch:
                 return
             for message in batch:
@@ -114,47 +116,47 @@ class Reconciler:
                     if op_id is None:
                         done["poison_set_aside"] += 1  # left for an operator; hidden for an hour
                         continue
-                    done["poison_operation_failed"] += self.operations.fail(op_id, POISON_REASON)
-                    queue.delete_message(message)
+                    done["poison_operation_failed"] += await self.operations.fail(op_id, POISON_REASON)
+                    await queue.delete_message(message)
                     continue
-                outcome = self.worker.poisoned(message.content, POISON_REASON)
+                outcome = await self.worker.poisoned(message.content, POISON_REASON)
                 done[f"poison_{outcome}"] += 1
-                queue.delete_message(message)
+                await queue.delete_message(message)
 
-    def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str]) -> None:
-        for job_id in self.service.watched():
-            found = self.store.get(job_id)
+    async def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str]) -> None:
+        for job_id in await self.service.watched():
+            found = await self.store.get(job_id)
             if found is None or found.job.status is not Status.QUEUED:
-                self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
+                await self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
                 continue
             if self._message_lost(found, now):
-                if backlog.may_hold(found.job.not_before):
+                if await backlog.may_hold(found.job.not_before):
                     done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run
                 else:
-                    self._requeue(found, now, done)
+                    await self._requeue(found, now, done)
 
-    def _check_window(
+    async def _check_window(
         self, start: datetime, now: datetime, backlog: QueueBacklog, done: Counter[str]
     ) -> datetime | None:
         """Repairs in the window. Returns where the next run must start from if some were left
         for later (the window is keyed by each job's first due time, `due_at`)."""
         repairs = 0
         resume: datetime | None = None
-        for found in self.store.window(start, now, (Status.QUEUED, Status.RUNNING)):
+        async for found in self.store.window(start, now, (Status.QUEUED, Status.RUNNING)):
             job = found.job
             if repairs >= MAX_REPAIRS:
                 done["repairs_deferred"] += 1
                 return start + self.window  # not advanced: the next run covers this window again
             if job.status is Status.QUEUED and self._message_lost(found, now):
-                if backlog.may_hold(job.not_before):
+                if await backlog.may_hold(job.not_before):
                     done["requeue_deferred"] += 1
                     resume = min(resume or job.due_at, job.due_at)
                     continue
-                self._requeue(found, now, done)
+                await self._requeue(found, now, done)
                 repairs += 1
             elif job.lease_expired(now):
                 with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="lease expired"):
-                    after = self.worker.fail_attempt(found, LEASE_EXPIRED)
+                    after = await self.worker.fail_attempt(found, LEASE_EXPIRED)
                 done["lease_expired"] += 1 if after is not None else 0
                 repairs += 1
         return resume
@@ -162,25 +164,25 @@ class Reconciler:
     def _message_lost(self, found: Versioned, now: datetime) -> bool:
         return found.job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds) <= now
 
-    def _requeue(self, found: Versioned, now: datetime, done: Counter[str]) -> None:
+    async def _requeue(self, found: Versioned, now: datetime, done: Counter[str]) -> None:
         with self.telemetry.span(signals.SPAN_REPAIR, found.job, parent=found.job.trace, reason="message lost"):
             try:
-                written = self.store.replace(found.job.requeued(now), found.etag, was=Status.QUEUED)
+                written = await self.store.replace(found.job.requeued(now), found.etag, was=Status.QUEUED)
             except ConcurrencyConflict:
                 return  # a worker claimed it meanwhile: its message was not lost after all
-            if enqueue(self.storage, written.job, written.etag, now):
+            if await enqueue(self.storage, written.job, written.etag, now):
                 log.warning("re-enqueued a queued job whose message was lost", extra=job_attributes(written.job))
                 done["requeued"] += 1
 
-    def _last_run(self) -> datetime | None:
+    async def _last_run(self) -> datetime | None:
         try:
-            return parse_time(self.storage.table.get_entity(*STATE_KEY).get("last_run"))
+            return parse_time((await self.storage.table.get_entity(*STATE_KEY)).get("last_run"))
         except ResourceNotFoundError:
             return None
 
-    def _save_run(self, now: datetime) -> None:
+    async def _save_run(self, now: datetime) -> None:
         pk, rk = STATE_KEY
-        self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
+        await self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
 
 
 class QueueBacklog:
@@ -190,11 +192,14 @@ class QueueBacklog:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self._oldest: tuple[datetime | None] | None = None  # peeked once, on first need
 
-    @cached_property
-    def oldest(self) -> datetime | None:
-        head = self.storage.queue.peek_messages(max_messages=1)
-        return head[0].inserted_on if head else None
+    async def oldest(self) -> datetime | None:
+        if self._oldest is None:
+            head = await self.storage.queue.peek_messages(max_messages=1)
+            self._oldest = (head[0].inserted_on if head else None,)
+        return self._oldest[0]
 
-    def may_hold(self, due: datetime) -> bool:
-        return self.oldest is not None and self.oldest <= due + ENQUEUE_SLACK
+    async def may_hold(self, due: datetime) -> bool:
+        oldest = await self.oldest()
+        return oldest is not None and oldest <= due + ENQUEUE_SLACK

@@ -31,7 +31,8 @@ class JobContext:
     _checkpoint: Callable[[], bool] | None = None
 
     def checkpoint(self) -> None:
-        """Stop here if the job was cancelled (one storage read: call it between units of work)."""
+        """Stop here if the job was cancelled. No storage call: the attempt's lease renewals (every
+        JOBS_HEARTBEAT_SECONDS) find out, so call it as often as you like between units of work."""
         if self._checkpoint is not None and self._checkpoint():
             raise JobCancelled(self.id)
 
@@ -46,6 +47,7 @@ class HandlerSpec:
     max_attempts: int | None = None
     backoff_base_seconds: float | None = None
     backoff_max_seconds: float | None = None
+    time_limit_seconds: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -70,13 +72,16 @@ class Registry:
         max_attempts: int | None = None,
         backoff_base_seconds: float | None = None,
         backoff_max_seconds: float | None = None,
+        time_limit_seconds: float | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a function as the handler of `job_type` (sync or async)."""
 
         def register(func: Handler) -> Handler:
             if job_type in self._specs:
                 raise ValueError(f"job type {job_type!r} is already registered")
-            self._specs[job_type] = HandlerSpec(job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds)
+            self._specs[job_type] = HandlerSpec(
+                job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds, time_limit_seconds
+            )
             return func
 
         return register

@@ -9,11 +9,11 @@ Write order is chosen so that a crash between any two calls loses nothing:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from shared.telemetry import Telemetry, job_attributes
 WATCH_PARTITION = "watch"
 log = logging.getLogger("jobs.service")
 CONFLICT_RETRIES = 5
+PARALLEL_PUTS = 8  # a batch's messages put at once
 
 
 class NotFound(Exception):
@@ -72,7 +73,7 @@ class JobService:
     config: Config
     telemetry: Telemetry
 
-    def submit(
+    async def submit(
         self,
         job_type: str,
         payload: Any,
@@ -90,15 +91,15 @@ class JobService:
                 idempotency_key=key_hash, trace=self.telemetry.current_traceparent(),
             )  # fmt: skip
             span.set_attributes(job_attributes(job))
-            stored = self.store.insert(job, request_hash=request_hash)
+            stored = await self.store.insert(job, request_hash=request_hash)
             if stored.job.id != job.id:
                 return Submitted(stored.job, created=False)
-            enqueue(self.storage, stored.job, stored.etag)
+            await enqueue(self.storage, stored.job, stored.etag)
         self.telemetry.count(signals.SUBMITTED, job)
         log.info("job submitted", extra=job_attributes(job))
         return Submitted(stored.job, created=True)
 
-    def submit_batch(
+    async def submit_batch(
         self, subs: list[Submission], idempotency_key: str | None = None, request_hash: str | None = None
     ) -> tuple[list[Job | Exception], bool]:
         """Jobs that share one partition, inserted in entity-group transactions, then enqueued.
@@ -117,12 +118,11 @@ class JobService:
             ]  # fmt: skip
             if key_hash:  # the first job points at the key's record, so retention deletes both
                 jobs[0] = replace(jobs[0], idempotency_key=key_hash)
-            results, replayed = self.store.insert_batch(jobs, key_hash, request_hash)
+            results, replayed = await self.store.insert_batch(jobs, key_hash, request_hash)
             if replayed:
                 return [r.job if isinstance(r, Versioned) else r for r in results], True
             stored = [r for r in results if isinstance(r, Versioned)]
-            with ThreadPoolExecutor(max_workers=min(8, len(stored) or 1)) as pool:
-                list(pool.map(lambda v: enqueue(self.storage, v.job, v.etag), stored))
+            await gather_bounded([enqueue(self.storage, v.job, v.etag) for v in stored], PARALLEL_PUTS)
         for v in stored:
             self.telemetry.count(signals.SUBMITTED, v.job)
         log.info("batch submitted: %d of %d jobs", len(stored), len(subs))
@@ -132,18 +132,18 @@ class JobService:
         spec = self.registry.get(job_type)
         return requested or (spec.max_attempts if spec else None) or self.config.max_attempts
 
-    def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str) -> Job:
         try:
-            found = self.store.get(job_id)
+            found = await self.store.get(job_id)
         except ResourceNotFoundError:
             # Its payload or result blob is gone (deleted by hand, say): the record still answers.
             log.warning("job %s: a payload or result blob is missing", job_id)
-            found = self.store.get(job_id, load_blobs=False)
+            found = await self.store.get(job_id, load_blobs=False)
         if found is None:
             raise NotFound(job_id)
         return found.job
 
-    def list(
+    async def list(
         self,
         status: str | None,
         job_type: str | None,
@@ -152,37 +152,37 @@ class JobService:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Page:
-        return self.store.list(status, job_type, limit, continuation, since, until)
+        return await self.store.list(status, job_type, limit, continuation, since, until)
 
-    def cancel(self, job_id: str, operation: str | None = None) -> Job:
-        job = self._transition(job_id, lambda job: job.cancel(operation=operation)).job
+    async def cancel(self, job_id: str, operation: str | None = None) -> Job:
+        job = (await self._transition(job_id, lambda job: job.cancel(operation=operation))).job
         self.telemetry.count(signals.CANCELLED, job)
         log.info("job cancelled", extra=job_attributes(job))
         return job
 
-    def redrive(self, job_id: str, extra_attempts: int = 1, operation: str | None = None) -> Job:
+    async def redrive(self, job_id: str, extra_attempts: int = 1, operation: str | None = None) -> Job:
         """Watch first, then write, then enqueue: a crash anywhere leaves the watch entry, which
         the reconciler follows to re-enqueue (the job may be too old for its window)."""
         watched: list[str] = []
 
-        def watch_once(job: Job) -> None:
+        async def watch_once(job: Job) -> None:
             if not watched:
-                self._watch(job.id)
+                await self._watch(job.id)
                 watched.append(job.id)
 
-        written = self._transition(
+        written = await self._transition(
             job_id, lambda job: job.redrive(extra_attempts, operation=operation), before_write=watch_once
         )
         with self.telemetry.span(signals.SPAN_REPAIR, written.job, parent=written.job.trace, reason="redrive"):
-            enqueue(self.storage, written.job, written.etag)
+            await enqueue(self.storage, written.job, written.etag)
         log.info("job redriven", extra=job_attributes(written.job))
         return written.job
 
-    def _transition(
-        self, job_id: str, change: Callable[[Job], Job], before_write: Callable[[Job], None] | None = None
+    async def _transition(
+        self, job_id: str, change: Callable[[Job], Job], before_write: Callable[[Job], Awaitable[None]] | None = None
     ) -> Versioned:
         for _ in range(CONFLICT_RETRIES):
-            found = self.store.get(job_id, load_blobs=False)
+            found = await self.store.get(job_id, load_blobs=False)
             if found is None:
                 raise NotFound(job_id)
             try:
@@ -190,33 +190,33 @@ class JobService:
             except InvalidTransition as exc:
                 raise Conflict(exc.reason, already_applied=isinstance(exc, AlreadyApplied)) from None
             if before_write is not None:
-                before_write(new)
+                await before_write(new)
             try:
-                return self.store.replace(new, found.etag, was=found.job.status)
+                return await self.store.replace(new, found.etag, was=found.job.status)
             except ConcurrencyConflict:
                 continue  # a worker moved it meanwhile: decide again on the fresh state
         raise Conflict("the job is changing too fast; try again")
 
     # --- the reconciler's watch list ---------------------------------------------------------
 
-    def _watch(self, job_id: str) -> None:
-        self.storage.table.upsert_entity({"PartitionKey": WATCH_PARTITION, "RowKey": job_id})
+    async def _watch(self, job_id: str) -> None:
+        await self.storage.table.upsert_entity({"PartitionKey": WATCH_PARTITION, "RowKey": job_id})
 
-    def watched(self) -> list[str]:
+    async def watched(self) -> list[str]:
         rows = self.storage.table.query_entities(f"PartitionKey eq '{WATCH_PARTITION}'", select=["RowKey"])
-        return [row["RowKey"] for row in rows]
+        return [row["RowKey"] async for row in rows]
 
-    def unwatch(self, job_id: str) -> None:
+    async def unwatch(self, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
-            self.storage.table.delete_entity(WATCH_PARTITION, job_id)
+            await self.storage.table.delete_entity(WATCH_PARTITION, job_id)
 
     # --- health ------------------------------------------------------------------------------
 
-    def health(self) -> dict[str, str]:
+    async def health(self) -> dict[str, str]:
         """'ok' or the error, per dependency."""
         checks: dict[str, str] = {}
         try:
-            self.storage.table.get_entity("health", "probe")
+            await self.storage.table.get_entity("health", "probe")
         except ResourceNotFoundError as exc:
             # The table answered that the row is not there: healthy. A missing table is not.
             checks["table"] = _short(exc) if exc.error_code == "TableNotFound" else "ok"
@@ -225,11 +225,23 @@ class JobService:
         else:
             checks["table"] = "ok"
         try:
-            self.storage.queue.get_queue_properties()
+            await self.storage.queue.get_queue_properties()
             checks["queue"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["queue"] = _short(exc)
         return checks
+
+
+async def gather_bounded(calls: list[Coroutine[Any, Any, Any]], limit: int) -> list[Any]:
+    """Await the calls, at most `limit` at a time; their results in order, or the first error
+    (the other calls still run to their end)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Coroutine[Any, Any, Any]) -> Any:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _short(exc: Exception) -> str:

@@ -21,12 +21,13 @@ Payloads and results too big for a property (64 KiB) go to a blob: the claim-che
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -88,13 +89,13 @@ class JobStore:
 
     # --- point operations --------------------------------------------------------------------
 
-    def insert(self, job: Job, request_hash: str | None = None) -> Versioned:
+    async def insert(self, job: Job, request_hash: str | None = None) -> Versioned:
         """Insert a new job. With an idempotency key, either insert it with its key record, or
         return the job that key already created (IdempotencyMismatch if the body differs)."""
-        job = self._offload(job)
+        job = await self._offload(job)
         entity = self._to_entity(job)
         if job.idempotency_key is None:
-            meta = self.table.create_entity(entity)
+            meta = await self.table.create_entity(entity)
             return Versioned(job, meta["etag"])
         idem = {
             "PartitionKey": entity["PartitionKey"],
@@ -103,15 +104,15 @@ class JobStore:
             "request_hash": request_hash or "",
         }
         try:
-            results = self.table.submit_transaction([("create", entity), ("create", idem)])
+            results = await self.table.submit_transaction([("create", entity), ("create", idem)])
         except TableTransactionError as exc:
             if exc.error_code != "EntityAlreadyExists":
                 raise
-            self._drop_blobs(entity)
-            return self._existing_for_key(job.key.shard, job.idempotency_key, request_hash)
+            await self._drop_blobs(entity)
+            return await self._existing_for_key(job.key.shard, job.idempotency_key, request_hash)
         return Versioned(job, results[0]["etag"])
 
-    def insert_batch(
+    async def insert_batch(
         self, jobs: list[Job], key_hash: str | None = None, request_hash: str | None = None
     ) -> tuple[list[Versioned | Exception], bool]:
         """Insert jobs of one partition in entity-group transactions of up to 100 rows and about
@@ -125,7 +126,7 @@ class JobStore:
             entities.append((None, {"PartitionKey": pk, "RowKey": _IDEM_PREFIX + key_hash, "job_rows": rows,
                                     "request_hash": request_hash or ""}))  # fmt: skip
         for job in jobs:
-            job = self._offload(job)
+            job = await self._offload(job)
             entities.append((job, self._to_entity(job)))
         results: list[Versioned | Exception] = []
         group: list[tuple[Job | None, dict[str, Any]]] = []
@@ -134,11 +135,11 @@ class JobStore:
             entity_size = len(json.dumps(entity)) if entity else 0
             if group and (entity is None or len(group) == BATCH_LIMIT or size + entity_size > BATCH_BYTES):
                 try:
-                    written = self.table.submit_transaction([("create", e) for _, e in group])
+                    written = await self.table.submit_transaction([("create", e) for _, e in group])
                     results += [Versioned(j, w["etag"]) for (j, _), w in zip(group, written, strict=True) if j]
                 except (TableTransactionError, HttpResponseError) as exc:
                     if key_hash and not results and getattr(exc, "error_code", None) == "EntityAlreadyExists":
-                        return self._replay_batch(jobs[0].key.shard, key_hash, request_hash), True
+                        return await self._replay_batch(jobs[0].key.shard, key_hash, request_hash), True
                     results += [exc] * sum(1 for j, _ in group if j)
                 group, size = [], 0
             if entity is not None:
@@ -146,40 +147,41 @@ class JobStore:
                 size += entity_size
         return results, False
 
-    def _replay_batch(self, shard: int, key_hash: str, request_hash: str | None) -> list[Versioned | Exception]:
-        idem = self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
+    async def _replay_batch(self, shard: int, key_hash: str, request_hash: str | None) -> list[Versioned | Exception]:
+        idem = await self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
         if "job_rows" not in idem or (request_hash and idem.get("request_hash") != request_hash):
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
         out: list[Versioned | Exception] = []
         for row in idem["job_rows"].split(","):
-            found = self.get(f"{shard:02d}{row}", load_blobs=False)
+            found = await self.get(f"{shard:02d}{row}", load_blobs=False)
             out.append(found if found is not None else ResourceNotFoundError(f"job {shard:02d}{row} is gone"))
         return out
 
-    def _existing_for_key(self, shard: int, key_hash: str, request_hash: str | None) -> Versioned:
-        idem = self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
+    async def _existing_for_key(self, shard: int, key_hash: str, request_hash: str | None) -> Versioned:
+        idem = await self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
         if "job_row" not in idem or (request_hash and idem.get("request_hash") != request_hash):
             raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
-        found = self.get(f"{shard:02d}{idem['job_row']}")
+        found = await self.get(f"{shard:02d}{idem['job_row']}")
         if found is None:  # cannot happen: the two rows are written and deleted together
             raise ResourceNotFoundError("job of idempotency key is missing")
         return found
 
-    def get(self, job_id: str, load_blobs: bool = True) -> Versioned | None:
+    async def get(self, job_id: str, load_blobs: bool = True) -> Versioned | None:
         key = JobKey.parse(job_id)
         if key is None or key.shard >= 100:
             return None
         try:
-            entity = self.table.get_entity(key.partition_key, key.row_key)
+            entity = await self.table.get_entity(key.partition_key, key.row_key)
         except ResourceNotFoundError:
             return None
-        return Versioned(self._from_entity(entity, load_blobs), entity.metadata["etag"])
+        job = self._from_entity(entity)
+        return Versioned(await self._load_blobs(job) if load_blobs else job, entity.metadata["etag"])
 
-    def replace(self, job: Job, etag: str, was: Status) -> Versioned:
+    async def replace(self, job: Job, etag: str, was: Status) -> Versioned:
         """Write the job if nobody changed it since `etag`: the one way every transition sticks.
         `was` is the status it is leaving: a move into or out of an indexed state adds or removes
         the index copy in the same entity-group transaction (one billed call, all or nothing)."""
-        job = self._offload(job)
+        job = await self._offload(job)
         entity = self._to_entity(job)
         index_ops: list[tuple[str, dict[str, Any]]] = []
         if was in INDEXED and job.status is not was:
@@ -189,10 +191,10 @@ class JobStore:
         condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
             if not index_ops:
-                meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, **condition)
+                meta = await self.table.update_entity(entity, mode=UpdateMode.REPLACE, **condition)
             else:
                 ops = [("update", entity, {"mode": UpdateMode.REPLACE, **condition}), *index_ops]
-                meta = self.table.submit_transaction(ops)[0]  # type: ignore[arg-type]
+                meta = (await self.table.submit_transaction(ops))[0]  # type: ignore[arg-type]
         except TableTransactionError as exc:
             if exc.status_code in (404, 409, 412):
                 raise ConcurrencyConflict(job.id) from exc
@@ -203,14 +205,14 @@ class JobStore:
             raise
         return Versioned(job, meta["etag"])
 
-    def update(self, job: Job, etag: str, fields: tuple[str, ...]) -> Versioned:
+    async def update(self, job: Job, etag: str, fields: tuple[str, ...]) -> Versioned:
         """Write only `fields` of the job (a merge), if nobody changed it since `etag`. The
         worker's claim and result writes use it: they change a few properties, and may start
         from a message snapshot rather than a full record."""
         assert "status" not in fields or job.status not in INDEXED, "indexed states are written by replace()"
         # Only the values being written are serialised: the payload never changes after insert.
         values = tuple(v for v in ("payload", "result") if v in fields)
-        job = self._offload(job, values)
+        job = await self._offload(job, values)
         full = self._to_entity(job, values)
         entity: dict[str, Any] = {"PartitionKey": full["PartitionKey"], "RowKey": full["RowKey"]}
         for name in fields:
@@ -219,7 +221,7 @@ class JobStore:
             elif not name.endswith("_blob"):
                 entity[name] = ""  # a cleared time (a merge cannot remove a property)
         try:
-            meta = self.table.update_entity(
+            meta = await self.table.update_entity(
                 entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         except ResourceNotFoundError as exc:
@@ -232,7 +234,7 @@ class JobStore:
 
     # --- ranges ------------------------------------------------------------------------------
 
-    def list(
+    async def list(
         self,
         status: str | None = None,
         job_type: str | None = None,
@@ -259,8 +261,11 @@ class JobStore:
         cursors = self._decode_cursor(continuation, scope, start=low or "0")
         fetched: list[tuple[str, int, dict[str, Any]]] = []
         frontier: dict[int, str | None] = {}
-        for shard, (op, row) in cursors.items():
-            rows, next_row = self._query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
+        pages = await asyncio.gather(
+            *(self._query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
+              for shard, (op, row) in cursors.items())
+        )  # fmt: skip
+        for shard, (rows, next_row) in zip(cursors, pages, strict=True):
             fetched += [(e["RowKey"][len(prefix) :], shard, e) for e in rows]
             frontier[shard] = next_row[len(prefix) :] if next_row else None
         # Rows before every partition's frontier are known completely: only those can be ordered.
@@ -281,18 +286,21 @@ class JobStore:
                 next_cursors[shard] = ("ge", frontier[shard])
         token = self._encode_cursor(next_cursors, scope) if next_cursors else None
         # Large payloads stay in their blobs here: a listing costs one call per partition, no more.
-        return Page([self._from_entity(e, load_blobs=False) for _, _, e in emitted], token)
+        return Page([self._from_entity(e) for _, _, e in emitted], token)
 
-    def _query_page(
+    async def _query_page(
         self, shard: int, row_condition: str, extra: str, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition}{extra}"
         pages = self.table.query_entities(query, results_per_page=limit).by_page()
-        rows = list(next(pages, []))
+        try:
+            rows = [entity async for entity in await pages.__anext__()]
+        except StopAsyncIteration:
+            rows = []
         token = pages.continuation_token
         return rows, (token or {}).get("RowKey") if token else None
 
-    def window(self, start: datetime, end: datetime, statuses: Iterable[Status]) -> Iterator[Versioned]:
+    async def window(self, start: datetime, end: datetime, statuses: Iterable[Status]) -> AsyncIterator[Versioned]:
         """Jobs due in [start, end) with one of `statuses`: what the reconciler looks at."""
         wanted = " or ".join(f"status eq '{s}'" for s in statuses)
         for shard in range(self.partitions):
@@ -300,11 +308,11 @@ class JobStore:
                 f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(end)}' "
                 f"and RowKey le '{row_key_at(start)}~' and ({wanted})"
             )
-            for entity in self.table.query_entities(query):
+            async for entity in self.table.query_entities(query):
                 # Repairs never need the payload: blobs stay where they are.
-                yield Versioned(self._from_entity(entity, load_blobs=False), entity.metadata["etag"])
+                yield Versioned(self._from_entity(entity), entity.metadata["etag"])
 
-    def delete_finished_before(self, cutoff: datetime, max_jobs: int) -> int:
+    async def delete_finished_before(self, cutoff: datetime, max_jobs: int) -> int:
         """Delete terminal jobs that were due and finished before `cutoff`, with their blobs and
         idempotency records, in entity-group transactions of up to 100 rows."""
         terminal = " or ".join(f"status eq '{s}'" for s in TERMINAL)
@@ -315,7 +323,7 @@ class JobStore:
                 f"and RowKey lt '{JOB_ROWS_END}' and ({terminal})"
             )
             batch: list[tuple[str, dict[str, Any]]] = []
-            for entity in self.table.query_entities(query):
+            async for entity in self.table.query_entities(query):
                 finished = parse_time(entity.get("finished_at"))
                 if finished is not None and finished >= cutoff:
                     continue
@@ -328,26 +336,26 @@ class JobStore:
                         ("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]})
                     )
                 if len(batch) + len(ops) > BATCH_LIMIT:
-                    self._submit_deletes(batch)
+                    await self._submit_deletes(batch)
                     batch = []
                 batch += ops
-                self._drop_blobs(entity)
+                await self._drop_blobs(entity)
                 deleted += 1
                 if deleted >= max_jobs:
                     break
             if batch:
-                self._submit_deletes(batch)
+                await self._submit_deletes(batch)
             if deleted >= max_jobs:
                 break
         return deleted
 
-    def _submit_deletes(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _submit_deletes(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         try:
-            self.table.submit_transaction(batch)
+            await self.table.submit_transaction(batch)
         except TableTransactionError:
             # One row already gone (a concurrent run): fall back to deleting one by one.
             for _, entity in batch:
-                self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                await self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
     # --- entity mapping ----------------------------------------------------------------------
 
@@ -380,7 +388,7 @@ class JobStore:
                 entity[name] = json.dumps(getattr(job, name), separators=(",", ":"))
         return entity
 
-    def _offload(self, job: Job, values: tuple[str, ...] = ("payload", "result")) -> Job:
+    async def _offload(self, job: Job, values: tuple[str, ...] = ("payload", "result")) -> Job:
         """Move a payload or result too large for a property into a blob (once)."""
         extra = dict(job.extra)
         for name in values:
@@ -390,17 +398,28 @@ class JobStore:
             text = json.dumps(value, separators=(",", ":"))
             if len(text) > INLINE_LIMIT_CHARS:
                 blob_name = f"{job.id}/{name}.json"
-                self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
+                await self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
                 extra[f"{name}_blob"] = blob_name
         return job if extra == job.extra else replace(job, extra=extra)
 
-    def _get_value(self, entity: dict[str, Any], name: str, load_blobs: bool) -> Any:
-        blob_name = entity.get(f"{name}_blob")
-        if blob_name:  # the claim check wins over an inline placeholder
-            return json.loads(self.storage.container.download_blob(blob_name).readall()) if load_blobs else None
+    async def _load_blobs(self, job: Job) -> Job:
+        """The job with its payload and result read from their blobs, if they are in blobs."""
+        loaded = {}
+        for name in ("payload", "result"):
+            blob_name = job.extra.get(f"{name}_blob")
+            if blob_name:
+                downloader = await self.storage.container.download_blob(blob_name)
+                loaded[name] = json.loads(await downloader.readall())
+        return replace(job, **loaded) if loaded else job
+
+    @staticmethod
+    def _get_value(entity: dict[str, Any], name: str) -> Any:
+        if entity.get(f"{name}_blob"):  # the claim check wins over an inline placeholder
+            return None
         return json.loads(entity[name]) if entity.get(name) else None
 
-    def _from_entity(self, entity: dict[str, Any], load_blobs: bool = True) -> Job:
+    def _from_entity(self, entity: dict[str, Any]) -> Job:
+        """The job as its record holds it: a payload or result in a blob stays there (None)."""
         times = {
             name: parse_time(entity.get(name))
             for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at", "lease_until")
@@ -415,8 +434,8 @@ class JobStore:
             status=Status(entity["status"]),
             attempt=int(entity["attempt"]),
             max_attempts=int(entity["max_attempts"]),
-            payload=self._get_value(entity, "payload", load_blobs),
-            result=self._get_value(entity, "result", load_blobs),
+            payload=self._get_value(entity, "payload"),
+            result=self._get_value(entity, "result"),
             errors=tuple(json.loads(entity.get("errors") or "[]")),
             idempotency_key=entity.get("idem"),
             trace=entity.get("trace"),
@@ -426,12 +445,12 @@ class JobStore:
         )
         return job
 
-    def _drop_blobs(self, entity: dict[str, Any]) -> None:
+    async def _drop_blobs(self, entity: dict[str, Any]) -> None:
         for name in ("payload_blob", "result_blob"):
             blob_name = entity.get(name)
             if blob_name:
                 with contextlib.suppress(ResourceNotFoundError):
-                    self.storage.container.delete_blob(blob_name)
+                    await self.storage.container.delete_blob(blob_name)
 
     # --- continuation tokens -----------------------------------------------------------------
 

@@ -39,7 +39,7 @@ ASSET_TYPES = tuple(sorted({t.split(";")[0] for t in ASSETS.values()}))
     "GET", "openapi.json", "This document", "service",
     {200: Reply("The OpenAPI 3.1 document.", content_type="application/json"), **problems()}, anonymous=True,
 )  # fmt: skip
-def openapi(app: Services, request: ApiRequest) -> ApiResponse:
+async def openapi(app: Services, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, _document(tuple(app.registry.types)), {"Cache-Control": "no-cache"})
 
 
@@ -52,7 +52,7 @@ def _document(job_types: tuple[str, ...]) -> bytes:
     "GET", "docs", "Swagger UI for this API", "service",
     {200: Reply("An HTML page.", content_type="text/html"), **problems()}, anonymous=True,
 )  # fmt: skip
-def docs(app: Services, request: ApiRequest) -> ApiResponse:
+async def docs(app: Services, request: ApiRequest) -> ApiResponse:
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
     return ApiResponse(200, _read("page.html"), headers, content_type="text/html")
 
@@ -62,7 +62,7 @@ def docs(app: Services, request: ApiRequest) -> ApiResponse:
     {200: Reply("The file.", content_type=ASSET_TYPES), **problems(404)}, anonymous=True,
     path_values={"file": {"enum": sorted(ASSETS)}},
 )  # fmt: skip
-def docs_asset(app: Services, request: ApiRequest) -> ApiResponse:
+async def docs_asset(app: Services, request: ApiRequest) -> ApiResponse:
     name = request.route.get("file", "")
     if name not in ASSETS:
         raise Problem(404, "not_found", f"no file {name!r} here")

@@ -132,6 +132,9 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             prop = dict(schema["$defs"][prop["$ref"].rsplit("/", 1)[1]])
             prop.pop("title", None)
         param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if name not in required:
+            # The route takes an empty value as no value (`?status=&type=`, as a form sends them).
+            param["allowEmptyValue"] = True
         if description:
             param["description"] = description
         params.append(param)

@@ -140,3 +140,37 @@ def test_loading_an_app_folder_without_a_function_app_fails_clearly(tmp_path: Pa
             load_app(broken)
     finally:
         sys.modules.pop("function_app", None)
+
+
+def test_async_functions_share_the_hosts_event_loop_and_sync_ones_run_in_its_thread_pool():
+    """As the Python worker does: one event loop per host for every `async def` function, and the
+    thread pool (PYTHON_THREADPOOL_THREAD_COUNT) for the others."""
+    import threading
+
+    from devhost.app_loader import Function
+
+    seen: list[tuple[str, object, str]] = []
+
+    async def coroutine_function(msg):
+        seen.append(("async", asyncio.get_running_loop(), threading.current_thread().name))
+
+    def plain_function(msg):
+        seen.append(("sync", None, threading.current_thread().name))
+
+    functions = [
+        Function("a", "queueTrigger", "msg", coroutine_function, None, is_async=True),
+        Function("s", "queueTrigger", "msg", plain_function, None, is_async=False),
+    ]
+
+    async def invoke_many():
+        invoker = Invoker(".", threads=2)
+        await asyncio.gather(*(invoker(f, None) for f in functions * 3))
+        invoker.close()
+        return asyncio.get_running_loop(), threading.current_thread().name
+
+    host_loop, host_thread = asyncio.run(invoke_many())
+    async_runs = [(loop, thread) for kind, loop, thread in seen if kind == "async"]
+    assert len(async_runs) == 3 and {loop for loop, _ in async_runs} == {host_loop}
+    assert {thread for _, thread in async_runs} == {host_thread}  # on the loop, not in a thread
+    sync_threads = {thread for kind, _, thread in seen if kind == "sync"}
+    assert sync_threads and all(t.startswith("function") for t in sync_threads) and len(sync_threads) <= 2

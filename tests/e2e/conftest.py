@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from shared import config as config_module
-from shared.app import Services, build
+from shared.app import build
+from tests.blocking import drop_resources, service_view
 from tools.azurite import REPO_ROOT, free_port
 
 FAST_QUEUES = {
@@ -38,7 +40,7 @@ class Host:
     base: str
     proc: subprocess.Popen
     log_path: Path
-    services: Services  # the same storage, for the test to look at or tamper with
+    services: Any  # the same storage (a sync view of it), for the test to look at or tamper with
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -72,7 +74,7 @@ def make_app_dir(tmp: Path, queue_settings: dict) -> Path:
 
 
 @pytest.fixture
-def start_host(azurite, unique_name, tmp_path) -> Iterator[Callable[..., Host]]:
+def start_host(azurite, unique_name, tmp_path, portal) -> Iterator[Callable[..., Host]]:
     started: list[Host] = []
     app_dir = make_app_dir(tmp_path, FAST_QUEUES)
     env = {
@@ -84,12 +86,14 @@ def start_host(azurite, unique_name, tmp_path) -> Iterator[Callable[..., Host]]:
         "JOBS_BACKOFF_BASE_SECONDS": "0.5",
         "JOBS_BACKOFF_MAX_SECONDS": "1",
         "JOBS_LEASE_SECONDS": "6",
+        "JOBS_HEARTBEAT_SECONDS": "2",
         "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *",
         "JOBS_RECONCILE_GRACE_SECONDS": "1",
         "AzureFunctionsWebHost__hostid": unique_name,
         "PYTHONUNBUFFERED": "1",
     }
-    services = build(config_module.load(env), env=env)
+    raw = build(config_module.load(env), env=env)
+    services = service_view(raw, portal)
     port = free_port()
 
     def start(*extra_args: str) -> Host:
@@ -123,10 +127,7 @@ def start_host(azurite, unique_name, tmp_path) -> Iterator[Callable[..., Host]]:
                 host.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(host.proc.pid, signal.SIGKILL)
-    for client in (services.storage.queue, services.storage.poison_queue):
-        client.delete_queue()
-    services.storage.table.delete_table()
-    services.storage.container.delete_container()
+    drop_resources(raw, portal)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def test_short_chaos_run_loses_nothing(tmp_path):
     out = tmp_path / "out" / "chaos.json"  # a folder that does not exist yet, as in a fresh clone
     run = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--jobs", "300", "--instances", "3", "--kill-every", "4",
-         "--kills", "1", "--azurite-restart", "--timeout", "170", "--out", str(out)],
+         "--kills", "1", "--azurite-restart", "--timeout", "170", "--settings", "fast", "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]

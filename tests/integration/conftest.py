@@ -1,15 +1,23 @@
-"""Services wired to a real Azurite, with their own table, queues and container per test."""
+"""Services wired to a real Azurite, with their own table, queues and container per test.
+
+The services are async (as the app runs them); tests use them through a `Blocking` view on one
+event loop in a background thread (tests/blocking.py), so a test reads as plain calls.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from shared import api
 from shared import config as config_module
 from shared.app import Services, build
 from shared.messages import JobMessage
 from shared.worker import Outcome
+from tests.blocking import Portal, drop_resources, service_view, unwrap
 
 
 def make_services(azurite, unique_name: str, telemetry=None, **overrides: str) -> Services:
@@ -25,42 +33,64 @@ def make_services(azurite, unique_name: str, telemetry=None, **overrides: str) -
     return build(config_module.load(env), env=env, telemetry=telemetry)
 
 
+def blocking(services: Services, portal: Portal) -> Any:
+    return service_view(services, portal)
+
+
+def drop(services: Services, portal: Portal) -> None:
+    drop_resources(services, portal)
+
+
 @pytest.fixture
-def services_factory(azurite, unique_name) -> Iterator[Callable[..., Services]]:
+def services_factory(azurite, unique_name, portal) -> Iterator[Callable[..., Any]]:
     made: list[Services] = []
 
-    def factory(**overrides: str) -> Services:
+    def factory(**overrides: str) -> Any:
         s = make_services(azurite, unique_name, **overrides)
         made.append(s)
-        return s
+        return blocking(s, portal)
 
     yield factory
     for s in made:
-        for client in (s.storage.queue, s.storage.poison_queue):
-            client.delete_queue()
-        s.storage.table.delete_table()
-        s.storage.container.delete_container()
-        s.storage.close()
+        drop(s, portal)
 
 
 @pytest.fixture
-def services(services_factory) -> Services:
+def services(services_factory) -> Any:
     return services_factory()
 
 
-def deliver(services: Services, max_messages: int = 32) -> list[Outcome]:
+def call_api(services: Any, route: api.Route, request: api.ApiRequest) -> api.ApiResponse:
+    """One route through `api.handle`, on the services' loop."""
+    raw = unwrap(services)
+
+    async def provide() -> Services:
+        return raw
+
+    return services._portal.run(api.handle(route, provide, request))
+
+
+def deliver(services: Any, max_messages: int = 32) -> list[Outcome]:
     """Play the host once: receive visible messages, run the worker, delete on success."""
-    outcomes = []
-    queue = services.storage.queue
-    for message in next(queue.receive_messages(messages_per_page=max_messages, visibility_timeout=60).by_page(), []):
-        outcomes.append(services.worker.process(message.content))
-        queue.delete_message(message)
-    return outcomes
+    raw: Services = unwrap(services)
+
+    async def once() -> list[Outcome]:
+        queue = raw.storage.queue
+        pages = queue.receive_messages(messages_per_page=max_messages, visibility_timeout=60).by_page()
+        try:
+            batch = [m async for m in await pages.__anext__()]
+        except StopAsyncIteration:
+            return []
+        outcomes = []
+        for message in batch:
+            outcomes.append(await raw.worker.process(message.content))
+            await queue.delete_message(message)
+        return outcomes
+
+    return services._portal.run(once())
 
 
-def run_until(services: Services, done: Callable[[], bool], timeout: float = 15.0) -> list[Outcome]:
-    import time
-
+def run_until(services: Any, done: Callable[[], bool], timeout: float = 15.0) -> list[Outcome]:
     deadline = time.monotonic() + timeout
     outcomes: list[Outcome] = []
     while not done():
@@ -70,5 +100,5 @@ def run_until(services: Services, done: Callable[[], bool], timeout: float = 15.
     return outcomes
 
 
-def messages_in(services: Services) -> list[JobMessage]:
+def messages_in(services: Any) -> list[JobMessage]:
     return [JobMessage.decode(m.content) for m in services.storage.queue.peek_messages(max_messages=32)]

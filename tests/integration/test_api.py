@@ -9,6 +9,7 @@ import pytest
 
 from shared import api
 from shared.api import ApiRequest
+from tests.integration.conftest import call_api
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def call(services):
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         hdrs = {"content-type": "application/json", **(headers or {})}
         request = ApiRequest("POST", route_params or {}, query or {}, hdrs, data)
-        return api.handle(route, lambda: services, request)
+        return call_api(services, route, request)
 
     return call
 
@@ -224,7 +225,7 @@ def test_list_since_until(call):
     ],
 )
 def test_fallback_answers_405_with_allow_or_404(services, method, path, status, code):
-    r = api.handle(api.fallback, lambda: services, ApiRequest(method, {"path": path}))
+    r = call_api(services, api.fallback, ApiRequest(method, {"path": path}))
     assert (r.status, r.body["code"]) == (status, code)
     if status == 405:
         assert r.headers["Allow"] == ("POST" if path == "jobs/batch" else "GET")

@@ -15,7 +15,7 @@ from shared.contract import JobFilter, OperationStatus
 from shared.job import Job, Status, utcnow
 from shared.operations import PAGE, STALLED, _to_entity
 from shared.worker import Outcome
-from tests.integration.conftest import deliver
+from tests.integration.conftest import call_api, deliver
 
 
 def dead_lettered(services, count: int, job_type: str = "fail") -> list[str]:
@@ -151,7 +151,7 @@ def post(services):
     def post(route, body, headers=None):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         request = ApiRequest("POST", {}, {}, {"content-type": "application/json", **(headers or {})}, raw)
-        return api.handle(route, lambda: services, request)
+        return call_api(services, route, request)
 
     return post
 
@@ -163,7 +163,7 @@ def test_bulk_retry_answers_202_with_an_operation_to_poll(services, post):
     expected = ("running", "retry", {"status": "dead_lettered", "type": "fail"})
     assert (r.body["status"], r.body["action"], r.body["filter"]) == expected
     run_operation(services, r.body["id"])
-    got = api.handle(api.get_operation, lambda: services, ApiRequest("GET", {"id": r.body["id"]}))
+    got = call_api(services, api.get_operation, ApiRequest("GET", {"id": r.body["id"]}))
     assert got.status == 200 and got.body["applied"] == 2 and "Retry-After" not in got.headers
 
 
@@ -190,5 +190,5 @@ def test_bad_bulk_requests_get_400_and_start_nothing(services, post, route, body
 
 def test_get_operation_404(services):
     for op_id in ("o" + "1" * 20, "nope"):
-        r = api.handle(api.get_operation, lambda: services, ApiRequest("GET", {"id": op_id}))
+        r = call_api(services, api.get_operation, ApiRequest("GET", {"id": op_id}))
         assert (r.status, r.body["code"]) == (404, "operation_not_found")

@@ -114,16 +114,20 @@ def test_cancel_finished_job_is_a_conflict_with_the_reason(services):
         services.service.cancel(job.id)
 
 
-def test_running_job_cancelled_stops_at_checkpoint_and_stays_cancelled(services):
+def test_running_job_cancelled_stops_at_checkpoint_and_stays_cancelled(services_factory):
+    """A checkpoint costs no storage call: the lease renewal that the cancel makes fail tells it."""
     from shared.registry import Registry
 
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.2")
     reg = Registry()
     seen = []
 
     @reg.handler("steps")
     def steps(ctx):
         services.service.cancel(ctx.id)  # the cancel lands while it runs
-        ctx.checkpoint()
+        for _ in range(50):  # units of work, a checkpoint between each
+            time.sleep(0.05)
+            ctx.checkpoint()
         seen.append("after checkpoint")
 
     services.worker.registry = reg

@@ -10,6 +10,7 @@ from datetime import timedelta
 from shared.job import Job, Status, utcnow
 from shared.store import INDEX_PREFIX
 from shared.worker import Outcome
+from tests.blocking import unwrap
 from tests.integration.conftest import deliver, run_until
 
 
@@ -50,7 +51,7 @@ def test_a_page_of_dead_letters_among_100000_succeeded_jobs_costs_one_query_per_
     print(f"history of 100,000 written in {time.monotonic() - started:.1f} s")
 
     queries: list[str] = []
-    table = services.storage.table
+    table = unwrap(services.storage.table)  # the async client itself
     original = table.query_entities
 
     def recording(query_filter, **kwargs):  # a spy on our own calls: storage still answers

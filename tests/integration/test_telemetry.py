@@ -14,22 +14,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from shared import api, signals
 from shared.telemetry import JsonFormatter, Telemetry
-from tests.integration.conftest import make_services, run_until
+from tests.integration.conftest import blocking, call_api, drop, make_services, run_until
 
 
 @pytest.fixture
-def captured(azurite, unique_name):
+def captured(azurite, unique_name, portal):
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     telemetry = Telemetry(tracer_provider, MeterProvider(metric_readers=[reader]))
     services = make_services(azurite, unique_name, telemetry=telemetry)
-    yield services, spans, reader
-    for client in (services.storage.queue, services.storage.poison_queue):
-        client.delete_queue()
-    services.storage.table.delete_table()
-    services.storage.container.delete_container()
+    yield blocking(services, portal), spans, reader
+    drop(services, portal)
 
 
 def metric_points(reader) -> dict[str, list]:
@@ -99,7 +96,7 @@ def test_a_job_submitted_over_http_joins_the_hosts_request_trace(captured):
     services, spans, _ = captured
     host_span = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     request = api.ApiRequest(method="POST", body=b'{"type": "echo", "payload": 1}', trace_parent=host_span)
-    response = api.handle(api.submit_job, lambda: services, request)
+    response = call_api(services, api.submit_job, request)
     assert response.status == 202
     run_until(services, lambda: services.service.get(response.body["id"]).status.terminal)
     job_spans = [s for s in spans.get_finished_spans() if s.attributes.get(signals.JOB_ID) == response.body["id"]]

@@ -90,7 +90,7 @@ def test_storage_connection_is_read_like_the_functions_host():
 
 
 def test_identity_based_clients_use_the_managed_identity_without_a_key():
-    from azure.identity import ManagedIdentityCredential
+    from azure.identity.aio import ManagedIdentityCredential
 
     from shared.storage import Storage
 

@@ -1,0 +1,81 @@
+"""The lease of a running attempt, renewed while its handler runs.
+
+A claim gives the attempt a lease of JOBS_LEASE_SECONDS (60 s). While the handler runs, the lease
+is renewed every JOBS_HEARTBEAT_SECONDS (20 s) with a merge of `lease_until`, conditional on the
+record's ETag. So a worker that dies is found when its lease runs out, about a minute later,
+instead of after the whole time limit; and a renewal that fails tells the worker that someone
+else changed the job (a cancel, or the reconciler declaring it lost): the attempt stops.
+
+An attempt that ends before the first renewal is due costs nothing more: no renewal is made.
+Renewals stop at the attempt's time limit: a handler that outlives it (a sync one cannot be
+interrupted) keeps no lease, and its result is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shared.job import utcnow
+from shared.store import ConcurrencyConflict, JobStore, Versioned
+
+log = logging.getLogger("jobs.heartbeat")
+LEASE_FIELDS = ("lease_until",)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        store: JobStore,
+        claimed: Versioned,
+        lease: timedelta,
+        every: float,
+        deadline: datetime,
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.current = claimed  # the record as last written: the final write is conditional on its ETag
+        self.lease = lease
+        self.every = every
+        self.deadline = deadline  # the time limit: no lease past it
+        self.lost = False  # someone else changed the job: a cancel, or the reconciler
+        self.renewals = 0
+        self._on_lost = on_lost
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"heartbeat {self.current.job.id}")
+
+    async def stop(self) -> Versioned:
+        """Stop renewing and return the record as last written. A renewal already sent is let
+        finish, never cut off: the final write needs the ETag it produced."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        return self.current
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.every)
+                return  # stopped
+            until = min(utcnow() + self.lease, self.deadline)
+            if until <= utcnow():
+                return  # the time limit has passed: the lease is left to run out
+            try:
+                self.current = await self.store.update(
+                    replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
+                )
+                self.renewals += 1
+            except ConcurrencyConflict:
+                self.lost = True
+                log.info("lease renewal refused: the job changed", extra={"job_id": self.current.job.id})
+                self._on_lost()
+                return
+            except Exception as exc:  # noqa: BLE001 - storage down: try again at the next beat
+                log.warning("lease renewal failed: %s", exc, extra={"job_id": self.current.job.id})

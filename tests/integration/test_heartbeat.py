@@ -1,0 +1,166 @@
+"""Heartbeats: a running attempt renews its lease while it runs, learns of a cancel from a refused
+renewal, costs nothing when it ends before the first renewal, and keeps no lease past its time
+limit. Sync handlers run in threads, async ones on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from shared.job import Status
+from shared.registry import Registry
+from shared.worker import Outcome
+from tests.blocking import unwrap
+from tests.integration.conftest import deliver
+
+
+def with_handlers(services, reg: Registry):
+    services.worker.registry = reg
+    services.service.registry = reg
+    return services
+
+
+def test_a_job_shorter_than_one_heartbeat_renews_nothing(services_factory):
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="5")
+    services.service.submit("echo", 1)
+    counter = services.storage.counter
+    counter.reset()
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert counter.snapshot()[("table", "PATCH")] == 2  # the claim and the result: no renewal
+
+
+def test_a_long_job_renews_its_lease_while_it_runs(services_factory):
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.2", JOBS_LEASE_SECONDS="1")
+    store = unwrap(services).store  # on the loop itself: the async store, not the sync view
+    reg = Registry()
+    leases = []
+
+    @reg.handler("long")
+    async def long(ctx):
+        for _ in range(6):
+            await asyncio.sleep(0.25)
+            leases.append((await store.get(ctx.id)).job.lease_until)
+        return "done"
+
+    with_handlers(services, reg)
+    job = services.service.submit("long", None).job
+    counter = services.storage.counter
+    counter.reset()
+    assert deliver(services) == [Outcome.SUCCEEDED]  # 1.5 s of running, past the 1 s lease
+    assert len(set(leases)) >= 4 and leases == sorted(leases)  # the lease moved on as it ran
+    renewals = counter.snapshot()[("table", "PATCH")] - 2
+    assert 5 <= renewals <= 8  # one per 0.2 s of running time (the test's own reads are GETs)
+    assert services.service.get(job.id).result == "done"
+
+
+def test_an_async_handler_is_stopped_by_a_cancel_within_one_renewal_without_a_checkpoint(services_factory):
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.2")
+    reg = Registry()
+    reached = []
+
+    @reg.handler("forever")
+    async def forever(ctx):
+        await asyncio.sleep(30)  # never checks for a cancel
+        reached.append("end")
+
+    with_handlers(services, reg)
+    job = services.service.submit("forever", None).job
+
+    def cancel_soon():
+        time.sleep(0.3)
+        services.service.cancel(job.id)
+
+    threading.Thread(target=cancel_soon).start()
+    started = time.monotonic()
+    assert deliver(services) == [Outcome.CANCELLED]
+    assert time.monotonic() - started < 2 and reached == []
+    assert services.service.get(job.id).status is Status.CANCELLED
+
+
+def test_a_sync_handler_past_its_time_limit_fails_as_timed_out_and_its_result_is_dropped(services_factory):
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.2", JOBS_LEASE_SECONDS="1")
+    reg = Registry()
+    finished = threading.Event()
+
+    @reg.handler("stuck", time_limit_seconds=0.5, max_attempts=1)
+    def stuck(ctx):
+        time.sleep(1.5)  # a thread cannot be interrupted
+        finished.set()
+        return "too late"
+
+    with_handlers(services, reg)
+    job = services.service.submit("stuck", None).job
+    assert deliver(services) == [Outcome.DEAD_LETTERED]
+    dead = services.service.get(job.id)
+    assert "time limit of 0.5 s" in dead.errors[-1]["error"] and dead.result is None
+    assert finished.wait(5)  # the thread ran on to its end...
+    time.sleep(0.3)
+    after = services.service.get(job.id)
+    assert (after.status, after.result) == (Status.DEAD_LETTERED, None)  # ...and what it returned was dropped
+
+
+def test_an_async_handler_past_its_time_limit_is_cancelled(services_factory):
+    services = services_factory()
+    reg = Registry()
+    stopped = []
+
+    @reg.handler("slow", time_limit_seconds=0.3, max_attempts=1)
+    async def slow(ctx):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            stopped.append("cancelled")
+            raise
+
+    with_handlers(services, reg)
+    job = services.service.submit("slow", None).job
+    started = time.monotonic()
+    assert deliver(services) == [Outcome.DEAD_LETTERED]
+    assert time.monotonic() - started < 3 and stopped == ["cancelled"]
+    assert "TimeoutError" in services.service.get(job.id).errors[-1]["error"]
+
+
+def test_the_lease_is_not_renewed_past_the_time_limit(services_factory):
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.1", JOBS_LEASE_SECONDS="5")
+    reg = Registry()
+    seen = []
+
+    @reg.handler("overrun", time_limit_seconds=0.4, max_attempts=1)
+    def overrun(ctx):
+        for _ in range(8):
+            time.sleep(0.1)
+            seen.append(services.store.get(ctx.id))
+        return None
+
+    with_handlers(services, reg)
+    services.service.submit("overrun", None)
+    deliver(services)
+    running = [v.job for v in seen if v and v.job.status is Status.RUNNING]
+    limit = running[0].started_at.timestamp() + 0.4
+    assert running and all(j.lease_until.timestamp() <= limit + 0.01 for j in running)  # never past the limit
+
+
+def test_sync_handlers_run_in_a_bounded_pool_and_async_ones_on_the_loop(services_factory):
+    services = services_factory(JOBS_SYNC_HANDLER_THREADS="2")
+    reg = Registry()
+    threads: set[str] = set()
+    loops = []
+
+    @reg.handler("sync")
+    def sync_handler(ctx):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.1)
+
+    @reg.handler("async")
+    async def async_handler(ctx):
+        loops.append(asyncio.get_running_loop())
+
+    with_handlers(services, reg)
+    for _ in range(6):
+        services.service.submit("sync", None)
+    services.service.submit("async", None)
+    while deliver(services):
+        pass
+    assert len(threads) <= 2 and all(name.startswith("handler") for name in threads)
+    assert loops == [services._portal.loop]  # the worker's own loop, not a new one per job
