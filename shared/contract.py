@@ -7,6 +7,7 @@ Request models forbid unknown fields and take numbers only as JSON numbers (neve
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -62,7 +63,21 @@ def _json_number(value: Any) -> Any:
 
 # The constraints come before the validator: after it, pydantic writes them into the JSON Schema
 # under their Python names (`ge`, `le`) instead of `minimum` and `maximum`.
+# RFC 3339, as the document's `format: date-time` says; pydantic alone would also take a Unix time
+# or a time without seconds.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):  # already parsed (a model built from another)
+        return value
+    if not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        raise ValueError("give an RFC 3339 date-time with a time zone, such as 2026-01-31T12:00:00Z")
+    return value
+
+
 Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS_CEILING), BeforeValidator(_json_number)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS), BeforeValidator(_json_number)]
 
 
@@ -94,8 +109,8 @@ class RetryRequest(Strict):
 
 class _Filter(Strict):
     type: str | None = Field(None, pattern=TYPE_PATTERN)
-    since: AwareDatetime | None = Field(None, description="Due at or after this time (RFC 3339).")
-    until: AwareDatetime | None = Field(None, description="Due before this time (RFC 3339).")
+    since: Moment | None = Field(None, description="Due at or after this time (RFC 3339).")
+    until: Moment | None = Field(None, description="Due before this time (RFC 3339).")
 
 
 class JobFilter(_Filter):
@@ -152,8 +167,8 @@ class ListQuery(Strict):
 
     status: Status | None = None
     type: str | None = Field(None, pattern=TYPE_PATTERN)
-    since: AwareDatetime | None = Field(None, description="Only jobs due at or after this time (RFC 3339).")
-    until: AwareDatetime | None = Field(None, description="Only jobs due before this time (RFC 3339).")
+    since: Moment | None = Field(None, description="Only jobs due at or after this time (RFC 3339).")
+    until: Moment | None = Field(None, description="Only jobs due before this time (RFC 3339).")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     continuation: str | None = Field(None, description="The `continuation` of the previous page (empty: the first).")
 
