@@ -87,6 +87,11 @@ async def get_operation(req: func.HttpRequest, context: func.Context) -> func.Ht
 # --- service ---
 
 
+@app.route(route="stats", methods=["GET"])
+async def stats(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(api.stats, req, context)
+
+
 @app.route(route="health", methods=["GET"], auth_level=ANONYMOUS)
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return await _http(api.health, req, context)

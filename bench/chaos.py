@@ -41,14 +41,17 @@ import requests
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
+from shared.config import SETTINGS as CONFIG_SETTINGS
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
 TERMINAL = {"succeeded", "dead_lettered", "cancelled"}
 JOB_ROWS = "PartitionKey ge 'p' and PartitionKey lt 'q' and RowKey lt 'a'"  # not idempotency records
 # The product's defaults for how a lost attempt is found (lease, renewals, reconciler cadence), as
 # in Azure, or short ones for a quick run. The grace is for lost messages, not lost workers.
+DEFAULTS = {s.name: s.default or "" for s in CONFIG_SETTINGS}
 SETTINGS = {
-    "default": {"JOBS_RECONCILE_GRACE_SECONDS": "5"},
+    "default": {name: DEFAULTS[name] for name in ("JOBS_LEASE_SECONDS", "JOBS_HEARTBEAT_SECONDS",
+                                                  "JOBS_RECONCILE_SCHEDULE")} | {"JOBS_RECONCILE_GRACE_SECONDS": "5"},
     "fast": {"JOBS_LEASE_SECONDS": "10", "JOBS_HEARTBEAT_SECONDS": "3", "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *",
              "JOBS_RECONCILE_GRACE_SECONDS": "5"},
 }  # fmt: skip

@@ -398,6 +398,20 @@ async def get_operation(app: Services, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, operation.to_resource(), headers)
 
 
+# --- overview --------------------------------------------------------------------------------
+
+
+@endpoint(
+    "GET", "stats", "Counts by status, a series over 24 h, queue figures, recent dead letters", "service",
+    {200: Reply("The overview the dashboard shows; as of the reconciler's last run.", c.StatsResource),
+     **problems()},
+)  # fmt: skip
+async def stats(app: Services, request: ApiRequest) -> ApiResponse:
+    """Reads aggregates the reconciler keeps: two table queries and the dead-letter index, whatever
+    the history holds."""
+    return ApiResponse(200, await app.stats.read(), {"Retry-After": "30"})
+
+
 # --- service ---------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from shared.operations import Operations
 from shared.reconciler import Reconciler
 from shared.registry import Registry, registry
 from shared.service import JobService
+from shared.stats import Stats
 from shared.storage import Storage
 from shared.store import JobStore
 from shared.telemetry import Telemetry
@@ -28,6 +29,7 @@ class Services:
     reconciler: Reconciler
     telemetry: Telemetry
     operations: Operations
+    stats: Stats
 
 
 def build(
@@ -45,8 +47,9 @@ def build(
     service = JobService(storage, store, reg, config, telemetry)
     operations = Operations(storage, service)
     worker = Worker(storage, store, reg, config, telemetry, operations)
-    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations)
-    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations)
+    stats = Stats(storage, store)
+    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations, stats)
+    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations, stats)
 
 
 _services: Services | None = None

@@ -249,6 +249,35 @@ class OperationResource(BaseModel):
     finished_at: datetime | None
 
 
+class StatusCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    dead_lettered: int
+    cancelled: int
+
+
+class SeriesPoint(StatusCounts):
+    at: datetime = Field(description="The start of a 5-minute bucket of due times.")
+
+
+class QueueFigures(BaseModel):
+    depth: int | None = Field(description="Messages in the jobs queue (approximate).")
+    poison_depth: int | None
+    oldest_queued_age_seconds: float | None = Field(description="Age of the queue's oldest visible message.")
+
+
+class StatsResource(BaseModel):
+    """The dashboard's overview, from aggregates the reconciler keeps (every 30 s)."""
+
+    as_of: datetime | None = Field(description="When the reconciler last counted (null before its first run).")
+    last_hour: StatusCounts = Field(description="Jobs due in the last hour, by their status now.")
+    last_24h: StatusCounts
+    series: list[SeriesPoint] = Field(description="The last 24 hours in 5-minute buckets, oldest first.")
+    queue: QueueFigures
+    recent_dead_letters: list[JobResource] = Field(description="The ten newest dead letters.")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     checks: dict[str, str]

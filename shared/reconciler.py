@@ -6,7 +6,9 @@
    or the delay was too long for a queue) are enqueued again; running jobs whose lease expired
    (the worker died) get their next attempt or are dead-lettered;
 4. bulk operations: a running one whose record stopped moving gets its message again;
-5. retention: finished jobs (and bulk operations) older than the retention period are deleted.
+5. retention: finished jobs (and bulk operations) older than the retention period are deleted;
+6. the dashboard's aggregates: recent minutes counted by status, with the queue figures
+   (shared/stats.py).
 
 Its cost follows the recent window and the backlog of work to do, never the total history: the
 window is a range of row keys, and retention reads only rows past the cutoff.
@@ -30,6 +32,7 @@ from shared.job import Status, isoformat, parse_time, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of
 from shared.operations import Operations
 from shared.service import JobService
+from shared.stats import Stats
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
 from shared.telemetry import Telemetry, job_attributes
@@ -58,6 +61,7 @@ class Reconciler:
     config: Config
     telemetry: Telemetry
     operations: Operations
+    stats: Stats
 
     @property
     def window(self) -> timedelta:
@@ -74,7 +78,7 @@ class Reconciler:
     async def _run(self, now: datetime) -> Counter[str]:
         done: Counter[str] = Counter()
         backlog = QueueBacklog(self.storage)
-        await self._measure_depths()
+        depth, poison_depth = await self._measure_depths()
         await self._sync_poison(done)
         await self._check_watched(now, backlog, done)
         last = await self._last_run()
@@ -86,16 +90,20 @@ class Reconciler:
         done["operations_deleted"] += await self.operations.prune(cutoff)
         # A job left for later must stay inside the next run's window, however long it waits.
         await self._save_run(min(now, resume) if resume else now)
+        await self.stats.refresh(now, depth, poison_depth, await backlog.oldest())
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
 
-    async def _measure_depths(self) -> None:
+    async def _measure_depths(self) -> tuple[int, int]:
         """Queue and poison-queue depth gauges: one call each per run, whatever the backlog."""
+        depths = []
         for metric, queue in (
             (signals.QUEUE_DEPTH, self.storage.queue),
             (signals.POISON_DEPTH, self.storage.poison_queue),
         ):
-            self.telemetry.set_gauge(metric, (await queue.get_queue_properties()).approximate_message_count)
+            depths.append((await queue.get_queue_properties()).approximate_message_count)
+            self.telemetry.set_gauge(metric, depths[-1])
+        return depths[0], depths[1]
 
     async def _sync_poison(self, done: Counter[str]) -> None:
         queue = self.storage.poison_queue

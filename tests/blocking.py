@@ -82,11 +82,13 @@ def service_view(services: Any, portal: Portal) -> Any:
     from shared.operations import Operations
     from shared.reconciler import Reconciler
     from shared.service import JobService
+    from shared.stats import Stats
     from shared.storage import Storage
     from shared.store import JobStore
     from shared.worker import Worker
 
-    wrapped = (Storage, JobStore, JobService, Worker, Reconciler, Operations, TableClient, QueueClient, ContainerClient)
+    wrapped = (Storage, JobStore, JobService, Worker, Reconciler, Operations, Stats, TableClient, QueueClient,
+               ContainerClient)  # fmt: skip
     portal.run(services.storage.ensure_resources())
     return Blocking(services, portal, wrapped)
 

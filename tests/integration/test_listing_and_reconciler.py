@@ -107,7 +107,7 @@ def test_a_job_left_for_later_stays_in_the_reconcilers_window(services_factory):
 
 
 def test_reconciler_gives_an_expired_lease_its_next_attempt(services_factory):
-    services = services_factory(JOBS_LEASE_SECONDS="0.2")
+    services = services_factory(JOBS_LEASE_SECONDS="0.2", JOBS_HEARTBEAT_SECONDS="0.1")
     job = services.service.submit("echo", 1).job
     services.storage.queue.clear_messages()
     found = services.store.get(job.id)
@@ -120,7 +120,7 @@ def test_reconciler_gives_an_expired_lease_its_next_attempt(services_factory):
 
 
 def test_reconciler_dead_letters_an_expired_lease_on_the_last_attempt(services_factory):
-    services = services_factory(JOBS_LEASE_SECONDS="0.2")
+    services = services_factory(JOBS_LEASE_SECONDS="0.2", JOBS_HEARTBEAT_SECONDS="0.1")
     job = services.service.submit("echo", 1, max_attempts=1).job
     found = services.store.get(job.id)
     services.store.replace(found.job.claim(1, timedelta(seconds=0.2)), found.etag, was=Status.QUEUED)

@@ -72,7 +72,7 @@ def test_message_for_running_attempt_with_live_lease_is_dropped(services):
 
 
 def test_lost_worker_counts_as_failed_attempt_when_its_message_returns(services_factory):
-    services = services_factory(JOBS_LEASE_SECONDS="0.5")
+    services = services_factory(JOBS_LEASE_SECONDS="0.5", JOBS_HEARTBEAT_SECONDS="0.1")
     job = services.service.submit("echo", 1).job
     found = services.store.get(job.id)
     from datetime import timedelta
