@@ -77,7 +77,7 @@ def browser() -> Iterator[Browser]:
         except (subprocess.CalledProcessError, RuntimeError) as exc:
             pytest.skip(f"NO BROWSER: Chromium is missing and installing it failed ({exc}); {chromium.HOW_TO_INSTALL}")
     if path is None:
-        pytest.skip(f"NO BROWSER: Chromium is not installed and this user cannot install it; {chromium.HOW_TO_INSTALL}")
+        pytest.skip(f"NO BROWSER: {chromium.missing_reason()} (and this user cannot install it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

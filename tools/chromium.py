@@ -49,7 +49,18 @@ def find() -> Path | None:
 
 
 def can_install() -> bool:
+    """As root with apt-get, unless CHROMIUM_PATH names a browser: that choice is not overridden."""
+    if os.environ.get(ENV_VARIABLE):
+        return False
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def missing_reason() -> str:
+    """Why there is no Chromium to use, and what to do about it."""
+    explicit = os.environ.get(ENV_VARIABLE)
+    if explicit:
+        return f"{ENV_VARIABLE}={explicit} is not an executable file"
+    return f"Chromium is not installed; {HOW_TO_INSTALL}"
 
 
 def install() -> Path:
@@ -69,7 +80,7 @@ def main() -> int:
     if found is not None:
         return 0
     if not can_install():
-        print(f"NOTE: no Chromium found, so the browser tests will be skipped. To run them, {HOW_TO_INSTALL}.")
+        print(f"NOTE: the browser tests will be skipped: {missing_reason()}.")
         return 0
     print("Installing Debian's Chromium for the browser tests (apt-get, about 440 MB)...", flush=True)
     try:

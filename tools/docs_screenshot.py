@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     path = chromium.find()
     if path is None:
-        print(f"No Chromium: {chromium.HOW_TO_INSTALL}.", file=sys.stderr)
+        print(f"No browser: {chromium.missing_reason()}.", file=sys.stderr)
         return 1
     from playwright.sync_api import sync_playwright
 
