@@ -4,6 +4,7 @@ and timer lock (one HTTP connection pool per account, as the host keeps one clie
 from __future__ import annotations
 
 import contextlib
+import os
 
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
@@ -17,6 +18,9 @@ CLIENT_OPTIONS = {
     "random_jitter_range": 0.3,
     "connection_timeout": 10,
     "read_timeout": 30,
+    # aiohttp reads the proxy variables and ~/.netrc, in a thread, on every request of a session that
+    # trusts the environment: a measurable share of a busy host's CPU. Only when a proxy is set.
+    "use_env_settings": any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ),
 }
 
 
