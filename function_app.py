@@ -11,6 +11,7 @@ import logging
 import azure.functions as func
 
 from shared import api, apidocs
+from shared import dashboard as dashboard_routes
 from shared.app import services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -115,6 +116,16 @@ async def docs(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
 @app.route(route="docs/{file}", methods=["GET"], auth_level=ANONYMOUS)
 async def docs_asset(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return await _http(apidocs.docs_asset, req, context)
+
+
+@app.route(route="dashboard", methods=["GET"], auth_level=ANONYMOUS)
+async def dashboard(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(dashboard_routes.dashboard, req, context)
+
+
+@app.route(route="dashboard/{file}", methods=["GET"], auth_level=ANONYMOUS)
+async def dashboard_asset(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(dashboard_routes.dashboard_asset, req, context)
 
 
 @app.route(route="{*path}", auth_level=ANONYMOUS)  # every method: below every other route

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import shared.dashboard  # noqa: F401 - registers the dashboard's routes: the document lists every route
 from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
 from shared.apidocs.openapi import document
 

@@ -276,6 +276,7 @@ def test_package_holds_the_app_alone():
     assert {"function_app.py", "host.json", "requirements.txt", "shared/worker.py"} <= set(included)
     # Swagger UI's page is ours; its files come from swagger-ui-py, which the remote build installs.
     assert {"shared/apidocs/page.html", "shared/apidocs/init.js"} <= set(included)
+    assert {f"shared/dashboard/{name}" for name in ("index.html", "main.js", "dashboard.css")} <= set(included)
     assert "swagger-ui-py==" in (INFRA.parent / "requirements.txt").read_text()
     assert all(p == "function_app.py" or p.startswith("shared/") or p in ("host.json", "requirements.txt")
                for p in included), included  # fmt: skip

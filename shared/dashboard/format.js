@@ -1,0 +1,113 @@
+// Formatting for people: numbers, times, ages, durations, statuses.
+
+import { h } from "./dom.js";
+
+export const STATUSES = ["queued", "running", "succeeded", "dead_lettered", "cancelled"];
+export const STATUS_LABELS = {
+  queued: "Queued",
+  running: "Running",
+  succeeded: "Succeeded",
+  dead_lettered: "Dead-lettered",
+  cancelled: "Cancelled",
+};
+export const TERMINAL = new Set(["succeeded", "dead_lettered", "cancelled"]);
+
+const numberFormat = new Intl.NumberFormat();
+// A 24-hour clock everywhere: times line up in columns and read the same in every locale.
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+const hmFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+
+export function number(n) {
+  return n === null || n === undefined ? "–" : numberFormat.format(n);
+}
+
+export function parseTime(value) {
+  if (!value) return null;
+  const t = Date.parse(value);
+  return Number.isNaN(t) ? null : t;
+}
+
+/** "Nov 25, 12:00:03" in the browser's time zone; "–" for none. */
+export function dateTime(value) {
+  const t = parseTime(value);
+  return t === null ? "–" : dateTimeFormat.format(t);
+}
+
+/** "12:05" */
+export function hm(value) {
+  const t = typeof value === "number" ? value : parseTime(value);
+  return t === null ? "–" : hmFormat.format(t);
+}
+
+export function clock(value) {
+  const t = typeof value === "number" ? value : parseTime(value);
+  return t === null ? "–" : timeFormat.format(t);
+}
+
+/** A length of time: "850 ms", "12.4 s", "3 min 4 s", "2 h 5 min", "3 d 4 h". */
+export function duration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+  const negative = ms < 0;
+  ms = Math.abs(ms);
+  let out;
+  if (ms < 1000) out = `${Math.round(ms)} ms`;
+  else if (ms < 60_000) out = `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  else if (ms < 3_600_000) out = `${Math.floor(ms / 60_000)} min ${Math.floor((ms % 60_000) / 1000)} s`;
+  else if (ms < 86_400_000) out = `${Math.floor(ms / 3_600_000)} h ${Math.floor((ms % 3_600_000) / 60_000)} min`;
+  else out = `${Math.floor(ms / 86_400_000)} d ${Math.floor((ms % 86_400_000) / 3_600_000)} h`;
+  return negative ? `−${out}` : out;
+}
+
+export function between(from, to) {
+  const a = parseTime(from);
+  const b = parseTime(to);
+  return a === null || b === null ? null : b - a;
+}
+
+/** "12 s ago", "in 9 min": coarse, for tables. */
+export function ago(value, now = Date.now()) {
+  const t = parseTime(value);
+  if (t === null) return "–";
+  const ms = now - t;
+  const abs = Math.abs(ms);
+  let text;
+  if (abs < 5_000) return "just now";
+  if (abs < 60_000) text = `${Math.floor(abs / 1000)} s`;
+  else if (abs < 3_600_000) text = `${Math.floor(abs / 60_000)} min`;
+  else if (abs < 86_400_000) text = `${Math.floor(abs / 3_600_000)} h`;
+  else text = `${Math.floor(abs / 86_400_000)} d`;
+  return ms >= 0 ? `${text} ago` : `in ${text}`;
+}
+
+/** A time element: relative text, the exact time on hover and for assistive technology. */
+export function timeAgo(value) {
+  if (!value) return h("span", { class: "muted" }, "–");
+  return h("time", { datetime: value, title: dateTime(value) }, ago(value));
+}
+
+export function shortId(id) {
+  return id && id.length > 12 ? `${id.slice(0, 2)}…${id.slice(-8)}` : id || "";
+}
+
+export function truncate(text, max) {
+  if (text === null || text === undefined) return "";
+  const str = String(text);
+  return str.length > max ? `${str.slice(0, max - 1)}…` : str;
+}
+
+/** A status as colour and text (the colour is never the only sign). */
+export function statusBadge(status) {
+  return h("span", { class: ["status", `status-${status}`] }, h("span", { class: "dot", "aria-hidden": "true" }), STATUS_LABELS[status] || status);
+}
+
+export function plural(n, one, many = `${one}s`) {
+  return `${number(n)} ${n === 1 ? one : many}`;
+}

@@ -1,0 +1,240 @@
+// One job: its facts, every attempt on a timeline, payload and result, and Retry / Cancel where
+// its state allows them. Per refresh: GET /api/jobs/{id}, as often as its Retry-After says while
+// it is not finished (else every 5 s).
+
+import { ApiError, api } from "./api.js";
+import { announce, copyText, fill, h, setText } from "./dom.js";
+import { STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, number, statusBadge } from "./format.js";
+
+const JSON_PREVIEW_CHARS = 2000;
+const JSON_PREVIEW_LINES = 40;
+const KEPT_ERRORS = 20; // the API keeps the last 20 errors of a job
+
+function jsonBlock(value, id, expanded, toggle) {
+  if (value === null || value === undefined) return null;
+  const text = JSON.stringify(value, null, 2);
+  const lines = text.split("\n");
+  const long = text.length > JSON_PREVIEW_CHARS || lines.length > JSON_PREVIEW_LINES;
+  let shown = text;
+  if (long && !expanded) {
+    shown = lines.slice(0, JSON_PREVIEW_LINES).join("\n");
+    if (shown.length > JSON_PREVIEW_CHARS) shown = shown.slice(0, JSON_PREVIEW_CHARS);
+    shown += "\n…";
+  }
+  const pre = h("pre", { class: "json", id, tabindex: "0", "aria-label": id.replace("job-", "") }, shown);
+  if (!long) return pre;
+  const size = new Blob([text]).size;
+  const label = expanded ? "Show less" : `Show all (${size >= 10_240 ? `${(size / 1024).toFixed(1)} KB` : `${number(size)} bytes`}, ${number(lines.length)} lines)`;
+  return h("div", {}, pre, h("button", { type: "button", class: "button quiet", "aria-expanded": String(expanded), "aria-controls": id, onclick: toggle }, label));
+}
+
+function timeline(job) {
+  const events = [{ at: job.created_at, kind: "submitted", title: "Submitted", detail: `${job.type}, up to ${job.max_attempts} ${job.max_attempts === 1 ? "attempt" : "attempts"}` }];
+  const delay = between(job.created_at, job.due_at);
+  if (delay !== null && delay > 1000) events.push({ at: job.due_at, kind: "due", title: "Due", detail: `delayed ${duration(delay)}` });
+  for (const e of job.errors || []) events.push({ at: e.at, kind: "failed", title: `Attempt ${e.attempt} failed`, error: e.error });
+  if (job.started_at) events.push({ at: job.started_at, kind: "started", title: `Attempt ${job.attempt} started` });
+  if (job.status === "running") events.push({ at: null, kind: "running", title: `Attempt ${job.attempt} running`, detail: `for ${duration(Date.now() - Date.parse(job.started_at))}` });
+  if (job.finished_at) events.push({ at: job.finished_at, kind: job.status, title: STATUS_LABELS[job.status] });
+  if (job.status === "queued" && job.attempt > 1) events.push({ at: null, kind: "queued", title: `Attempt ${job.attempt} queued` });
+  const order = (e) => (e.at ? Date.parse(e.at) : Number.POSITIVE_INFINITY);
+  events.sort((a, b) => order(a) - order(b));
+  const dropped = job.attempt > KEPT_ERRORS && (job.errors || []).length >= KEPT_ERRORS;
+  return h(
+    "div",
+    {},
+    dropped ? h("p", { class: "hint" }, `The API keeps the last ${KEPT_ERRORS} errors of a job: earlier attempts are not shown.`) : null,
+    h(
+      "ol",
+      { class: "timeline", id: "timeline" },
+      events.map((e) =>
+        h(
+          "li",
+          { class: ["event", `event-${e.kind}`] },
+          h("span", { class: "marker", "aria-hidden": "true" }),
+          h("div", { class: "event-head" }, h("strong", {}, e.title), e.at ? h("time", { datetime: e.at, title: e.at }, dateTime(e.at)) : null, e.detail ? h("span", { class: "hint" }, e.detail) : null),
+          e.error ? h("pre", { class: "error-text event-error" }, e.error) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function fact(label, value, title) {
+  return h("div", { class: "fact" }, h("dt", {}, label), h("dd", { title }, value));
+}
+
+export function createJob(id, ctx) {
+  let job = null;
+  let signature = "";
+  let missing = false;
+  let busy = false;
+  const expanded = { payload: false, result: false };
+
+  const statusSlot = h("span", { id: "job-status" });
+  const actions = h("div", { class: "actions", id: "job-actions" });
+  const message = h("p", { class: "action-message", id: "action-message", role: "status" });
+  const facts = h("dl", { class: "facts", id: "job-facts" });
+  const history = h("div", { id: "job-timeline" });
+  const payload = h("div", {});
+  const result = h("div", {});
+  const copy = h("button", { type: "button", class: "button quiet", onclick: (e) => copyText(id, e.currentTarget) }, "Copy id");
+  const body = h("div", { class: "job-body" });
+
+  const root = h(
+    "section",
+    { class: "view job-view", "aria-labelledby": "view-title" },
+    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: ctx.jobsHash() }, "Jobs"), h("span", { "aria-hidden": "true" }, " / "), h("span", { "aria-current": "page" }, "Job")),
+    h(
+      "div",
+      { class: "view-head" },
+      h("h1", { id: "view-title", tabindex: "-1" }, "Job ", h("code", { class: "mono job-full-id", id: "job-id" }, id)),
+      copy,
+      statusSlot,
+    ),
+    h("div", { class: "action-row" }, actions, message),
+    body,
+  );
+  fill(body, h("p", { class: "muted" }, "Loading…"));
+
+  function layout() {
+    fill(
+      body,
+      h(
+        "div",
+        { class: "grid detail-grid" },
+        h("section", { class: "panel", "aria-labelledby": "h-facts" }, h("h2", { id: "h-facts" }, "Facts"), facts),
+        h("section", { class: "panel", "aria-labelledby": "h-timeline" }, h("h2", { id: "h-timeline" }, "Attempts"), history),
+        h("section", { class: "panel", "aria-labelledby": "h-payload" }, h("h2", { id: "h-payload" }, "Payload"), payload),
+        h("section", { class: "panel", "aria-labelledby": "h-result" }, h("h2", { id: "h-result" }, "Result"), result),
+        h(
+          "section",
+          { class: "panel wide", "aria-labelledby": "h-traces" },
+          h("h2", { id: "h-traces" }, "Traces"),
+          h(
+            "p",
+            {},
+            "In Azure, this job's traces are in Application Insights: open ",
+            h("em", {}, "Transaction search"),
+            " and filter on the custom dimension ",
+            h("code", {}, "job_id"),
+            " = ",
+            h("code", { class: "mono" }, id),
+            ". (The API does not give a trace id yet.)",
+          ),
+        ),
+      ),
+    );
+  }
+
+  function renderJson() {
+    fill(payload, jsonBlock(job.payload, "job-payload", expanded.payload, () => toggle("payload")) ?? h("p", { class: "muted" }, "No payload (null)."));
+    const none = TERMINAL.has(job.status) ? "No result (null)." : "No result yet.";
+    fill(result, jsonBlock(job.result, "job-result", expanded.result, () => toggle("result")) ?? h("p", { class: "muted" }, none));
+  }
+
+  function toggle(which) {
+    expanded[which] = !expanded[which];
+    renderJson();
+    const button = (which === "payload" ? payload : result).querySelector("button");
+    button?.focus();
+  }
+
+  function renderActions() {
+    const buttons = [];
+    if (job.status === "dead_lettered" || job.status === "cancelled") {
+      buttons.push(h("button", { type: "button", class: "button primary", id: "job-retry", disabled: busy, onclick: () => act("retry") }, "Retry"));
+    }
+    if (job.status === "queued" || job.status === "running") {
+      buttons.push(h("button", { type: "button", class: "button danger", id: "job-cancel", disabled: busy, onclick: () => act("cancel") }, "Cancel"));
+    }
+    const focused = actions.contains(document.activeElement) ? document.activeElement.id : null;
+    fill(actions, buttons);
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
+  function render() {
+    const now = Date.now();
+    fill(statusSlot, statusBadge(job.status));
+    root.dataset.status = job.status;
+    renderActions();
+    const wait = between(job.due_at, job.started_at);
+    const took = job.finished_at ? between(job.started_at, job.finished_at) : job.status === "running" && job.started_at ? now - Date.parse(job.started_at) : null;
+    fill(
+      facts,
+      fact("Status", STATUS_LABELS[job.status]),
+      fact("Type", job.type),
+      fact("Attempt", `${job.attempt} of ${job.max_attempts}`),
+      fact("Submitted", `${dateTime(job.created_at)} (${ago(job.created_at, now)})`, job.created_at),
+      fact("Due", dateTime(job.due_at), job.due_at),
+      fact("Started", dateTime(job.started_at), job.started_at || ""),
+      fact("Finished", dateTime(job.finished_at), job.finished_at || ""),
+      fact("Updated", dateTime(job.updated_at), job.updated_at),
+      fact("Queue wait", wait === null ? "–" : duration(Math.max(0, wait)), "started − due: the latest attempt's start, backoff included"),
+      fact(job.status === "running" ? "Running for" : "Duration", took === null ? "–" : duration(took), "finished − started, of the latest attempt"),
+      fact("Last error", job.last_error ? h("span", { class: "error-text" }, job.last_error) : "–"),
+    );
+    fill(history, timeline(job));
+    renderJson();
+  }
+
+  async function act(action) {
+    if (busy) return;
+    busy = true;
+    renderActions();
+    setText(message, action === "retry" ? "Retrying…" : "Cancelling…");
+    try {
+      const response = action === "retry" ? await api.retryJob(id) : await api.cancelJob(id);
+      show(response.data);
+      setText(message, action === "retry" ? `Queued again: attempt ${job.attempt} of ${job.max_attempts}.` : "Cancelled.");
+      announce(`Job is now ${STATUS_LABELS[job.status].toLowerCase()}.`);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      setText(message, `Not ${action === "retry" ? "retried" : "cancelled"}: ${error.detail}`);
+    } finally {
+      busy = false;
+      renderActions();
+      ctx.refreshNow();
+    }
+  }
+
+  function show(next) {
+    const previous = job;
+    job = next;
+    const sig = `${job.status}|${job.attempt}|${job.updated_at}|${(job.errors || []).length}`;
+    if (!previous || missing) layout();
+    missing = false;
+    if (sig !== signature) {
+      signature = sig;
+      render();
+      if (previous && previous.status !== job.status) announce(`Job is now ${STATUS_LABELS[job.status].toLowerCase()}.`);
+    } else if (job.status === "running") {
+      render(); // the running time moves on
+    }
+  }
+
+  return {
+    name: "job",
+    root,
+    title: `Job ${id}`,
+    async refresh(signal) {
+      try {
+        const response = await api.getJob(id, signal);
+        show(response.data);
+        ctx.rendered("job");
+        return { retryAfter: response.retryAfter };
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) {
+          missing = true;
+          job = null;
+          signature = "";
+          fill(statusSlot);
+          fill(actions);
+          fill(body, h("div", { class: "empty", id: "job-missing" }, h("p", {}, `No job with id ${id}.`), h("p", { class: "hint" }, "Jobs are kept for the retention period, then deleted."), h("a", { href: ctx.jobsHash() }, "Back to jobs")));
+          return { retryAfter: 30 };
+        }
+        throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,429 @@
+"""The dashboard (/api/dashboard) in a real browser (Debian's Chromium driven by Playwright), against
+the app under the local host on a real Azurite: jobs submitted through the API appear without a
+reload, dead letters are filtered, opened and retried, a filter is redriven in bulk with a
+confirmation and a progress bar, data shows as text, the key is asked for and kept out of URLs,
+polling pauses in a hidden tab, the keyboard reaches the controls. The screenshots in docs/images
+come from here."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import WatchedPage
+from tools.azurite import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+IMAGES = REPO_ROOT / "docs" / "images"
+MAX_SCREENSHOT_BYTES = 250 * 1024
+XSS = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
+
+
+def submit_batch(host, jobs: list[dict[str, Any]]) -> list[str]:
+    ids = []
+    for start in range(0, len(jobs), 100):
+        r = requests.post(host.url("/api/jobs/batch"), json={"jobs": jobs[start : start + 100]}, timeout=15)
+        assert r.status_code == 202, r.text
+        ids += [j["id"] for j in r.json()["jobs"]]
+    return ids
+
+
+def listed(host, **query: Any) -> list[dict[str, Any]]:
+    jobs, continuation = [], None
+    while True:
+        params = {**query, "limit": 200, **({"continuation": continuation} if continuation else {})}
+        page = requests.get(host.url("/api/jobs"), params=params, timeout=10).json()
+        jobs += page["jobs"]
+        continuation = page["continuation"]
+        if not continuation:
+            return jobs
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "the condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def until(page, expression: str, timeout: float = 15) -> None:
+    """Wait until a JavaScript expression is true in the page. (Playwright's wait_for_function
+    evaluates a string with eval, which the page's CSP forbids, as it should.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.1)
+
+
+def open_dashboard(watched: WatchedPage, host, view: str = "#/") -> None:
+    response = watched.page.goto(host.url(f"/api/dashboard{view}"))
+    assert response is not None and response.status == 200
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def rows(page) -> int:
+    return page.locator("#jobs-table tbody tr").count()
+
+
+def set_hidden(page, hidden: bool) -> None:
+    """Emulate the tab being hidden or shown again, as the browser tells the page."""
+    state = "hidden" if hidden else "visible"
+    page.evaluate(
+        """([state, hidden]) => {
+            Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        [state, hidden],
+    )
+
+
+def api_requests(watched: WatchedPage, host) -> list[str]:
+    return [u for u in watched.requests if u.startswith(host.url("/api/")) and "/api/dashboard" not in u]
+
+
+# Chromium fetches the tab's icon again on every in-page navigation (a hash change) and drops the
+# fetch under way when the next one comes: the browser's own doing, not a request of the page.
+ICON_DROPPED = r"favicon\.svg: net::ERR_ABORTED$"
+
+
+def assert_no_problems(watched: WatchedPage, allowed: str | None = None) -> None:
+    problems = [
+        p for p in watched.problems() if not re.search(ICON_DROPPED, p) and not (allowed and re.search(allowed, p))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+# --- the jobs view ------------------------------------------------------------------------------
+
+
+def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard_usable_and_pausable(
+    host, browser_page
+):
+    page = browser_page.page
+    first = submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(3)])
+    wait_until(lambda: len(listed(host, status="succeeded")) == 3, what="3 jobs to succeed")
+
+    started = time.monotonic()
+    open_dashboard(browser_page, host, "#/jobs")
+    page.locator("#jobs-table tbody tr").first.wait_for()
+    seen = time.monotonic() - started
+    mark = page.evaluate("performance.getEntriesByName('dashboard:jobs-rendered')[0].startTime")
+    print(f"\ndashboard: navigation to the first render of the jobs table: {seen * 1000:.0f} ms "
+          f"(the page's own mark: {mark:.0f} ms after navigation start)")  # fmt: skip
+    assert rows(page) == 3
+    page.evaluate("window.__sameDocument = true")
+
+    # New jobs show up by themselves, newest first.
+    more = submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(5)])
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 8", 15)
+    assert page.locator("#jobs-table tbody tr").first.get_attribute("data-id") in more
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+    # A page of 50, then "Load more" with the continuation token; oldest first reverses what is loaded.
+    submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(60)])
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
+    assert page.locator("#load-more").is_visible()
+    page.locator("#load-more").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
+    assert page.locator("#load-more").is_hidden()
+    page.select_option("#f-order", "oldest")
+    assert "order=oldest" in page.url
+    until(page, f"{first!r}.includes(document.querySelector('#jobs-table tbody tr').dataset.id)")
+    assert "Oldest first among the 68 loaded" in page.locator("#order-note").inner_text()
+
+    # A refresh keeps the scroll position and what was loaded.
+    page.evaluate("window.scrollTo(0, 600)")
+    before = page.locator("#live").inner_text()
+    until(page, f"document.querySelector('#live').textContent !== {before!r}", 15)
+    assert page.evaluate("window.scrollY") == 600 and rows(page) == 68
+
+    # Clear filters; the keyboard reaches every filter control, with a visible focus ring.
+    page.locator("#clear-filters").click()
+    until(page, "location.hash === '#/jobs'")
+    page.wait_for_load_state("networkidle")  # a reload would abort a request under way (the icon, say)
+    page.reload()  # from the top of a fresh page
+    page.locator("#jobs-table tbody tr").first.wait_for()
+    reached, rings = [], {}
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "(() => { const e = document.activeElement; const s = getComputedStyle(e);"
+            " return [e.id, s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2]; })()"
+        )
+        reached.append(focused[0])
+        rings[focused[0]] = focused[1]
+    controls = ["f-search", "f-status", "f-type", "f-range", "f-order", "retry-all", "cancel-all"]
+    assert set(controls) <= set(reached), reached
+    assert all(rings[c] for c in controls), rings
+    assert reached.index("f-search") < reached.index("f-status") < reached.index("f-order")
+
+    # Search by id goes straight to the job.
+    target = more[2]
+    page.locator("#f-search").fill(target)
+    page.keyboard.press("Enter")
+    until(page, f"location.hash === '#/jobs/{target}'")
+    page.locator("#job-status .status").wait_for()
+    assert page.locator("#job-id").inner_text() == target
+    assert page.locator("#job-status").inner_text() == "Succeeded"
+
+    # A hidden tab asks nothing and says it is paused; it resumes on return.
+    set_hidden(page, True)
+    page.locator("#live[data-state='paused']").wait_for(timeout=5_000)
+    assert "Paused" in page.locator("#live").inner_text()
+    asked = len(api_requests(browser_page, host))
+    time.sleep(6)  # longer than the 5 s rhythm
+    assert len(api_requests(browser_page, host)) == asked, "the page polled while hidden"
+    set_hidden(page, False)
+    page.locator("#live[data-state='live']").wait_for(timeout=10_000)
+    assert len(api_requests(browser_page, host)) > asked
+
+    assert_no_problems(browser_page)
+
+
+def test_filter_to_dead_letters_open_one_retry_it_and_watch_it_change_state(host, browser_page):
+    page = browser_page.page
+    doomed = submit_batch(host, [{"type": "fail", "max_attempts": 1, "payload": {"n": n}} for n in range(2)])
+    submit_batch(host, [{"type": "echo", "payload": n} for n in range(3)])
+    wait_until(lambda: len(listed(host, status="dead_lettered")) == 2, what="2 dead letters")
+    wait_until(lambda: len(listed(host, status="succeeded")) == 3, what="3 successes")
+
+    open_dashboard(browser_page, host, "#/jobs")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 5")
+    page.select_option("#f-status", "dead_lettered")
+    until(page, "location.hash === '#/jobs?status=dead_lettered'")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 2")
+    statuses = page.locator("#jobs-table tbody tr .status").all_inner_texts()
+    assert statuses == ["Dead-lettered", "Dead-lettered"]
+    assert page.locator("#cancel-all").is_disabled() and page.locator("#retry-all").is_enabled()
+
+    page.locator("#jobs-table tbody tr a.job-id").first.click()
+    page.locator("#job-retry").wait_for()
+    job_id = page.locator("#job-id").inner_text()
+    assert job_id in doomed and page.locator("#job-cancel").count() == 0
+    assert page.locator("#timeline .event-failed").count() == 1
+    assert "RuntimeError" in page.locator("#timeline .event-failed").inner_text()
+
+    page.locator("#job-retry").click()
+    # The answer shows at once (queued again, attempt 2), then the job runs and fails again.
+    page.locator("#action-message").filter(has_text="Queued again: attempt 2 of 2").wait_for(timeout=10_000)
+    page.locator("#job-status").filter(has_text="Dead-lettered").wait_for(timeout=20_000)
+    until(page, "document.querySelectorAll('#timeline .event-failed').length === 2", 20)
+    assert "2 of 2" in page.locator("#job-facts").inner_text()
+    assert requests.get(host.url(f"/api/jobs/{job_id}"), timeout=5).json()["attempt"] == 2
+
+    # The view is its URL: a reload shows the same job.
+    page.wait_for_load_state("networkidle")
+    page.reload()
+    page.locator("#job-retry").wait_for()
+    assert page.locator("#job-id").inner_text() == job_id
+
+    # Cancel is offered only while a job may still run; then Retry is.
+    (later,) = submit_batch(host, [{"type": "sleep", "payload": {"seconds": 1}, "delay_seconds": 900}])
+    page.goto(host.url(f"/api/dashboard#/jobs/{later}"))
+    page.locator("#job-cancel").wait_for()
+    assert page.locator("#job-retry").count() == 0
+    page.locator("#job-cancel").click()
+    page.locator("#job-status").filter(has_text="Cancelled").wait_for(timeout=10_000)
+    page.locator("#job-retry").wait_for()
+    assert requests.get(host.url(f"/api/jobs/{later}"), timeout=5).json()["status"] == "cancelled"
+
+    assert_no_problems(browser_page)
+
+
+def test_bulk_redrive_of_a_filter_with_a_confirmation_that_counts_and_a_progress_bar(host, browser_page):
+    page = browser_page.page
+    n = 150  # the operation works a page of 100 at a time: two pages
+    submit_batch(host, [{"type": "fail", "max_attempts": 1, "payload": {"n": i}} for i in range(n)])
+    submit_batch(host, [{"type": "echo", "payload": i} for i in range(5)])
+    wait_until(lambda: len(listed(host, status="dead_lettered", type="fail")) == n, what=f"{n} dead letters")
+
+    open_dashboard(browser_page, host, "#/jobs?status=dead_lettered&type=fail")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50")
+    assert page.locator("#f-type").input_value() == "fail"
+
+    page.locator("#retry-all").click()
+    dialog = page.locator("#bulk-dialog")
+    dialog.wait_for()
+    assert page.evaluate("document.activeElement.id") == "bulk-back", "focus moves into the dialog"
+    page.locator("#bulk-count").filter(has_text=f"{n} jobs match.").wait_for(timeout=10_000)
+    assert "dead-lettered, of type fail" in dialog.inner_text()
+    assert page.locator("#bulk-confirm").inner_text() == f"Retry {n} jobs"
+    page.locator("#bulk-confirm").click()
+
+    panel = page.locator("#bulk-panel")
+    panel.wait_for()
+    progress = []
+    deadline = time.monotonic() + 30
+    while panel.get_attribute("data-status") == "running" and time.monotonic() < deadline:
+        progress.append(page.evaluate("(p => [p.value, p.max])(document.querySelector('#bulk-progress'))"))
+        time.sleep(0.05)
+    assert panel.get_attribute("data-status") == "succeeded", panel.inner_text()
+    assert page.evaluate("(p => [p.value, p.max])(document.querySelector('#bulk-progress'))") == [n, n]
+    assert f"{n} redriven, 0 skipped" in page.locator("#bulk-text").inner_text()
+    assert all(value <= maximum == n for value, maximum in progress), progress
+    print(f"\nbulk progress bar while the operation ran (value, max): {sorted(set(map(tuple, progress)))}")
+
+    # Each ran once more (and failed again): attempt 2 everywhere.
+    wait_until(
+        lambda: [j["attempt"] for j in listed(host, status="dead_lettered", type="fail")] == [2] * n,
+        what="every redriven job to dead-letter again at attempt 2",
+    )
+    page.locator("#bulk-dismiss").click()
+    assert panel.is_hidden()
+    assert_no_problems(browser_page)
+
+
+# --- safety -------------------------------------------------------------------------------------
+
+
+def test_a_payload_holding_markup_shows_as_text_and_runs_nothing(host, browser_page):
+    page = browser_page.page
+    (job_id,) = submit_batch(host, [{"type": "echo", "payload": {"html": XSS}}])
+    host.wait_for(job_id, lambda j: j["status"] == "succeeded")
+
+    open_dashboard(browser_page, host, f"#/jobs/{job_id}")
+    page.locator("#job-payload").wait_for()
+    assert XSS in page.locator("#job-payload").inner_text()
+    assert XSS in page.locator("#job-result").inner_text()
+    page.goto(host.url("/api/dashboard#/jobs"))
+    page.locator("#jobs-table tbody tr").first.wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("main img, main script").count() == 0
+    assert_no_problems(browser_page)
+
+
+def test_the_function_key_is_asked_for_kept_in_the_session_and_never_put_in_a_url(start_host, browser_page):
+    key = "dashboard-test-key-0123456789"
+    host = start_host("--function-key", key)
+    page = browser_page.page
+    sent: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.url, r.headers.get("x-functions-key"))))
+
+    open_dashboard(browser_page, host, "#/jobs")  # the page itself needs no key
+    page.locator("#key-dialog[open]").wait_for(timeout=10_000)
+    assert page.locator("#key-input").get_attribute("type") == "password"
+    page.locator("#key-input").fill("not-the-key")
+    page.keyboard.press("Enter")
+    page.locator("#key-error").filter(has_text="refused").wait_for(timeout=10_000)
+    page.locator("#key-input").fill(key)
+    page.keyboard.press("Enter")
+    page.locator("#jobs-empty").filter(has_text="No jobs yet").wait_for(timeout=10_000)
+
+    assert page.evaluate("sessionStorage.length") == 1
+    assert page.evaluate("localStorage.length") == 0 and page.evaluate("document.cookie") == ""
+    assert all(key not in url for url, _ in sent) and key not in page.url
+    api_calls = [(u, k) for u, k in sent if "/api/jobs" in u]
+    assert api_calls and api_calls[-1][1] == key
+    assert key not in page.content()
+
+    # "Forget key" drops it; the next answer is a 401, and the dialog comes back.
+    page.locator("#forget-key").click()
+    page.locator("#key-dialog[open]").wait_for(timeout=10_000)
+    assert page.evaluate("sessionStorage.length") == 0
+    page.locator("#key-cancel").click()
+    page.locator("#banner").filter(has_text="needs a function key").wait_for()
+    # The browser logs each refused request as a console error: those are expected here.
+    assert_no_problems(browser_page, allowed=r"status of 401")
+
+
+def test_storage_not_answering_shows_a_banner_and_the_page_recovers(host, browser_page):
+    """A 503 from the API (storage down) is simulated by the browser, so the rest of the suite's
+    Azurite stays up: the banner says so, the data already shown stays, and it clears itself."""
+    page = browser_page.page
+    submit_batch(host, [{"type": "echo", "payload": 1}])
+    open_dashboard(browser_page, host, "#/jobs")
+    page.locator("#jobs-table tbody tr").first.wait_for()
+
+    problem = {"type": "urn:problem:jobs:storage-unavailable", "title": "Service Unavailable", "status": 503,
+               "detail": "storage did not answer; try again", "code": "storage_unavailable"}  # fmt: skip
+    health = {**problem, "code": "dependency_unavailable", "detail": "not answering: table",
+              "checks": {"table": "timeout", "queue": "ok"}}  # fmt: skip
+    problem_json = "application/problem+json"
+    page.route("**/api/jobs?*", lambda route: route.fulfill(status=503, json=problem, content_type=problem_json))
+    page.route("**/api/health", lambda route: route.fulfill(status=503, json=health, content_type=problem_json))
+    page.locator("#refresh-now").click()
+    banner = page.locator("#banner")
+    banner.filter(has_text="Storage is not answering").wait_for(timeout=10_000)
+    banner.filter(has_text="table: timeout").wait_for(timeout=10_000)
+    assert rows(page) == 1, "the last data received stays on screen"
+    assert page.locator("#live").get_attribute("data-state") == "error"
+
+    page.unroute("**/api/jobs?*")
+    page.unroute("**/api/health")
+    page.locator("#refresh-now").click()
+    banner.wait_for(state="hidden", timeout=10_000)
+    assert_no_problems(browser_page, allowed=r"status of 503")
+
+
+# --- the overview and the screenshots -------------------------------------------------------------
+
+
+def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_path):
+    mix = (
+        [{"type": "echo", "payload": {"order": n, "sku": f"A-{n:04d}"}} for n in range(46)]
+        + [{"type": "fail", "max_attempts": 3, "payload": {"invoice": n}} for n in range(5)]
+        + [{"type": "fail", "max_attempts": 3, "payload": {"times": 1, "report": n}} for n in range(4)]
+        + [{"type": "sleep", "payload": {"seconds": 2}, "delay_seconds": 900} for _ in range(3)]  # queued
+        + [{"type": "sleep", "payload": {"seconds": 120}} for _ in range(2)]  # running (stopped with the host)
+    )
+    submit_batch(host, mix)
+    wait_until(lambda: len(listed(host, status="dead_lettered")) == 5, timeout=30, what="5 dead letters")
+    wait_until(lambda: len(listed(host, status="succeeded")) == 50, timeout=30, what="50 successes")
+
+    def counted() -> bool:
+        stats = requests.get(host.url("/api/stats"), timeout=5).json()
+        hour = stats["last_hour"]
+        done = hour["dead_lettered"] == 5 and hour["succeeded"] == 50 and hour["running"] == 2
+        return done and len(stats["recent_dead_letters"]) == 5 and stats["queue"]["depth"] >= 3
+
+    wait_until(counted, timeout=30, what="the reconciler to count the mix")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light", locale="en-US")
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(host.url("/api/dashboard#/?range=1h"))
+        page.locator("#dead-letters tbody tr").first.wait_for()
+        tiles = page.locator(".counts").first
+        assert tiles.locator("[data-status=dead_lettered]").inner_text() == "5"
+        assert tiles.locator("[data-status=succeeded]").inner_text() == "50"
+        assert tiles.locator("[data-status=running]").inner_text() == "2"
+        assert page.locator("#dead-letters tbody tr").count() == 5
+        assert "failing on purpose" in page.locator("#dead-letters").inner_text()
+        assert page.locator("svg.chart rect.bar-succeeded").count() >= 1
+        assert int(page.locator("#queue-depth").inner_text()) >= 3  # the delayed jobs' messages
+        assert page.locator("#as-of").inner_text().startswith("Counts as of")
+        page.locator("[aria-pressed='true']").filter(has_text="1h").wait_for()
+        page.mouse.move(0, 0)
+        shots = {"dashboard-overview.png": page.screenshot()}
+        page.locator("#dead-letters tbody tr a").first.click()
+        page.locator("#timeline .event-failed").nth(2).wait_for()
+        page.mouse.move(0, 0)
+        shots["dashboard-job.png"] = page.screenshot()
+        assert not errors, errors
+    finally:
+        context.close()
+
+    # The README's pictures are rewritten only when asked (JOBS_UPDATE_SCREENSHOTS=1), so a test run
+    # leaves the working tree as it found it.
+    folder = IMAGES if os.environ.get("JOBS_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in shots.items():
+        assert len(png) < MAX_SCREENSHOT_BYTES, f"{name} is {len(png) // 1024} KB"
+        (folder / name).write_bytes(png)
+        print(f"\n{folder / name}: {len(png) // 1024} KB")
