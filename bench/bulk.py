@@ -7,7 +7,6 @@ and time until the operation has redriven them all (the local host, Azurite in m
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import requests
 
 from bench.pipeline import LocalHosts
+from bench.results import report
 from tools.azurite import Azurite
 
 
@@ -85,11 +85,7 @@ def main() -> int:
         "runs": runs,
         "median_seconds": statistics.median(r["seconds"] for r in runs),
     }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2))
+    report(summary, args.out)
     return 0
 
 

@@ -41,6 +41,7 @@ import requests
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
+from bench.results import report
 from shared.config import SETTINGS as CONFIG_SETTINGS
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
@@ -300,11 +301,7 @@ def main() -> int:
         jobs=len(ids), instances=args.instances, kills=kills, injected_malformed=injected,
         azurite_restarted=restarted_azurite, seconds=round(time.monotonic() - started, 1),
     )  # fmt: skip
-    print(json.dumps(result, indent=2))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)  # bench/out/ is not in a fresh clone
-        out.write_text(json.dumps(result, indent=2))
+    report(result, args.out)
     ok = (
         result["lost"] == 0
         and result["double_terminal_writes"] == 0

@@ -11,7 +11,6 @@ the two phases do not overlap. One host instance (one process), Azurite in memor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.pipeline import TERMINAL, LocalHosts
+from bench.results import report
 from tools.azurite import Azurite
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -104,11 +104,7 @@ def main() -> int:
         "runs": runs,
         "median": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
     }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2))
+    report(summary, args.out)
     return 0
 
 
