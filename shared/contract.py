@@ -197,6 +197,9 @@ class JobResource(BaseModel):
     due_at: datetime = Field(description="When the first attempt could start.")
     started_at: datetime | None
     finished_at: datetime | None
+    trace_id: str | None = Field(
+        None, description="The job's trace (every attempt joins it): the operation id in Application Insights."
+    )
 
 
 class JobList(BaseModel):

@@ -307,7 +307,15 @@ class Job:
             "due_at": isoformat(self.due_at),
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
+            "trace_id": self.trace_id,
         }
+
+    @property
+    def trace_id(self) -> str | None:
+        """The W3C trace id of the job's trace (its submit's), as Application Insights shows it
+        (the operation id), or None when the submit was not traced."""
+        parts = (self.trace or "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 def isoformat(moment: datetime | None) -> str | None:

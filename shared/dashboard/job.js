@@ -173,6 +173,7 @@ export function createJob(id, ctx) {
       fact("Queue wait", wait === null ? "–" : duration(Math.max(0, wait)), "started − due: the latest attempt's start, backoff included"),
       fact(job.status === "running" ? "Running for" : "Duration", took === null ? "–" : duration(took), "finished − started, of the latest attempt"),
       fact("Last error", job.last_error ? h("span", { class: "error-text" }, job.last_error) : "–"),
+      fact("Trace id", job.trace_id || "–", "In Application Insights: Transaction search, then this operation id (or the custom dimension job_id)"),
     );
     fill(history, timeline(job));
     renderJson();

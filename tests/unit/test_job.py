@@ -114,3 +114,11 @@ def test_idempotency_token_is_stable_per_attempt():
     job = new_job()
     assert job.idempotency_token == f"{job.id}:1"
     assert running(job).fail("x", POLICY).idempotency_token == f"{job.id}:2"
+
+
+def test_the_resource_names_the_jobs_trace_id_from_its_traceparent():
+    from shared.job import Job
+
+    traced = Job.new("echo", 1, 1, 0, trace="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert traced.to_resource()["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert Job.new("echo", 1, 1, 0).to_resource()["trace_id"] is None
