@@ -246,6 +246,11 @@ class Operations:
     async def _apply(self, op: Operation, job_ids: list[str]) -> PageOutcome:
         if not job_ids:
             return PageOutcome()
+        if op.action == "retry":
+            # The reconciler's watch entries for the whole page in one call, before any job is
+            # written: a crash after a job's write and before its put leaves the entry that finds
+            # it. A job that is then not redriven loses its entry at the reconciler's next run.
+            await self.service.watch_many(job_ids)
         results = await gather_bounded([self._apply_one(op, job_id) for job_id in job_ids], PARALLEL)
         errors = tuple({"id": job_id, "error": r} for job_id, r in zip(job_ids, results, strict=True)
                        if r not in ("applied", "skipped"))  # fmt: skip
@@ -254,7 +259,7 @@ class Operations:
     async def _apply_one(self, op: Operation, job_id: str) -> str:
         try:
             if op.action == "retry":
-                await self.service.redrive(job_id, extra_attempts=op.extra_attempts or 1, operation=op.id)
+                await self.service.redrive(job_id, extra_attempts=op.extra_attempts or 1, operation=op.id, watched=True)
             else:
                 await self.service.cancel(job_id, operation=op.id)
         except Conflict as exc:

@@ -160,15 +160,18 @@ class JobService:
         log.info("job cancelled", extra=job_attributes(job))
         return job
 
-    async def redrive(self, job_id: str, extra_attempts: int = 1, operation: str | None = None) -> Job:
+    async def redrive(
+        self, job_id: str, extra_attempts: int = 1, operation: str | None = None, watched: bool = False
+    ) -> Job:
         """Watch first, then write, then enqueue: a crash anywhere leaves the watch entry, which
-        the reconciler follows to re-enqueue (the job may be too old for its window)."""
-        watched: list[str] = []
+        the reconciler follows to re-enqueue (the job may be too old for its window). `watched`:
+        the caller has already written the entry (a bulk operation, for a page at once)."""
+        watched_ids: list[str] = [job_id] if watched else []
 
         async def watch_once(job: Job) -> None:
-            if not watched:
+            if not watched_ids:
                 await self._watch(job.id)
-                watched.append(job.id)
+                watched_ids.append(job.id)
 
         written = await self._transition(
             job_id, lambda job: job.redrive(extra_attempts, operation=operation), before_write=watch_once
@@ -201,6 +204,12 @@ class JobService:
 
     async def _watch(self, job_id: str) -> None:
         await self.storage.table.upsert_entity({"PartitionKey": WATCH_PARTITION, "RowKey": job_id})
+
+    async def watch_many(self, job_ids: list[str]) -> None:
+        """Watch entries for many jobs, 100 per entity-group transaction (they share a partition)."""
+        rows = [("upsert", {"PartitionKey": WATCH_PARTITION, "RowKey": job_id}) for job_id in dict.fromkeys(job_ids)]
+        for start in range(0, len(rows), 100):
+            await self.storage.table.submit_transaction(rows[start : start + 100])
 
     async def watched(self) -> list[str]:
         rows = self.storage.table.query_entities(f"PartitionKey eq '{WATCH_PARTITION}'", select=["RowKey"])

@@ -192,3 +192,16 @@ def test_get_operation_404(services):
     for op_id in ("o" + "1" * 20, "nope"):
         r = call_api(services, api.get_operation, ApiRequest("GET", {"id": op_id}))
         assert (r.status, r.body["code"]) == (404, "operation_not_found")
+
+
+def test_a_page_of_100_redrives_costs_two_table_calls_and_a_put_per_job(services):
+    """A read and one conditional write (with the index copy's removal) per job, a put per job; for
+    the page, the operation's read, one transaction of watch entries and the saved cursor."""
+    ids = dead_lettered(services, 100)
+    op = services.operations.start("retry", None, ids).operation
+    counter = services.storage.counter
+    counter.reset()
+    services.operations.process(op.id)
+    assert counter.total("table") == 2 * 100 + 3
+    assert counter.snapshot()[("queue", "POST")] == 100
+    assert services.operations.get(op.id).applied == 100
