@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JOBS_MAX_PAYLOAD_BYTES",
         "1048576",
-        "Largest accepted payload (JSON bytes); above 48 KiB it is stored in a blob.",
+        "Largest accepted payload (JSON bytes); over 30,000 characters it is stored in a blob.",
     ),
 )
 

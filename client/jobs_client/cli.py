@@ -33,7 +33,7 @@ UNAVAILABLE = 6  # 503/429 after retries, unreachable, any 5xx
 
 EXIT_CODES = """\
 Exit codes:
-  0  success (with --wait or `jobs wait`: the job or operation succeeded)
+  0  success (with --wait or `jobsctl wait`: the job or operation succeeded)
   1  the job or operation ended unsuccessfully (dead_lettered, cancelled, failed)
   2  usage error (bad flags, invalid JSON)
   3  not found (404)

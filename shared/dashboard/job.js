@@ -120,7 +120,7 @@ export function createJob(id, ctx) {
             h("code", {}, "job_id"),
             " = ",
             h("code", { class: "mono" }, id),
-            ". (The API does not give a trace id yet.)",
+            ", or on the operation id shown as Trace id above.",
           ),
         ),
       ),
