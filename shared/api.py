@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import contract as c
 from shared.contract import ProblemCode
-from shared.job import Job, Status, utcnow
+from shared.job import Job, utcnow
 from shared.operations import Operation, OperationNotFound
 from shared.service import Conflict, NotFound, Submission
 from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
@@ -540,7 +540,3 @@ def _idempotency_key(request: ApiRequest) -> str | None:
 def _retry_after(job: Any) -> int:
     wait = (job.not_before - utcnow()).total_seconds()
     return max(1, min(3600, int(wait + 1)))
-
-
-def is_status(value: str) -> bool:
-    return value in {s.value for s in Status}

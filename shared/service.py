@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.job import AlreadyApplied, InvalidTransition, Job, Status
+from shared.job import AlreadyApplied, InvalidTransition, Job
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
@@ -255,7 +255,3 @@ async def gather_bounded(calls: list[Coroutine[Any, Any, Any]], limit: int) -> l
 
 def _short(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-
-
-def is_status(value: str) -> bool:
-    return value in {s.value for s in Status}
