@@ -35,7 +35,7 @@ from shared.contract import JobFilter, OperationStatus
 from shared.job import MS_CEILING, Status, isoformat, parse_time, to_ms, utcnow
 from shared.service import Conflict, JobService, NotFound, gather_bounded
 from shared.storage import Storage
-from shared.store import IdempotencyMismatch, hash_key
+from shared.store import ConcurrencyConflict, IdempotencyMismatch, hash_key
 
 log = logging.getLogger("jobs.operations")
 
@@ -208,7 +208,7 @@ class Operations:
                 new = replace(new, finished_at=new.updated_at)
             try:
                 op = await self._save(new, op.etag)
-            except _Conflict:
+            except ConcurrencyConflict:
                 return "superseded"  # another message of this operation saved first: it goes on
             if op.status is OperationStatus.RUNNING and clock() - started >= STEP_SECONDS:
                 await self._enqueue(op.id)
@@ -278,7 +278,7 @@ class Operations:
             )
         except HttpResponseError as exc:
             if exc.status_code in (404, 409, 412):
-                raise _Conflict from exc
+                raise ConcurrencyConflict(op.id) from exc
             raise
         return replace(op, etag=meta["etag"])
 
@@ -294,7 +294,7 @@ class Operations:
         error = {"id": op.id, "error": reason}
         failed = replace(op, status=OperationStatus.FAILED, updated_at=now, finished_at=now,
                          errors=(*op.errors, error)[:MAX_ERRORS])  # fmt: skip
-        with contextlib.suppress(_Conflict):
+        with contextlib.suppress(ConcurrencyConflict):
             await self._save(failed, op.etag)
             return True
         return False
@@ -311,7 +311,7 @@ class Operations:
         was lost (a crash between the record and the put). A duplicate message is harmless."""
         stalled = [op async for op in self.running() if op.updated_at + STALLED <= now]
         for op in stalled:
-            with contextlib.suppress(_Conflict):
+            with contextlib.suppress(ConcurrencyConflict):
                 await self._save(replace(op, updated_at=now), op.etag)  # so the next run does not repeat it
                 await self._enqueue(op.id)
                 log.warning("re-enqueued a stalled bulk operation", extra={"operation": op.id})
@@ -333,10 +333,6 @@ class Operations:
             if deleted >= max_rows:
                 break
         return deleted
-
-
-class _Conflict(Exception):
-    """Someone else saved the operation since we read it."""
 
 
 def _to_entity(op: Operation) -> dict[str, Any]:

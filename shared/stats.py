@@ -17,9 +17,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.job import Status, isoformat, parse_time, partition_key, row_key_at, utcnow
+from shared.job import Status, isoformat, parse_time, utcnow
 from shared.storage import Storage
-from shared.store import JOB_ROWS_END, JobStore
+from shared.store import JobStore
 
 PARTITION = "stats"
 STATE_ROW = "state"  # sorts after every minute row ("m...")
@@ -49,13 +49,10 @@ class Stats:
         while minute <= now:
             counts[minute_row(minute)] = Counter()  # a minute with no jobs is written as zeros
             minute += timedelta(minutes=1)
-        per_partition = await asyncio.gather(*(self._due_between(shard, start, now) for shard in range(
-            self.store.partitions)))  # fmt: skip
-        for rows in per_partition:
-            for row in rows:
-                due = parse_time(row.get("due_at"))
-                if due is not None and start <= due <= now:
-                    counts[minute_row(due)][row["status"]] += 1
+        for row in await self.store.due_rows(start, now, ["status", "due_at"]):
+            due = parse_time(row.get("due_at"))
+            if due is not None and start <= due <= now:
+                counts[minute_row(due)][row["status"]] += 1
         entities: list[dict[str, Any]] = [
             {"PartitionKey": PARTITION, "RowKey": key, **{s: c[s] for s in STATUSES}} for key, c in counts.items()
         ]
@@ -66,21 +63,14 @@ class Stats:
         for i in range(0, len(entities), 100):  # one entity-group transaction per 100 rows
             await self.storage.table.submit_transaction([("upsert", e) for e in entities[i : i + 100]])
 
-    async def _due_between(self, shard: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        query = (
-            f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(end)}' "
-            f"and RowKey lt '{JOB_ROWS_END}' and RowKey le '{row_key_at(start)}~'"
-        )
-        return [row async for row in self.storage.table.query_entities(query, select=["status", "due_at"])]
-
     async def read(self, now: datetime | None = None) -> dict[str, Any]:
         """The overview: counts for the last hour and day, a series in 5-minute buckets, the
         queue figures of the reconciler's last run, and the ten newest dead letters."""
         now = now or utcnow()
         query = f"PartitionKey eq '{PARTITION}' and RowKey ge '{minute_row(now - timedelta(hours=24))}'"
-        rows_task = asyncio.ensure_future(self._rows(query))
-        dead = await self.store.list(status=str(Status.DEAD_LETTERED), limit=10)
-        rows = await rows_task
+        rows, dead = await asyncio.gather(
+            self._rows(query), self.store.list(status=str(Status.DEAD_LETTERED), limit=10)
+        )
         state = next((r for r in rows if r["RowKey"] == STATE_ROW), None)
         minutes = [(minute_of(r["RowKey"]), r) for r in rows if r["RowKey"].startswith("m")]
         last_hour, last_day = Counter[str](), Counter[str]()
