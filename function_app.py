@@ -13,6 +13,7 @@ import azure.functions as func
 from shared import api, apidocs
 from shared import dashboard as dashboard_routes
 from shared.app import services
+from shared.job import Priority
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 ANONYMOUS = func.AuthLevel.ANONYMOUS
@@ -136,10 +137,25 @@ async def fallback(req: func.HttpRequest, context: func.Context) -> func.HttpRes
 # --- background ---
 
 
+# One queue per priority, each with its own trigger: the host polls and runs them side by side.
+async def _run(msg: func.QueueMessage, priority: Priority) -> None:
+    outcome = await (await services()).worker.process(msg.get_body(), priority)
+    logging.getLogger("jobs.worker").debug("message %s: %s", msg.id, outcome)
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%", connection="AzureWebJobsStorage")
 async def run_job(msg: func.QueueMessage) -> None:
-    outcome = await (await services()).worker.process(msg.get_body())
-    logging.getLogger("jobs.worker").debug("message %s: %s", msg.id, outcome)
+    await _run(msg, Priority.NORMAL)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%-high", connection="AzureWebJobsStorage")
+async def run_job_high(msg: func.QueueMessage) -> None:
+    await _run(msg, Priority.HIGH)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%JOBS_QUEUE_NAME%-low", connection="AzureWebJobsStorage")
+async def run_job_low(msg: func.QueueMessage) -> None:
+    await _run(msg, Priority.LOW)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%JOBS_RECONCILE_SCHEDULE%", run_on_startup=False)

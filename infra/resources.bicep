@@ -61,9 +61,14 @@ module storage 'core/storage.bicep' = {
       jobs.packageContainer
       jobs.container
     ]
+    // One queue per priority (normal, high, low), each with the poison queue its trigger uses.
     queues: [
       jobs.queue
       '${jobs.queue}-poison'
+      '${jobs.queue}-high'
+      '${jobs.queue}-high-poison'
+      '${jobs.queue}-low'
+      '${jobs.queue}-low-poison'
     ]
     tables: [
       jobs.table

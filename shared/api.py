@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
@@ -152,7 +153,8 @@ PROBLEMS = {
     409: "The resource's state does not allow this.",
     413: "The body or the payload is too large.",
     415: "The body is not JSON.",
-    422: "The Idempotency-Key was used before with a different body.",
+    422: "Valid, but not doable: the Idempotency-Key was used before with a different body "
+    "(`idempotency_key_reused`), or a time is out of range (`run_at_out_of_range`).",
     429: "The host is throttling requests (in Azure: the Functions host's HTTP concurrency limits). Retry later.",
     503: "Storage did not answer. Retry later.",
 }
@@ -217,7 +219,8 @@ async def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
     try:
         submitted = await service.submit(
             sub.type, sub.payload, max_attempts=sub.max_attempts, delay_seconds=sub.delay_seconds,
-            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+            idempotency_key=key, request_hash=with_request_hash(body) if key else None, run_at=sub.run_at,
+            priority=sub.priority,
         )  # fmt: skip
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
@@ -251,14 +254,17 @@ async def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
                 400, "invalid_body", f'the body must be {{"jobs": [...]}} with 1 to {c.MAX_BATCH} jobs'
             ) from None
         items = body["jobs"]
-    subs, errors = [], []
+    subs, errors, statuses = [], [], set()
     for index, item in enumerate(items):
         try:
             subs.append(_submission(app, item))
         except Problem as problem:
             errors.append({"index": index, "code": str(problem.code), "detail": problem.detail})
+            statuses.add(problem.status)
     if errors:
-        raise Problem(400, "invalid_batch", f"{len(errors)} of {len(items)} jobs are invalid; none was submitted",
+        # 422 when every item is well-formed but not doable (a run_at too far ahead), as for one job.
+        status = 422 if statuses == {422} else 400
+        raise Problem(status, "invalid_batch", f"{len(errors)} of {len(items)} jobs are invalid; none was submitted",
                       errors=errors)  # fmt: skip
     key = _idempotency_key(request)
     try:
@@ -287,7 +293,9 @@ def _submission(app: Services, body: Any) -> Submission:
     limit = app.config.max_payload_bytes
     if size > limit:
         raise Problem(413, "payload_too_large", f"payload is {size} bytes; the limit is {limit}")
-    return Submission(sub.type, sub.payload, sub.max_attempts, sub.delay_seconds or 0.0)
+    if sub.run_at is not None and sub.run_at > utcnow() + timedelta(seconds=c.MAX_DELAY_SECONDS):
+        raise Problem(422, "run_at_out_of_range", "`run_at` may be at most 365 days ahead")
+    return Submission(sub.type, sub.payload, sub.max_attempts, sub.delay_seconds or 0.0, sub.run_at, sub.priority)
 
 
 @endpoint(

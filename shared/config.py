@@ -25,7 +25,12 @@ class Setting:
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("JOBS_QUEUE_NAME", "jobs", "Queue holding one message per job attempt; its poison queue is <name>-poison."),
+    Setting(
+        "JOBS_QUEUE_NAME",
+        "jobs",
+        "Queue of normal-priority job attempts; high and low priority use <name>-high and <name>-low, and each "
+        "queue's poison queue is <queue>-poison.",
+    ),
     Setting("JOBS_TABLE_NAME", "jobs", "Table holding the job records."),
     Setting(
         "JOBS_CONTAINER_NAME", "job-payloads", "Blob container for payloads and results too large for a table entity."
@@ -78,6 +83,11 @@ class Config:
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
+
+    def queue_name_for(self, priority: str) -> str:
+        """The queue of a priority: JOBS_QUEUE_NAME for normal, with -high or -low appended for the
+        others (the triggers in function_app.py name them the same way)."""
+        return self.queue_name if priority == "normal" else f"{self.queue_name}-{priority}"
 
 
 class ConfigError(ValueError):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.job import Status
+from shared.job import Priority, Status
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 MAX_ATTEMPTS_CEILING = 100
@@ -35,6 +35,7 @@ class ProblemCode(StrEnum):
     UNKNOWN_JOB_TYPE = "unknown_job_type"
     UNKNOWN_FIELD = "unknown_field"
     INVALID_FIELD = "invalid_field"
+    RUN_AT_OUT_OF_RANGE = "run_at_out_of_range"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     BODY_TOO_LARGE = "body_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -88,15 +89,38 @@ class Strict(BaseModel):
 # --- requests ----------------------------------------------------------------------------------
 
 
+def _delay_or_run_at(schema: dict[str, Any]) -> None:
+    schema["not"] = {"required": ["delay_seconds", "run_at"]}
+    schema["properties"]["run_at"].pop("default", None)
+
+
 class JobRequest(Strict):
     """One job to run."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_delay_or_run_at)
     type: str = Field(min_length=1, description="A registered job type (the document lists them).")
     payload: Any = Field(None, description="Any JSON value, handed to the handler (at most JOBS_MAX_PAYLOAD_BYTES).")
     max_attempts: Attempts | None = Field(None, description="Attempts before the job is dead-lettered.")
     delay_seconds: Seconds | None = Field(
-        None, description="Start no earlier than this many seconds from now (up to 365 days)."
+        None, description="Start no earlier than this many seconds from now (up to 365 days). Not with `run_at`."
     )
+    # Absent, never null: a default is not validated, so an explicit null is refused.
+    run_at: Moment = Field(  # type: ignore[assignment]
+        None,
+        description="Start no earlier than this time (RFC 3339; a past time means now; up to 365 days ahead: "
+        "later is a 422). Not with `delay_seconds`.",
+    )
+    priority: Priority | None = Field(
+        None,
+        description="Which queue the job waits in: `high` never waits behind `normal` or `low` work, `low` never "
+        "delays `normal`. Default: the type's priority, else `normal`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_start(self) -> JobRequest:
+        if {"delay_seconds", "run_at"} <= self.model_fields_set:
+            raise ValueError("give `delay_seconds` or `run_at`, not both")
+        return self
 
 
 class BatchRequest(Strict):
@@ -188,6 +212,7 @@ class JobResource(BaseModel):
     status: Status
     attempt: int = Field(description="The current attempt, 1 for the first run.")
     max_attempts: int
+    priority: Priority
     payload: Any = None
     result: Any = None
     errors: list[AttemptError] = Field(description="One entry per failed attempt (the last 20).")

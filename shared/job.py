@@ -36,6 +36,17 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD_LETTERED, Status.CANCELLED})
 
+
+class Priority(StrEnum):
+    """Which queue a job's messages go on. Each priority has its own queue and trigger, so the
+    host drains them side by side: a high job never waits behind a backlog of normal or low ones,
+    and a flood of low ones (a backfill) never delays normal work."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
 # Errors kept on a record: enough to diagnose, bounded so an entity never outgrows its limits.
 MAX_ERRORS_KEPT = 20
 MAX_ERROR_CHARS = 2000
@@ -123,6 +134,7 @@ class Job:
     idempotency_key: str | None = None  # a hash of the client's key, never the key itself
     trace: str | None = None  # traceparent of the submit, so every attempt joins the job's trace
     operation: str | None = None  # the last bulk operation that changed it: none applies twice
+    priority: Priority = Priority.NORMAL
     extra: dict[str, Any] = field(default_factory=dict)  # storage details (e.g. blob names)
 
     @property
@@ -142,6 +154,7 @@ class Job:
         now: datetime | None = None,
         idempotency_key: str | None = None,
         trace: str | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Job:
         now = now or utcnow()
         due = now + delay
@@ -158,11 +171,20 @@ class Job:
             not_before=due,
             idempotency_key=idempotency_key,
             trace=trace,
+            priority=priority,
         )
 
     @classmethod
     def from_message(
-        cls, job_id: str, attempt: int, job_type: str, payload: Any, max_attempts: int, due: datetime, trace: str | None
+        cls,
+        job_id: str,
+        attempt: int,
+        job_type: str,
+        payload: Any,
+        max_attempts: int,
+        due: datetime,
+        trace: str | None,
+        priority: Priority = Priority.NORMAL,
     ) -> Job:
         """The job as a message snapshot knows it: enough to claim it, run it and write its
         result with merges. Its timestamps other than `not_before` are placeholders that are
@@ -170,6 +192,7 @@ class Job:
         return cls(
             id=job_id, type=job_type, status=Status.QUEUED, attempt=attempt, max_attempts=max_attempts,
             payload=payload, created_at=due, updated_at=due, due_at=due, not_before=due, trace=trace,
+            priority=priority,
         )  # fmt: skip
 
     # --- transitions -------------------------------------------------------------------------
@@ -298,6 +321,7 @@ class Job:
             "status": str(self.status),
             "attempt": self.attempt,
             "max_attempts": self.max_attempts,
+            "priority": str(self.priority),
             "payload": self.payload,
             "result": self.result,
             "errors": list(self.errors),

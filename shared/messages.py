@@ -127,7 +127,7 @@ async def enqueue(storage: Storage, job: Job, etag: str | None = None, now: date
         due_ms = int(job.not_before.timestamp() * 1000)
         snapshot = Snapshot(etag, job.type, job.payload, job.max_attempts, due_ms)
     message = JobMessage(job.id, job.attempt, job.trace, snapshot)
-    await storage.queue.send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
+    await storage.queues[job.priority].send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
     return True
 
 

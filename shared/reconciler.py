@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue.aio import QueueClient
 
 from shared import signals
 from shared.config import Config
-from shared.job import Status, isoformat, parse_time, utcnow
+from shared.job import Job, Priority, Status, isoformat, parse_time, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of
 from shared.operations import Operations
 from shared.service import JobService
@@ -95,18 +96,23 @@ class Reconciler:
         return done
 
     async def _measure_depths(self) -> tuple[int, int]:
-        """Queue and poison-queue depth gauges: one call each per run, whatever the backlog."""
+        """Queue and poison-queue depth gauges, summed over the priorities' queues: one call per
+        queue per run, whatever the backlog."""
         depths = []
-        for metric, queue in (
-            (signals.QUEUE_DEPTH, self.storage.queue),
-            (signals.POISON_DEPTH, self.storage.poison_queue),
+        for metric, queues in (
+            (signals.QUEUE_DEPTH, self.storage.queues),
+            (signals.POISON_DEPTH, self.storage.poison_queues),
         ):
-            depths.append((await queue.get_queue_properties()).approximate_message_count)
+            counts = [(await q.get_queue_properties()).approximate_message_count for q in queues.values()]
+            depths.append(sum(counts))
             self.telemetry.set_gauge(metric, depths[-1])
         return depths[0], depths[1]
 
     async def _sync_poison(self, done: Counter[str]) -> None:
-        queue = self.storage.poison_queue
+        for queue in self.storage.poison_queues.values():
+            await self._sync_poison_queue(queue, done)
+
+    async def _sync_poison_queue(self, queue: QueueClient, done: Counter[str]) -> None:
         for _ in range(POISON_BATCHES):
             # One call per batch: the first page only (max_messages would ask again until empty).
             pages = queue.receive_messages(messages_per_page=32, visibility_timeout=SET_ASIDE_HIDE_SECONDS).by_page()
@@ -138,7 +144,7 @@ class Reconciler:
                 await self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
                 continue
             if self._message_lost(found, now):
-                if await backlog.may_hold(found.job.not_before):
+                if await backlog.may_hold(found.job):
                     done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run
                 else:
                     await self._requeue(found, now, done)
@@ -156,7 +162,7 @@ class Reconciler:
                 done["repairs_deferred"] += 1
                 return start + self.window  # not advanced: the next run covers this window again
             if job.status is Status.QUEUED and self._message_lost(found, now):
-                if await backlog.may_hold(job.not_before):
+                if await backlog.may_hold(job):
                     done["requeue_deferred"] += 1
                     resume = min(resume or job.due_at, job.due_at)
                     continue
@@ -194,20 +200,25 @@ class Reconciler:
 
 
 class QueueBacklog:
-    """The jobs queue's oldest visible message, peeked once per run and only if a job is overdue
-    (one call). Queues are roughly first in, first out: while that message was put before a job
+    """Each queue's oldest visible message, peeked once per run and only when needed (one call
+    per queue). Queues are roughly first in, first out: while that message was put before a job
     was due, the job's own message may still be waiting behind it, so it is not lost yet."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._oldest: tuple[datetime | None] | None = None  # peeked once, on first need
+        self._oldest: dict[Priority, datetime | None] = {}  # peeked once per queue, on first need
+
+    async def oldest_in(self, priority: Priority) -> datetime | None:
+        if priority not in self._oldest:
+            head = await self.storage.queues[priority].peek_messages(max_messages=1)
+            self._oldest[priority] = head[0].inserted_on if head else None
+        return self._oldest[priority]
 
     async def oldest(self) -> datetime | None:
-        if self._oldest is None:
-            head = await self.storage.queue.peek_messages(max_messages=1)
-            self._oldest = (head[0].inserted_on if head else None,)
-        return self._oldest[0]
+        """The oldest waiting message of any priority."""
+        found = [t for t in [await self.oldest_in(p) for p in Priority] if t is not None]
+        return min(found, default=None)
 
-    async def may_hold(self, due: datetime) -> bool:
-        oldest = await self.oldest()
-        return oldest is not None and oldest <= due + ENQUEUE_SLACK
+    async def may_hold(self, job: Job) -> bool:
+        oldest = await self.oldest_in(job.priority)
+        return oldest is not None and oldest <= job.not_before + ENQUEUE_SLACK

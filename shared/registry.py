@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.job import Priority
 from shared.retry import RetryPolicy
 
 
@@ -48,6 +49,7 @@ class HandlerSpec:
     backoff_base_seconds: float | None = None
     backoff_max_seconds: float | None = None
     time_limit_seconds: float | None = None
+    priority: Priority | None = None  # the type's default; a submit may ask for another
 
     @property
     def is_async(self) -> bool:
@@ -73,15 +75,18 @@ class Registry:
         backoff_base_seconds: float | None = None,
         backoff_max_seconds: float | None = None,
         time_limit_seconds: float | None = None,
+        priority: Priority | str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a function as the handler of `job_type` (sync or async)."""
+        default_priority = Priority(priority) if priority is not None else None
 
         def register(func: Handler) -> Handler:
             if job_type in self._specs:
                 raise ValueError(f"job type {job_type!r} is already registered")
             self._specs[job_type] = HandlerSpec(
-                job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds, time_limit_seconds
-            )
+                job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds, time_limit_seconds,
+                default_priority,
+            )  # fmt: skip
             return func
 
         return register

@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.job import AlreadyApplied, InvalidTransition, Job
+from shared.job import AlreadyApplied, InvalidTransition, Job, Priority, utcnow
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
@@ -57,6 +57,8 @@ class Submission:
     payload: Any
     max_attempts: int | None = None
     delay_seconds: float = 0
+    run_at: datetime | None = None  # instead of delay_seconds
+    priority: Priority | None = None
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,20 @@ class JobService:
         delay_seconds: float = 0,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        run_at: datetime | None = None,
+        priority: Priority | str | None = None,
     ) -> Submitted:
+        """Insert the job, then put its message. `run_at` (an absolute time) or `delay_seconds` say
+        when it may start; `priority` picks its queue (default: its type's, else normal)."""
         attempts = self._attempts(job_type, max_attempts)
         key_hash = hash_key(idempotency_key) if idempotency_key else None
         shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
         with self.telemetry.span(signals.SPAN_SUBMIT, kind=SpanKind.PRODUCER) as span:
+            now = utcnow()
             job = Job.new(
-                job_type, payload, attempts, shard, delay=timedelta(seconds=delay_seconds),
+                job_type, payload, attempts, shard, delay=_delay(delay_seconds, run_at, now), now=now,
                 idempotency_key=key_hash, trace=self.telemetry.current_traceparent(),
+                priority=self._priority(job_type, priority),
             )  # fmt: skip
             span.set_attributes(job_attributes(job))
             stored = await self.store.insert(job, request_hash=request_hash)
@@ -109,10 +117,12 @@ class JobService:
         shard = int(key_hash, 16) % self.config.partitions if key_hash else random.randrange(self.config.partitions)
         with self.telemetry.span(signals.SPAN_SUBMIT, kind=SpanKind.PRODUCER, batch=len(subs)):
             trace = self.telemetry.current_traceparent()
+            now = utcnow()
             jobs = [
                 Job.new(
                     sub.type, sub.payload, self._attempts(sub.type, sub.max_attempts), shard,
-                    delay=timedelta(seconds=sub.delay_seconds), trace=trace,
+                    delay=_delay(sub.delay_seconds, sub.run_at, now), now=now, trace=trace,
+                    priority=self._priority(sub.type, sub.priority),
                 )
                 for sub in subs
             ]  # fmt: skip
@@ -127,6 +137,12 @@ class JobService:
             self.telemetry.count(signals.SUBMITTED, v.job)
         log.info("batch submitted: %d of %d jobs", len(stored), len(subs))
         return [r.job if isinstance(r, Versioned) else r for r in results], False
+
+    def _priority(self, job_type: str, requested: Priority | str | None) -> Priority:
+        if requested is not None:
+            return Priority(requested)
+        spec = self.registry.get(job_type)
+        return (spec.priority if spec else None) or Priority.NORMAL
 
     def _attempts(self, job_type: str, requested: int | None) -> int:
         spec = self.registry.get(job_type)
@@ -239,6 +255,13 @@ class JobService:
         except Exception as exc:  # noqa: BLE001
             checks["queue"] = _short(exc)
         return checks
+
+
+def _delay(delay_seconds: float, run_at: datetime | None, now: datetime) -> timedelta:
+    """How long until a job may start: until `run_at` (none if it has passed), else the delay."""
+    if run_at is not None:
+        return max(run_at - now, timedelta(0))
+    return timedelta(seconds=delay_seconds)
 
 
 async def gather_bounded(calls: list[Coroutine[Any, Any, Any]], limit: int) -> list[Any]:

@@ -27,6 +27,7 @@ from azure.storage.blob.aio import ContainerClient
 from azure.storage.queue.aio import QueueClient
 
 from shared.config import STORAGE_CONNECTION, Config
+from shared.job import Priority
 
 
 class StorageConfigError(RuntimeError):
@@ -158,11 +159,21 @@ class Storage:
 
     @cached_property
     def queue(self) -> QueueClient:
-        return self._queue(self.config.queue_name)
+        """The normal-priority queue, which also carries the bulk operations' messages."""
+        return self.queues[Priority.NORMAL]
 
     @cached_property
     def poison_queue(self) -> QueueClient:
-        return self._queue(self.config.poison_queue_name)
+        return self.poison_queues[Priority.NORMAL]
+
+    @cached_property
+    def queues(self) -> dict[Priority, QueueClient]:
+        """One queue per priority, each drained by its own trigger."""
+        return {p: self._queue(self.config.queue_name_for(p)) for p in Priority}
+
+    @cached_property
+    def poison_queues(self) -> dict[Priority, QueueClient]:
+        return {p: self._queue(f"{self.config.queue_name_for(p)}-poison") for p in Priority}
 
     @cached_property
     def container(self) -> ContainerClient:
@@ -181,8 +192,7 @@ class Storage:
             return
         for create in (
             self.table.create_table,
-            self.queue.create_queue,
-            self.poison_queue.create_queue,
+            *(queue.create_queue for queue in (*self.queues.values(), *self.poison_queues.values())),
             self.container.create_container,
         ):
             with contextlib.suppress(ResourceExistsError):
@@ -190,8 +200,12 @@ class Storage:
         self._ensured = True
 
     async def close(self) -> None:
-        for name in ("table", "queue", "poison_queue", "container"):
-            client = self.__dict__.pop(name, None)
+        self.__dict__.pop("queue", None)
+        self.__dict__.pop("poison_queue", None)
+        clients = [self.__dict__.pop(name, None) for name in ("table", "container")]
+        for name in ("queues", "poison_queues"):
+            clients += list(self.__dict__.pop(name, {}).values())
+        for client in clients:
             if client is not None:
                 await client.close()
         if self._credential is not None:

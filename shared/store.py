@@ -36,7 +36,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Status, parse_time, partition_key, row_key_at, to_ms
+from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
 from shared.storage import Storage
 
 # Table strings are UTF-16 and capped at 64 KiB: keep inline JSON well under 32K characters.
@@ -386,6 +386,8 @@ class JobStore:
             entity["trace"] = job.trace
         if job.operation:
             entity["op"] = job.operation
+        if job.priority is not Priority.NORMAL:  # a plain job's record stays as it was
+            entity["priority"] = str(job.priority)
         for name in values:
             blob_name = job.extra.get(f"{name}_blob")
             if blob_name:
@@ -446,6 +448,7 @@ class JobStore:
             idempotency_key=entity.get("idem"),
             trace=entity.get("trace"),
             operation=entity.get("op"),
+            priority=Priority(entity.get("priority") or Priority.NORMAL),
             extra=extra,
             **times,  # type: ignore[arg-type]
         )

@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 from shared import signals
 from shared.config import Config
 from shared.heartbeat import Heartbeat
-from shared.job import Job, Status, utcnow
+from shared.job import Job, Priority, Status, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of, set_aside
 from shared.operations import Operations
 from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
@@ -89,7 +89,8 @@ class Worker:
         spec = self.registry.get(job_type)
         return spec.policy(self.defaults) if spec else self.defaults
 
-    async def process(self, body: bytes | str) -> Outcome:
+    async def process(self, body: bytes | str, priority: Priority = Priority.NORMAL) -> Outcome:
+        """Handle one message from the queue of `priority`."""
         try:
             message = JobMessage.decode(body)
         except MalformedMessage as exc:
@@ -101,13 +102,13 @@ class Worker:
             return Outcome.SET_ASIDE
         attrs = {signals.JOB_ID: message.id, signals.ATTEMPT: message.attempt}
         with self.telemetry.span(signals.SPAN_ATTEMPT, parent=message.trace, kind=SpanKind.CONSUMER, **attrs) as span:
-            outcome = await self._from_snapshot(message)
+            outcome = await self._from_snapshot(message, priority)
             if outcome is None:
                 outcome = await self._from_record(message, body)
             span.set_attribute(signals.OUTCOME, str(outcome))
             return outcome
 
-    async def _from_snapshot(self, message: JobMessage) -> Outcome | None:
+    async def _from_snapshot(self, message: JobMessage, priority: Priority) -> Outcome | None:
         """Claim straight from the message: the claim is conditional on the ETag the record had
         when it scheduled this attempt, so it succeeds only if nothing happened since. Anything
         else (a cancel, a repair, a second delivery) falls back to reading the record."""
@@ -119,7 +120,7 @@ class Worker:
         if spec is None or snap.due > now + timedelta(seconds=1):
             return None
         job = Job.from_message(
-            message.id, message.attempt, snap.type, snap.payload, snap.max_attempts, snap.due, message.trace
+            message.id, message.attempt, snap.type, snap.payload, snap.max_attempts, snap.due, message.trace, priority
         )
         try:
             claimed = await self.store.update(

@@ -58,6 +58,8 @@ class Blocking:
         value = getattr(self._target, name)
         if isinstance(value, self._wrapped):
             return Blocking(value, self._portal, self._wrapped)
+        if isinstance(value, dict) and value and all(isinstance(v, self._wrapped) for v in value.values()):
+            return {k: Blocking(v, self._portal, self._wrapped) for k, v in value.items()}  # e.g. the queues
         if callable(value) and not isinstance(value, type):
             return _blocking_call(value, self._portal)
         return value
@@ -98,7 +100,7 @@ def drop_resources(services: Any, portal: Portal) -> None:
 
     async def clean() -> None:
         storage = services.storage
-        for client in (storage.queue, storage.poison_queue):
+        for client in (*storage.queues.values(), *storage.poison_queues.values()):
             await client.delete_queue()
         await storage.table.delete_table()
         await storage.container.delete_container()

@@ -27,7 +27,7 @@ import httpx
 
 from jobs_client._version import __version__
 from jobs_client.errors import BatchIncomplete, ServiceUnreachable, UnexpectedResponse, WaitTimeout, error_for
-from jobs_client.models import Job, JobRequest, Operation, Page
+from jobs_client.models import Job, JobRequest, Operation, Page, format_time
 
 T = TypeVar("T")
 Polled = TypeVar("Polled", Job, Operation)
@@ -102,15 +102,6 @@ def derived_key(key: str, suffix: str) -> str:
     if len(candidate) <= MAX_KEY_LENGTH:
         return candidate
     return f"{hashlib.sha256(key.encode()).hexdigest()}:{suffix}"
-
-
-def format_time(value: datetime | str | None) -> str | None:
-    """RFC 3339 for the API. A naive datetime is taken as UTC; a string is passed on as it is."""
-    if value is None or isinstance(value, str):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def job_path(job_id: str, action: str = "") -> str:
@@ -261,8 +252,10 @@ class Core:
         max_attempts: int | None,
         delay_seconds: float | None,
         idempotency_key: str | None,
+        run_at: datetime | str | None = None,
+        priority: str | None = None,
     ) -> Flow[Job]:
-        body = JobRequest(type, payload, max_attempts, delay_seconds).to_body()
+        body = JobRequest(type, payload, max_attempts, delay_seconds, run_at, priority).to_body()
         # A key on every submit, the same on every resend: a retried submit never makes two jobs.
         headers = {"Idempotency-Key": idempotency_key or new_key()}
         data, _ = yield from self.fetch(Call("POST", "/api/jobs", json=body, headers=headers), "id")

@@ -101,6 +101,7 @@ def job_facts(job: Job) -> Text:
         ("type", job.type),
         ("status", _status(job.status)),
         ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("priority", job.priority if job.priority != "normal" else ""),
         ("created", _time(raw, "created_at")),
         ("due", _time(raw, "due_at") if raw.get("due_at") != raw.get("created_at") else ""),
         ("started", _time(raw, "started_at")),

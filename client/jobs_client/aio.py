@@ -72,10 +72,14 @@ class AsyncJobsClient:
         *,
         max_attempts: int | None = None,
         delay_seconds: float | None = None,
+        run_at: datetime | str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit one job (see JobsClient.submit: every submit carries an Idempotency-Key)."""
-        return await self._run(self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key))
+        return await self._run(
+            self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key, run_at, priority)
+        )
 
     async def submit_many(
         self,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -83,6 +84,14 @@ UntilOpt = Annotated[
     str | None,
     typer.Option("--until", help="Only jobs due before this time (same forms as --since).", show_default=False),
 ]
+
+
+class Priority(str, Enum):  # for typer's choices (it takes Enum classes)
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
 WaitFlag = Annotated[bool, typer.Option("--wait", help="Wait until it ends; the exit code says how it ended.")]
 TimeoutOpt = Annotated[
     float | None,
@@ -246,6 +255,18 @@ def submit(
     delay: Annotated[
         float | None, typer.Option("--delay", min=0, help="Seconds before the first attempt.", show_default=False)
     ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Start no earlier than this time (RFC 3339; UTC if no offset). Not with --delay.",
+            show_default=False,
+        ),
+    ] = None,
+    priority: Annotated[
+        Priority | None,
+        typer.Option("--priority", help="Its queue (default: the type's, else normal).", show_default=False),
+    ] = None,
     idempotency_key: KeyOpt = None,
     file: Annotated[
         str | None,
@@ -263,8 +284,8 @@ def submit(
 ) -> None:
     """Submit a job, or (--file) many. Prints the job(s) as accepted, or with --wait as ended."""
     if file is not None:
-        if job_type is not None or payload is not None or max_attempts is not None or delay is not None:
-            usage("give either TYPE (with --payload, --max-attempts, --delay) or --file, not both", "--file")
+        if job_type is not None or any(v is not None for v in (payload, max_attempts, delay, run_at, priority)):
+            usage("give either TYPE (with its options) or --file, not both", "--file")
         if wait:
             usage("--wait takes a single job; follow many with `jobs list`", "--wait")
         requests = read_job_lines(file)
@@ -273,11 +294,19 @@ def submit(
         usage("give a job TYPE, or --file", "TYPE")
     if timeout is not None and not wait:
         usage("--timeout goes with --wait", "--timeout")
+    if delay is not None and run_at is not None:
+        usage("give --delay or --at, not both", "--at")
+    start = None
+    if run_at is not None:
+        start = parse_time(run_at)
+        if start is None:
+            usage(f"{run_at!r} is not an RFC 3339 time or a date", "--at")
     body = parse_json(payload, "--payload") if payload is not None else None
     with session(ctx, json_flag) as (client, settings):
         job = client.submit(
-            job_type, body, max_attempts=max_attempts, delay_seconds=delay, idempotency_key=idempotency_key
-        )
+            job_type, body, max_attempts=max_attempts, delay_seconds=delay, run_at=start,
+            priority=priority.value if priority else None, idempotency_key=idempotency_key,
+        )  # fmt: skip
         if not wait:
             show(settings, job)
             return

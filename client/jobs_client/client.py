@@ -74,13 +74,17 @@ class JobsClient:
         *,
         max_attempts: int | None = None,
         delay_seconds: float | None = None,
+        run_at: datetime | str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit one job; returns it as accepted (status `queued`). Every submit carries an
         Idempotency-Key (a new uuid4 unless you give one) that is reused when the request is sent
         again, so a retried submit never makes a second job. The same key with another body
         raises UnprocessableContent (code `idempotency_key_reused`)."""
-        return self._run(self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key))
+        return self._run(
+            self._core.submit(type, payload, max_attempts, delay_seconds, idempotency_key, run_at, priority)
+        )
 
     def submit_many(
         self,

@@ -17,6 +17,7 @@ OperationStatus = Literal["running", "succeeded", "failed"]
 
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "dead_lettered", "cancelled")
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "dead_lettered", "cancelled"})
+PRIORITIES = ("high", "normal", "low")
 TERMINAL_OPERATION_STATUSES = frozenset({"succeeded", "failed"})
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -85,6 +86,7 @@ class Job:
     due_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    priority: str = "normal"  # one of PRIORITIES
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -113,6 +115,7 @@ class Job:
             due_at=parse_time(data.get("due_at")),
             started_at=parse_time(data.get("started_at")),
             finished_at=parse_time(data.get("finished_at")),
+            priority=str(data.get("priority") or "normal"),
             raw=dict(data),
         )
 
@@ -206,6 +209,8 @@ class JobRequest:
     payload: Any = None
     max_attempts: int | None = None
     delay_seconds: float | None = None
+    run_at: datetime | str | None = None  # instead of delay_seconds; a naive datetime is UTC
+    priority: str | None = None  # one of PRIORITIES; default: the type's
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
@@ -215,4 +220,17 @@ class JobRequest:
             body["max_attempts"] = self.max_attempts
         if self.delay_seconds is not None:
             body["delay_seconds"] = self.delay_seconds
+        if self.run_at is not None:
+            body["run_at"] = format_time(self.run_at)
+        if self.priority is not None:
+            body["priority"] = self.priority
         return body
+
+
+def format_time(value: datetime | str | None) -> str | None:
+    """RFC 3339 for the API. A naive datetime is taken as UTC; a string is passed on as it is."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -284,3 +284,15 @@ def test_bulk_cancel_prints_the_operation_and_jobs_operation_wait_follows_it_to_
     done = json.loads(jobs("--json", "operation", op["id"], url=host.base).stdout)
     assert (done["status"], done["applied"]) == ("succeeded", 2)
     assert {j["status"] for j in all_jobs(host) if j["id"] in ids} == {"cancelled"}
+
+
+def test_submit_at_a_time_with_a_priority_prints_them_and_refuses_at_with_delay(host):
+    at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    r = jobs("submit", "echo", "--at", at.isoformat(), "--priority", "high", "--json", url=host.base)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert (job["priority"], job["due_at"]) == ("high", at.isoformat().replace("+00:00", "Z").replace("Z", ".000Z"))
+    r = jobs("submit", "echo", "--at", at.isoformat(), "--delay", "5", url=host.base)
+    assert r.returncode == 2 and "--delay or --at" in r.stderr
+    r = jobs("submit", "echo", "--priority", "urgent", url=host.base)
+    assert r.returncode == 2

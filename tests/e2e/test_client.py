@@ -503,3 +503,14 @@ def test_async_client_submits_waits_lists_and_raises_like_the_sync_one(host, pro
     keys = [s.headers["Idempotency-Key"] for s in proxy.seen if s.path == "/api/jobs"]
     assert len(keys) == 2 and keys[0] == keys[1]
     assert len(all_jobs(host)) == 4
+
+
+def test_submit_with_run_at_and_priority_sends_both_and_a_high_job_runs(client):
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    job = client.submit("echo", 1, run_at=later, priority="low")
+    assert (job.priority, job.due_at) == ("low", later)
+    urgent = client.submit("echo", "now", priority="high")
+    assert client.wait(urgent.id, timeout=20, poll_interval=POLL).result == "now"  # the host drains the high queue
+    with pytest.raises(BadRequest) as caught:
+        client.submit("echo", run_at=later, delay_seconds=5)
+    assert caught.value.code == "invalid_field"

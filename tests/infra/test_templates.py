@@ -28,6 +28,7 @@ from templates import (
 )  # fmt: skip
 
 from shared.config import SETTINGS
+from shared.config import load as load_config
 
 ALL = {
     "azd (main.bicep)": azd_template,
@@ -120,7 +121,10 @@ def test_role_assignments_grant_exactly_what_the_app_uses():
 
 def test_template_creates_the_queues_table_and_containers_the_app_uses():
     variables = json.loads((INFRA / "azuredeploy.json").read_text())["variables"]
-    assert variables["queues"] == ["jobs", "jobs-poison"]
+    # Every priority's queue and its poison queue, named as shared/config.py and the triggers name them.
+    config = load_config({})
+    queues = [config.queue_name_for(p) for p in ("normal", "high", "low")]
+    assert variables["queues"] == [name for q in queues for name in (q, f"{q}-poison")]
     assert variables["tables"] == ["jobs"]
     assert set(variables["containers"]) == {"app-package", "job-payloads"}
 

@@ -15,12 +15,13 @@ import pytest
 from shared import api
 from shared import config as config_module
 from shared.app import Services, build
+from shared.job import Priority
 from shared.messages import JobMessage
 from shared.worker import Outcome
 from tests.blocking import Portal, drop_resources, service_view, unwrap
 
 
-def make_services(azurite, unique_name: str, telemetry=None, **overrides: str) -> Services:
+def make_services(azurite, unique_name: str, telemetry=None, job_registry=None, **overrides: str) -> Services:
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_QUEUE_NAME": unique_name,
@@ -30,7 +31,7 @@ def make_services(azurite, unique_name: str, telemetry=None, **overrides: str) -
         "JOBS_BACKOFF_MAX_SECONDS": "0.4",
         **overrides,
     }
-    return build(config_module.load(env), env=env, telemetry=telemetry)
+    return build(config_module.load(env), job_registry, env=env, telemetry=telemetry)
 
 
 def blocking(services: Services, portal: Portal) -> Any:
@@ -45,8 +46,8 @@ def drop(services: Services, portal: Portal) -> None:
 def services_factory(azurite, unique_name, portal) -> Iterator[Callable[..., Any]]:
     made: list[Services] = []
 
-    def factory(**overrides: str) -> Any:
-        s = make_services(azurite, unique_name, **overrides)
+    def factory(job_registry=None, **overrides: str) -> Any:
+        s = make_services(azurite, unique_name, job_registry=job_registry, **overrides)
         made.append(s)
         return blocking(s, portal)
 
@@ -70,12 +71,13 @@ def call_api(services: Any, route: api.Route, request: api.ApiRequest) -> api.Ap
     return services._portal.run(api.handle(route, provide, request))
 
 
-def deliver(services: Any, max_messages: int = 32) -> list[Outcome]:
-    """Play the host once: receive visible messages, run the worker, delete on success."""
+def deliver(services: Any, max_messages: int = 32, priority: Priority = Priority.NORMAL) -> list[Outcome]:
+    """Play the host once on the queue of `priority`: receive visible messages, run the worker,
+    delete on success."""
     raw: Services = unwrap(services)
 
     async def once() -> list[Outcome]:
-        queue = raw.storage.queue
+        queue = raw.storage.queues[priority]
         pages = queue.receive_messages(messages_per_page=max_messages, visibility_timeout=60).by_page()
         try:
             batch = [m async for m in await pages.__anext__()]
@@ -83,7 +85,7 @@ def deliver(services: Any, max_messages: int = 32) -> list[Outcome]:
             return []
         outcomes = []
         for message in batch:
-            outcomes.append(await raw.worker.process(message.content))
+            outcomes.append(await raw.worker.process(message.content, priority))
             await queue.delete_message(message)
         return outcomes
 
