@@ -13,6 +13,7 @@ import azure.functions as func
 from shared import api, apidocs
 from shared import dashboard as dashboard_routes
 from shared.app import services
+from shared.flow import routes as flow_routes
 from shared.job import Priority
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -84,6 +85,34 @@ async def cancel_jobs(req: func.HttpRequest, context: func.Context) -> func.Http
 @app.route(route="operations/{id}", methods=["GET"])
 async def get_operation(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return await _http(api.get_operation, req, context)
+
+
+# --- flow control ---
+
+
+@app.route(route="types", methods=["GET"])
+async def list_types(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(flow_routes.list_types, req, context)
+
+
+@app.route(route="types/{type}", methods=["GET"])
+async def get_type(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(flow_routes.get_type, req, context)
+
+
+@app.route(route="types/{type}", methods=["PATCH"])
+async def change_type(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(flow_routes.change_type, req, context)
+
+
+@app.route(route="pause", methods=["POST"])
+async def pause_all(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(flow_routes.pause_all, req, context)
+
+
+@app.route(route="resume", methods=["POST"])
+async def resume_all(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(flow_routes.resume_all, req, context)
 
 
 # --- service ---

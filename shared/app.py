@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from shared import config as config_module
 from shared import telemetry as telemetry_module
 from shared.config import Config
+from shared.flow.control import FlowControl
 from shared.operations import Operations
 from shared.reconciler import Reconciler
 from shared.registry import Registry, registry
@@ -30,6 +31,7 @@ class Services:
     telemetry: Telemetry
     operations: Operations
     stats: Stats
+    flow: FlowControl
 
 
 def build(
@@ -46,10 +48,11 @@ def build(
     store = JobStore(storage)
     service = JobService(storage, store, reg, config, telemetry)
     operations = Operations(storage, service)
-    worker = Worker(storage, store, reg, config, telemetry, operations)
+    flow = FlowControl(storage, store, reg, config)
+    worker = Worker(storage, store, reg, config, telemetry, operations, flow)
     stats = Stats(storage, store)
-    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations, stats)
-    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations, stats)
+    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations, stats, flow)
+    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations, stats, flow)
 
 
 _services: Services | None = None

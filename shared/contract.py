@@ -47,6 +47,7 @@ class ProblemCode(StrEnum):
     INVALID_CONTINUATION = "invalid_continuation"
     JOB_NOT_FOUND = "job_not_found"
     OPERATION_NOT_FOUND = "operation_not_found"
+    TYPE_NOT_FOUND = "type_not_found"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INVALID_STATE = "invalid_state"
@@ -304,6 +305,54 @@ class StatsResource(BaseModel):
     series: list[SeriesPoint] = Field(description="The last 24 hours in 5-minute buckets, oldest first.")
     queue: QueueFigures
     recent_dead_letters: list[JobResource] = Field(description="The ten newest dead letters.")
+
+
+# --- flow control ------------------------------------------------------------------------------
+
+
+class RateLimitBody(Strict):
+    """At most `limit` starts in any `period_seconds`, across every instance."""
+
+    limit: int = Field(ge=1, le=1000)
+    period_seconds: float = Field(ge=0.1, le=86400)
+
+
+def _no_null_paused(schema: dict[str, Any]) -> None:
+    schema["properties"]["paused"].pop("default", None)
+
+
+class TypeChange(Strict):
+    """What to change about a job type; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_paused)
+    # Absent, never null: a default is not validated, so an explicit null is refused.
+    paused: bool = Field(  # type: ignore[assignment]
+        None, description="Pause (its jobs stay queued and are set aside) or resume (they run)."
+    )
+    max_concurrency: Annotated[int, Field(ge=1, le=10000)] | None = Field(
+        None, description="At most this many of its attempts run at once, across every instance. Null: the code's."
+    )
+    rate_limit: RateLimitBody | None = Field(None, description="At most so many starts per period. Null: the code's.")
+
+
+class TypeResource(BaseModel):
+    """A registered job type and how its jobs flow now."""
+
+    type: str
+    priority: Priority = Field(description="Its jobs' queue unless a submit asks for another.")
+    max_attempts: int
+    time_limit_seconds: float
+    paused: bool = Field(description="Its jobs wait (it is paused, or everything is).")
+    max_concurrency: int | None = Field(description="In force: set through the API, else in the code; null: none.")
+    rate_limit: RateLimitBody | None
+    running: int | None = Field(description="Attempts holding a concurrency slot now (null without a limit).")
+    released: int | None = Field(None, description="After a resume: jobs this request released (the rest follow).")
+
+
+class TypeList(BaseModel):
+    paused_all: bool = Field(description="Every type is paused (`POST /api/pause`).")
+    types: list[TypeResource]
+    released: int | None = Field(None, description="After a resume: jobs this request released (the rest follow).")
 
 
 class Health(BaseModel):

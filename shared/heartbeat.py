@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -36,6 +36,7 @@ class Heartbeat:
         every: float,
         deadline: datetime,
         on_lost: Callable[[], None],
+        also: Callable[[datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.current = claimed  # the record as last written: the final write is conditional on its ETag
@@ -45,6 +46,7 @@ class Heartbeat:
         self.lost = False  # someone else changed the job: a cancel, or the reconciler
         self.renewals = 0
         self._on_lost = on_lost
+        self._also = also  # renewed with the lease: a concurrency slot the attempt holds
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -72,6 +74,8 @@ class Heartbeat:
                     replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
                 )
                 self.renewals += 1
+                if self._also is not None:
+                    await self._also(until)
             except ConcurrencyConflict:
                 self.lost = True
                 log.info("lease renewal refused: the job changed", extra={"job_id": self.current.job.id})

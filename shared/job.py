@@ -135,6 +135,7 @@ class Job:
     trace: str | None = None  # traceparent of the submit, so every attempt joins the job's trace
     operation: str | None = None  # the last bulk operation that changed it: none applies twice
     priority: Priority = Priority.NORMAL
+    parked: bool = False  # set aside while its type is paused (shared/flow/parking.py)
     extra: dict[str, Any] = field(default_factory=dict)  # storage details (e.g. blob names)
 
     @property

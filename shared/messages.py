@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.job import Job, JobKey, utcnow
+from shared.job import Job, JobKey, Priority, utcnow
 from shared.storage import Storage
 
 # A message can stay hidden for at most 7 days. Longer delays are held in the record and the
@@ -67,6 +67,12 @@ class JobMessage:
     attempt: int
     trace: str | None = None  # the W3C traceparent of the job's submit: one trace per job
     snapshot: Snapshot | None = None
+    waits: int = 0  # times it waited for a concurrency slot: its next wait is longer
+    reserved_ms: int | None = None  # the start time a rate limit holds for it
+
+    @property
+    def reserved(self) -> datetime | None:
+        return datetime.fromtimestamp(self.reserved_ms / 1000, UTC) if self.reserved_ms is not None else None
 
     def encode(self) -> str:
         data: dict[str, object] = {"id": self.id, "attempt": self.attempt}
@@ -74,6 +80,10 @@ class JobMessage:
             data["trace"] = self.trace
         if self.snapshot:
             data["run"] = self.snapshot.encode()
+        if self.waits:
+            data["w"] = self.waits
+        if self.reserved_ms is not None:
+            data["r"] = self.reserved_ms
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -91,7 +101,10 @@ class JobMessage:
             raise MalformedMessage(f"no valid attempt: {attempt!r}")
         trace = data.get("trace")
         trace = trace if isinstance(trace, str) and len(trace) < 128 else None
-        return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")))
+        waits, reserved = data.get("w", 0), data.get("r")
+        waits = waits if isinstance(waits, int) and not isinstance(waits, bool) and 0 <= waits < 1000 else 0
+        reserved = reserved if isinstance(reserved, int) and not isinstance(reserved, bool) else None
+        return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")), waits, reserved)
 
 
 def operation_of(body: bytes | str) -> str | None:
@@ -112,6 +125,13 @@ def visibility_delay(not_before: datetime, now: datetime | None = None) -> int |
     return max(0, int(seconds + 0.999))
 
 
+def snapshot_of(job: Job, etag: str) -> Snapshot | None:
+    """What a message carries so the worker can claim without a read: None for a large payload."""
+    if "payload_blob" in job.extra or len(json.dumps(job.payload)) > SNAPSHOT_PAYLOAD_CHARS:
+        return None
+    return Snapshot(etag, job.type, job.payload, job.max_attempts, int(job.not_before.timestamp() * 1000))
+
+
 async def enqueue(storage: Storage, job: Job, etag: str | None = None, now: datetime | None = None) -> bool:
     """Put the message for the job's current attempt, hidden until it is due. False if the delay
     is too long for a queue message: the reconciler enqueues it once it is due.
@@ -121,14 +141,16 @@ async def enqueue(storage: Storage, job: Job, etag: str | None = None, now: date
     delay = visibility_delay(job.not_before, now)
     if delay is None:
         return False
-    snapshot = None
-    small = "payload_blob" not in job.extra and len(json.dumps(job.payload)) <= SNAPSHOT_PAYLOAD_CHARS
-    if etag and small:
-        due_ms = int(job.not_before.timestamp() * 1000)
-        snapshot = Snapshot(etag, job.type, job.payload, job.max_attempts, due_ms)
-    message = JobMessage(job.id, job.attempt, job.trace, snapshot)
+    message = JobMessage(job.id, job.attempt, job.trace, snapshot_of(job, etag) if etag else None)
     await storage.queues[job.priority].send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
     return True
+
+
+async def send_later(storage: Storage, message: JobMessage, priority: Priority, until: datetime) -> None:
+    """Put the message on the queue of `priority` again, hidden until `until` (a job that waits)."""
+    delay = visibility_delay(until)
+    delay = MAX_VISIBILITY_SECONDS if delay is None else delay  # past 7 days it asks again then
+    await storage.queues[priority].send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
 
 
 async def set_aside(storage: Storage, body: bytes | str, reason: str) -> None:

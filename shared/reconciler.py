@@ -1,7 +1,8 @@
 """The reconciler: a timer's sweep that finds what a crash left behind. Each run:
 
 1. poison sync: a job whose message the host gave up on ends dead_lettered, with the reason;
-2. watch list: redriven jobs whose message was lost are enqueued again;
+2. flow control: the jobs parked while their type was paused are released once it is resumed
+   (shared/flow/parking.py); watch list: redriven jobs whose message was lost are enqueued again;
 3. recent window: queued jobs whose message was lost (the API died between insert and enqueue,
    or the delay was too long for a queue) are enqueued again; running jobs whose lease expired
    (the worker died) get their next attempt or are dead-lettered;
@@ -29,6 +30,7 @@ from azure.storage.queue.aio import QueueClient
 
 from shared import signals
 from shared.config import Config
+from shared.flow.control import RELEASE_PER_RUN, FlowControl
 from shared.job import Job, Priority, Status, isoformat, parse_time, utcnow
 from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of
 from shared.operations import Operations
@@ -48,6 +50,7 @@ MAX_DELETES = 5000
 # A message set aside in the poison queue (not a job message) stays hidden this long per look.
 SET_ASIDE_HIDE_SECONDS = 3600
 POISON_REASON = "the host gave up on this job's message after repeated failures (poison queue)"
+RELEASE_SECONDS = 10.0  # spent releasing parked jobs of resumed types per run
 # A job's message is put just after its due time is set; this covers that gap and clock skew
 # between the app and the storage service.
 ENQUEUE_SLACK = timedelta(seconds=60)
@@ -63,6 +66,7 @@ class Reconciler:
     telemetry: Telemetry
     operations: Operations
     stats: Stats
+    flow: FlowControl
 
     @property
     def window(self) -> timedelta:
@@ -81,6 +85,8 @@ class Reconciler:
         backlog = QueueBacklog(self.storage)
         depth, poison_depth = await self._measure_depths()
         await self._sync_poison(done)
+        flow = await self.flow.settings.read()
+        done["released"] += await self.flow.release(flow, RELEASE_SECONDS, RELEASE_PER_RUN)
         await self._check_watched(now, backlog, done)
         last = await self._last_run()
         start = min(last, now) - self.window if last else now - self.window
@@ -143,6 +149,8 @@ class Reconciler:
             if found is None or found.job.status is not Status.QUEUED:
                 await self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
                 continue
+            if found.job.parked:
+                continue  # set aside while its type is paused: released on resume
             if self._message_lost(found, now):
                 if await backlog.may_hold(found.job):
                     done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run
@@ -161,6 +169,8 @@ class Reconciler:
             if repairs >= MAX_REPAIRS:
                 done["repairs_deferred"] += 1
                 return start + self.window  # not advanced: the next run covers this window again
+            if job.status is Status.QUEUED and job.parked:
+                continue  # set aside while its type is paused: released on resume, not lost
             if job.status is Status.QUEUED and self._message_lost(found, now):
                 if await backlog.may_hold(job):
                     done["requeue_deferred"] += 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.flow.limits import RateLimit
 from shared.job import Priority
 from shared.retry import RetryPolicy
 
@@ -50,6 +51,8 @@ class HandlerSpec:
     backoff_max_seconds: float | None = None
     time_limit_seconds: float | None = None
     priority: Priority | None = None  # the type's default; a submit may ask for another
+    max_concurrency: int | None = None  # attempts running at once, across every instance
+    rate_limit: RateLimit | None = None  # starts per period, across every instance
 
     @property
     def is_async(self) -> bool:
@@ -76,16 +79,22 @@ class Registry:
         backoff_max_seconds: float | None = None,
         time_limit_seconds: float | None = None,
         priority: Priority | str | None = None,
+        max_concurrency: int | None = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register a function as the handler of `job_type` (sync or async)."""
+        """Register a function as the handler of `job_type` (sync or async). `max_concurrency`
+        and `rate_limit` (e.g. "10/m") hold across every instance; the API can change them."""
         default_priority = Priority(priority) if priority is not None else None
+        rate = RateLimit.parse(rate_limit) if isinstance(rate_limit, str) else rate_limit
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
 
         def register(func: Handler) -> Handler:
             if job_type in self._specs:
                 raise ValueError(f"job type {job_type!r} is already registered")
             self._specs[job_type] = HandlerSpec(
                 job_type, func, max_attempts, backoff_base_seconds, backoff_max_seconds, time_limit_seconds,
-                default_priority,
+                default_priority, max_concurrency, rate,
             )  # fmt: skip
             return func
 

@@ -449,6 +449,8 @@ class JobStore:
             trace=entity.get("trace"),
             operation=entity.get("op"),
             priority=Priority(entity.get("priority") or Priority.NORMAL),
+            # Written only by parking's merge: a replace (any transition) drops it.
+            parked=bool(entity.get("parked")),
             extra=extra,
             **times,  # type: ignore[arg-type]
         )

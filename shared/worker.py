@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -33,9 +33,20 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
+from shared.flow.control import FlowControl, Park, Start, Verdict, Wait
+from shared.flow.slots import Slot
 from shared.heartbeat import Heartbeat
-from shared.job import Job, Priority, Status, utcnow
-from shared.messages import JobMessage, MalformedMessage, enqueue, operation_of, set_aside
+from shared.job import Job, Priority, Status, to_ms, utcnow
+from shared.messages import (
+    JobMessage,
+    MalformedMessage,
+    Snapshot,
+    enqueue,
+    operation_of,
+    send_later,
+    set_aside,
+    snapshot_of,
+)
 from shared.operations import Operations
 from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
 from shared.retry import PermanentError, RetryLater, RetryPolicy
@@ -45,6 +56,7 @@ from shared.telemetry import Telemetry, job_attributes
 
 log = logging.getLogger("jobs.worker")
 LEASE_EXPIRED = "lease expired: the worker running this attempt was lost"
+LOST_MARGIN = timedelta(seconds=60)  # of a waiting job's due time before the reconciler's grace runs out
 
 
 class Outcome(StrEnum):
@@ -57,6 +69,8 @@ class Outcome(StrEnum):
     NOT_DUE = "not_due"  # the message came before the attempt is due: sent again, hidden
     SET_ASIDE = "set_aside"  # not a job message: moved to the poison queue
     OPERATION = "operation"  # a bulk operation's message: a step of it was run
+    PAUSED = "paused"  # its type is paused: set aside (parked) until resumed
+    WAITING = "waiting"  # over its type's concurrency or rate limit: sent again, hidden until it may start
 
 
 CLAIM_FIELDS = ("status", "started_at", "lease_until", "updated_at")
@@ -71,6 +85,7 @@ class Worker:
     config: Config
     telemetry: Telemetry
     operations: Operations | None = None  # bulk operations ride on the jobs queue
+    flow: FlowControl | None = None  # pauses and limits per type (shared/flow)
     _threads: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -122,13 +137,17 @@ class Worker:
         job = Job.from_message(
             message.id, message.attempt, snap.type, snap.payload, snap.max_attempts, snap.due, message.trace, priority
         )
+        verdict = await self._admit(spec, job, message)
+        if not isinstance(verdict, Start):
+            return await self._hold(verdict, message, priority, job, snap.etag, snap)
         try:
             claimed = await self.store.update(
                 job.claim(message.attempt, self._lease(spec), now), snap.etag, CLAIM_FIELDS
             )
         except ConcurrencyConflict:
+            await self._give_back(verdict.slot)
             return None
-        return await self._run(spec, job, claimed, now, complete=False)
+        return await self._run(spec, job, claimed, now, complete=False, slot=verdict.slot)
 
     async def _from_record(self, message: JobMessage, body: bytes | str) -> Outcome:
         found = await self.store.get(message.id)
@@ -156,13 +175,59 @@ class Worker:
         spec = self.registry.get(job.type)
         if spec is None:
             return _outcome_of(await self.dead_letter(found, f"no handler for job type {job.type!r}"))
+        verdict = await self._admit(spec, job, message)
+        if not isinstance(verdict, Start):
+            held = await self._hold(verdict, message, job.priority, job, found.etag, snapshot_of(job, found.etag))
+            return held or self._drop(job, Outcome.DUPLICATE, "the job changed meanwhile")
         try:
             claimed = await self.store.update(
                 job.claim(message.attempt, self._lease(spec), now), found.etag, CLAIM_FIELDS
             )
         except ConcurrencyConflict:
+            await self._give_back(verdict.slot)
             return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
-        return await self._run(spec, job, claimed, now, complete=True)
+        return await self._run(spec, job, claimed, now, complete=True, slot=verdict.slot)
+
+    # --- flow control: may it start now? ------------------------------------------------------
+
+    async def _admit(self, spec: HandlerSpec, job: Job, message: JobMessage) -> Verdict:
+        if self.flow is None:
+            return Start()
+        return await self.flow.admit(job, message.reserved, message.waits, self._lease(spec))
+
+    async def _give_back(self, slot: Slot | None) -> None:
+        if slot is not None and self.flow is not None:
+            await self.flow.give_back(slot)
+
+    async def _hold(
+        self, verdict: Verdict, message: JobMessage, priority: Priority, job: Job, etag: str, snapshot: Snapshot | None
+    ) -> Outcome | None:
+        """Park the job (its type is paused) or send its message again for later (over a limit);
+        None if the job changed since `etag` (the caller looks at the record again)."""
+        assert self.flow is not None
+        if isinstance(verdict, Park):
+            if job.parked:  # a second delivery of its message
+                return self._drop(job, Outcome.DUPLICATE, "the job is parked already")
+            if not await self.flow.parking.park(job, etag):
+                return None
+            log.info("job parked: its type is paused", extra=job_attributes(job))
+            return Outcome.PAUSED
+        assert isinstance(verdict, Wait)
+        now = utcnow()
+        if verdict.until + LOST_MARGIN >= job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds):
+            # Hidden this long, its message would look lost to the reconciler: move the due time.
+            try:
+                written = await self.store.update(
+                    replace(job, not_before=verdict.until, updated_at=now), etag, ("not_before", "updated_at")
+                )
+            except ConcurrencyConflict:
+                return None
+            snapshot = snapshot and replace(snapshot, etag=written.etag, due_ms=to_ms(verdict.until))
+        reserved = to_ms(verdict.reserved) if verdict.reserved else None
+        later = replace(message, snapshot=snapshot, waits=message.waits + 1, reserved_ms=reserved)
+        await send_later(self.storage, later, priority, verdict.until)
+        log.debug("job waits for its type's limit until %s", verdict.until, extra=job_attributes(job))
+        return Outcome.WAITING
 
     def _time_limit(self, spec: HandlerSpec) -> float:
         return spec.time_limit_seconds or self.config.time_limit_seconds
@@ -171,9 +236,26 @@ class Worker:
         """A claim's lease, never past the attempt's time limit."""
         return timedelta(seconds=min(self.config.lease_seconds, self._time_limit(spec)))
 
-    async def _run(self, spec: HandlerSpec, queued: Job, claimed: Versioned, now: datetime, complete: bool) -> Outcome:
-        """Run the claimed attempt and record how it ended. `complete` says whether `claimed`
-        holds the whole record (read from the table) or only what the message carried."""
+    async def _run(
+        self,
+        spec: HandlerSpec,
+        queued: Job,
+        claimed: Versioned,
+        now: datetime,
+        complete: bool,
+        slot: Slot | None = None,
+    ) -> Outcome:
+        """Run the claimed attempt and record how it ended, then give back its concurrency slot."""
+        try:
+            return await self._attempt(spec, queued, claimed, now, complete, slot)
+        finally:
+            await asyncio.shield(self._give_back(slot))
+
+    async def _attempt(
+        self, spec: HandlerSpec, queued: Job, claimed: Versioned, now: datetime, complete: bool, slot: Slot | None
+    ) -> Outcome:
+        """`complete` says whether `claimed` holds the whole record (read from the table) or only
+        what the message carried."""
         job = claimed.job
         wait_ms = (now - queued.not_before).total_seconds() * 1000
         self.telemetry.record(signals.QUEUE_WAIT, wait_ms, job)
@@ -187,8 +269,15 @@ class Worker:
             if running is not None and spec.is_async:
                 running.cancel()
 
+        held = slot
+
+        async def renew_slot(until: datetime) -> None:  # a slot is leased like the attempt holding it
+            nonlocal held
+            if held is not None and self.flow is not None:
+                held = await self.flow.renew(held, until) or held
+
         beat = Heartbeat(self.store, claimed, self._lease(spec), self.config.heartbeat_seconds,
-                         now + timedelta(seconds=limit), on_lost)  # fmt: skip
+                         now + timedelta(seconds=limit), on_lost, renew_slot if slot else None)  # fmt: skip
         ctx = JobContext(
             id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_token, _checkpoint=lambda: beat.lost,

@@ -81,6 +81,11 @@ def service_view(services: Any, portal: Portal) -> Any:
     from azure.storage.blob.aio import ContainerClient
     from azure.storage.queue.aio import QueueClient
 
+    from shared.flow.control import FlowControl
+    from shared.flow.parking import Parking
+    from shared.flow.rate import RateLimiter
+    from shared.flow.settings import FlowSettings
+    from shared.flow.slots import Slots
     from shared.operations import Operations
     from shared.reconciler import Reconciler
     from shared.service import JobService
@@ -90,7 +95,7 @@ def service_view(services: Any, portal: Portal) -> Any:
     from shared.worker import Worker
 
     wrapped = (Storage, JobStore, JobService, Worker, Reconciler, Operations, Stats, TableClient, QueueClient,
-               ContainerClient)  # fmt: skip
+               ContainerClient, FlowControl, FlowSettings, Slots, RateLimiter, Parking)  # fmt: skip
     portal.run(services.storage.ensure_resources())
     return Blocking(services, portal, wrapped)
 

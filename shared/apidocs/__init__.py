@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import shared.dashboard  # noqa: F401 - registers the dashboard's routes: the document lists every route
+import shared.flow.routes  # noqa: F401 - and flow control's
 from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
 from shared.apidocs.openapi import document
 

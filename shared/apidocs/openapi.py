@@ -50,11 +50,19 @@ def document(job_types: list[str], endpoints: list[Endpoint] | None = None) -> d
             schema["properties"]["type"]["enum"] = job_types
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
-        paths.setdefault(openapi_path(e.route), {})[e.method.lower()] = _operation(e, refs)
+        op = paths.setdefault(openapi_path(e.route), {})[e.method.lower()] = _operation(e, refs)
+        for param in op.get("parameters", []):
+            if param["in"] == "path" and param["name"] == "type":  # a job type: the registered ones
+                param["schema"]["enum"] = job_types
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION},
-        "tags": [{"name": "jobs"}, {"name": "bulk"}, {"name": "service"}],
+        "tags": [
+            {"name": "jobs"},
+            {"name": "bulk"},
+            {"name": "flow", "description": "Pause, resume and limit job types."},
+            {"name": "service"},
+        ],  # fmt: skip
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],

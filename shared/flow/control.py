@@ -1,0 +1,129 @@
+"""What the worker asks before it claims a job: may it start now?
+
+- its type is paused: park it (parking.py); it does not run and spends no attempt;
+- its type is at its concurrency limit: wait, with the message hidden for a back-off that grows
+  with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again;
+- its type is at its rate limit: wait until the start time reserved for it (rate.py);
+- otherwise: start, holding a concurrency slot if the type has a limit.
+A job that waits keeps its attempt: nothing is claimed until it may start.
+
+A type with no pause and no limit costs no storage call here: the settings are cached.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.config import Config
+from shared.flow.parking import Parking
+from shared.flow.rate import RESERVATION_SLACK, RateLimiter
+from shared.flow.settings import ALL, FlowSettings, FlowState
+from shared.flow.slots import Slot, Slots
+from shared.job import Job, utcnow
+from shared.registry import Registry
+from shared.storage import Storage
+from shared.store import JobStore
+
+MAX_WAIT_SECONDS = 10.0
+RELEASE_BUDGET_SECONDS = 5.0  # what a resume request spends releasing; the reconciler does the rest
+RELEASE_PER_RUN = 2000
+# A worker may park a job on a view of the settings this old: keep releasing that long after a resume.
+RELEASE_TAIL = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Start:
+    slot: Slot | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: datetime
+    reserved: datetime | None = None  # a start time held for this job (a rate limit)
+
+
+@dataclass(frozen=True)
+class Park:
+    pass
+
+
+Verdict = Start | Wait | Park
+
+
+class FlowControl:
+    def __init__(self, storage: Storage, store: JobStore, registry: Registry, config: Config) -> None:
+        self.config = config
+        self.settings = FlowSettings(storage, registry)
+        self.slots = Slots(storage)
+        self.rate = RateLimiter(storage)
+        self.parking = Parking(storage, store)
+        self.registry = registry
+
+    async def admit(self, job: Job, reserved: datetime | None, waits: int, lease: timedelta) -> Verdict:
+        """May this attempt start now? A Start may hold a slot: give it back when the attempt ends."""
+        flow = await self.settings.for_type(job.type)
+        if flow.paused:
+            return Park()
+        if not flow.limited:
+            return Start()
+        now = utcnow()
+        slot = None
+        if flow.max_concurrency is not None:
+            slot = await self.slots.take(job.type, flow.max_concurrency, f"{job.id}:{job.attempt}", now + lease, now)
+            if slot is None:
+                return Wait(now + timedelta(seconds=backoff(waits)))
+        if flow.rate_limit is not None and not (reserved and reserved - timedelta(seconds=1) <= now <= reserved
+                                                 + RESERVATION_SLACK):  # fmt: skip
+            start = await self.rate.reserve(job.type, flow.rate_limit, now)
+            if start is None or start > now + timedelta(milliseconds=500):
+                if slot is not None:
+                    await self.slots.give_back(slot)
+                if start is None:  # the rate row was too busy to write: ask again soon
+                    return Wait(now + timedelta(seconds=backoff(waits)))
+                return Wait(start, reserved=start)
+        return Start(slot)
+
+    async def renew(self, slot: Slot, until: datetime) -> Slot | None:
+        return await self.slots.renew(slot, until)
+
+    async def give_back(self, slot: Slot | None) -> None:
+        if slot is not None:
+            await self.slots.give_back(slot)
+
+    # --- pause and resume --------------------------------------------------------------------
+
+    async def pause(self, job_type: str) -> None:
+        await self.settings.change(job_type, paused=True)
+
+    async def resume(self, job_type: str) -> int:
+        """Resume a type (or ALL) and release what was parked for a few seconds; how many jobs
+        were released (the reconciler releases the rest)."""
+        await self.settings.change(job_type, paused=False, release_pending=True, resumed_at=utcnow())
+        return await self.release(await self.settings.read(), RELEASE_BUDGET_SECONDS, RELEASE_PER_RUN)
+
+    async def release(self, state: FlowState, budget_seconds: float, limit: int) -> int:
+        """Release the parked jobs of the types resumed and not yet released (none: no call).
+        A type is done once a pass finds nothing left, RELEASE_TAIL after its resume: a worker
+        with an older view of the settings may park one of its jobs until then."""
+        pending = {t: o for t, o in state.overrides.items() if o.release_pending and not o.paused}
+        if not pending:
+            return 0
+        types = self.registry.types if ALL in pending else sorted(pending)
+        released, complete = await self.parking.release(
+            [t for t in types if not state.paused(t)], utcnow(), budget_seconds, limit
+        )
+        now = utcnow()
+        for job_type, override in pending.items():
+            if complete and override.resumed_at and now - override.resumed_at > RELEASE_TAIL:
+                resumed = override.resumed_at
+                await self.settings.change(
+                    job_type, unless=lambda o, resumed=resumed: o.resumed_at != resumed, release_pending=False
+                )
+        return released
+
+
+def backoff(waits: int) -> float:
+    """Seconds before a job over a concurrency limit asks again: 0.5 s doubling to 10 s, +-20 %."""
+    return min(MAX_WAIT_SECONDS, 0.5 * 2**waits) * random.uniform(0.8, 1.2)

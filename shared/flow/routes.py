@@ -1,0 +1,100 @@
+"""The HTTP routes of flow control: job types with their pauses and limits, and pausing everything."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shared import contract as c
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, _json_body, _model, endpoint, problems
+from shared.flow.limits import RateLimit
+from shared.flow.settings import ALL, FlowState
+from shared.job import utcnow
+
+if TYPE_CHECKING:
+    from shared.app import Services
+
+TYPE_REPLY = Reply("The type, as its jobs flow now.", c.TypeResource)
+LIST_REPLY = Reply("Every registered type.", c.TypeList)
+
+
+@endpoint("GET", "types", "List job types with their pauses and limits", "flow", {200: LIST_REPLY, **problems()})
+async def list_types(app: Services, request: ApiRequest) -> ApiResponse:
+    return ApiResponse(200, await _type_list(app, await app.flow.settings.read()))
+
+
+@endpoint(
+    "GET", "types/{type}", "Get a job type with its pause and limits", "flow", {200: TYPE_REPLY, **problems(404)},
+)  # fmt: skip
+async def get_type(app: Services, request: ApiRequest) -> ApiResponse:
+    job_type = _known_type(app, request)
+    return ApiResponse(200, await _type(app, await app.flow.settings.read(), job_type))
+
+
+@endpoint(
+    "PATCH", "types/{type}", "Pause or resume a job type, or set its limits", "flow",
+    {200: TYPE_REPLY, **problems(400, 404, 413, 415)},
+    body=c.TypeChange,
+)  # fmt: skip
+async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
+    """Pausing takes effect on every instance within 5 s; jobs already running finish. Resuming
+    releases the parked jobs (the reconciler finishes a long backlog)."""
+    job_type = _known_type(app, request)
+    change = _model(c.TypeChange, _json_body(request, 4096))
+    fields: dict[str, Any] = {}
+    if "max_concurrency" in change.model_fields_set:
+        fields["max_concurrency"] = change.max_concurrency
+    if "rate_limit" in change.model_fields_set:
+        rate = change.rate_limit
+        fields["rate_limit"] = RateLimit(rate.limit, rate.period_seconds) if rate else None
+    if change.paused is True:
+        fields["paused"] = True
+    if fields:
+        await app.flow.settings.change(job_type, **fields)
+    released = await app.flow.resume(job_type) if change.paused is False else None
+    resource = await _type(app, await app.flow.settings.read(), job_type)
+    return ApiResponse(200, {**resource, "released": released})
+
+
+@endpoint("POST", "pause", "Pause every job type", "flow", {200: LIST_REPLY, **problems()})
+async def pause_all(app: Services, request: ApiRequest) -> ApiResponse:
+    """Every type's jobs wait, whatever their own state; `POST /api/resume` undoes it."""
+    await app.flow.pause(ALL)
+    return ApiResponse(200, await _type_list(app, await app.flow.settings.read()))
+
+
+@endpoint("POST", "resume", "Resume every job type", "flow", {200: LIST_REPLY, **problems()})
+async def resume_all(app: Services, request: ApiRequest) -> ApiResponse:
+    """Undoes `POST /api/pause`; a type paused on its own stays paused."""
+    released = await app.flow.resume(ALL)
+    return ApiResponse(200, {**await _type_list(app, await app.flow.settings.read()), "released": released})
+
+
+def _known_type(app: Services, request: ApiRequest) -> str:
+    job_type = request.route.get("type", "")
+    if app.registry.get(job_type) is None:
+        raise Problem(404, "type_not_found", f"no handler for job type {job_type!r}", known_types=app.registry.types)
+    return job_type
+
+
+async def _type_list(app: Services, state: FlowState) -> dict[str, Any]:
+    return {"paused_all": state.all_paused, "types": [await _type(app, state, t) for t in app.registry.types]}
+
+
+async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any]:
+    """A type's resource; a type with a concurrency limit costs one query (its slots)."""
+    spec = app.registry.get(job_type)
+    assert spec is not None
+    flow = app.flow.settings.effective(state, job_type)
+    running = None
+    if flow.max_concurrency is not None:
+        running = await app.flow.slots.held(job_type, utcnow())
+    return {
+        "type": job_type,
+        "priority": str(spec.priority or "normal"),
+        "max_attempts": spec.max_attempts or app.config.max_attempts,
+        "time_limit_seconds": spec.time_limit_seconds or app.config.time_limit_seconds,
+        "paused": flow.paused,
+        "max_concurrency": flow.max_concurrency,
+        "rate_limit": flow.rate_limit.to_dict() if flow.rate_limit else None,
+        "running": running,
+    }

@@ -1,0 +1,296 @@
+"""Pause and resume, concurrency limits and rate limits on a real Azurite: a job that may not start
+keeps its attempt and is not lost, a paused job costs nothing while it waits, and the limits hold
+across workers that share nothing but storage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.flow.limits import RateLimit
+from shared.flow.settings import ALL
+from shared.job import Status, utcnow
+from shared.messages import JobMessage
+from shared.registry import Registry
+from shared.worker import Outcome
+from tests.blocking import unwrap
+from tests.integration.conftest import deliver
+
+release_gate = threading.Event()
+
+
+def flow_registry() -> Registry:
+    registry = Registry()
+    registry.handler("echo")(lambda ctx: ctx.payload)
+    registry.handler("other")(lambda ctx: ctx.payload)
+
+    @registry.handler("pair", max_concurrency=2)
+    async def pair(ctx: Any) -> Any:
+        await asyncio.sleep(0.1)
+        return ctx.payload
+
+    registry.handler("metered", rate_limit="3/2s")(lambda ctx: ctx.payload)
+
+    @registry.handler("held", max_concurrency=1)
+    async def held(ctx: Any) -> Any:  # runs until the test opens the gate
+        while not release_gate.is_set():
+            await asyncio.sleep(0.02)
+        return ctx.payload
+
+    return registry
+
+
+@pytest.fixture
+def services(services_factory):
+    release_gate.clear()
+    s = services_factory(job_registry=flow_registry())
+    unwrap(s).flow.settings.cache_seconds = 0  # the tests change settings and look at once
+    return s
+
+
+def messages(services) -> list[Any]:
+    return list(services.storage.queue.receive_messages(max_messages=32, visibility_timeout=30))
+
+
+def visible(services) -> int:
+    return len(services.storage.queue.peek_messages(max_messages=32))
+
+
+# --- pause and resume ------------------------------------------------------------------------
+
+
+def test_a_paused_type_parks_its_jobs_runs_others_and_resume_runs_them_all(services):
+    services.flow.pause("echo")
+    paused = [services.service.submit("echo", n).job.id for n in range(5)]
+    other = services.service.submit("other", "x").job.id
+    counter = services.storage.counter
+    counter.reset()
+    outcomes = deliver(services)
+    assert sorted(outcomes) == sorted([Outcome.PAUSED] * 5 + [Outcome.SUCCEEDED])
+    assert counter.snapshot()[("table", "POST")] == 5  # parking: one transaction per job
+    assert services.service.get(other).status is Status.SUCCEEDED
+    for job_id in paused:
+        job = services.service.get(job_id)
+        assert (job.status, job.attempt, job.parked) == (Status.QUEUED, 1, True)
+    assert services.storage.queue.get_queue_properties().approximate_message_count == 0  # nothing goes round
+
+    counter.reset()
+    assert services.flow.resume("echo") == 5
+    assert counter.snapshot()[("queue", "POST")] == 5  # one message each
+    assert sorted(deliver(services)) == [Outcome.SUCCEEDED] * 5
+    assert [services.service.get(i).result for i in paused] == list(range(5))
+
+
+def test_a_parked_job_is_left_alone_by_the_reconciler_however_long_it_waits(services_factory):
+    services = services_factory(job_registry=flow_registry(), JOBS_RECONCILE_GRACE_SECONDS="0")
+    unwrap(services).flow.settings.cache_seconds = 0
+    services.flow.pause("echo")
+    job = services.service.submit("echo", 1).job
+    assert deliver(services) == [Outcome.PAUSED]
+    done = services.reconciler.run(now=utcnow() + timedelta(minutes=30))
+    assert done["requeued"] == 0 and visible(services) == 0  # parked, not lost
+    services.flow.settings.change("echo", paused=False, release_pending=True, resumed_at=utcnow())
+    assert services.reconciler.run()["released"] == 1  # a resume the request could not finish
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert services.service.get(job.id).status is Status.SUCCEEDED
+
+
+def test_pausing_everything_parks_every_type_and_a_type_paused_on_its_own_stays_paused(services):
+    services.flow.pause("other")
+    services.flow.pause(ALL)
+    a = services.service.submit("echo", 1).job.id
+    b = services.service.submit("other", 2).job.id
+    assert deliver(services) == [Outcome.PAUSED, Outcome.PAUSED]
+    assert services.flow.resume(ALL) == 1  # echo's job; other is still paused
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert services.service.get(b).status is Status.QUEUED
+    assert services.flow.resume("other") == 1
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert {services.service.get(i).status for i in (a, b)} == {Status.SUCCEEDED}
+
+
+def test_a_job_cancelled_while_parked_is_not_released(services):
+    services.flow.pause("echo")
+    job = services.service.submit("echo", 1).job
+    assert deliver(services) == [Outcome.PAUSED]
+    services.service.cancel(job.id)
+    assert services.flow.resume("echo") == 0
+    assert visible(services) == 0
+    assert services.service.get(job.id).status is Status.CANCELLED
+
+
+def test_a_second_delivery_of_a_parked_jobs_message_changes_nothing(services):
+    services.flow.pause("echo")
+    job = services.service.submit("echo", 1).job
+    body = messages(services)[0].content
+    assert unwrap_process(services, body) is Outcome.PAUSED
+    assert unwrap_process(services, body) is Outcome.DUPLICATE  # the record changed: parked already
+    assert services.flow.resume("echo") == 1
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert services.service.get(job.id).attempt == 1
+
+
+# --- concurrency limits ----------------------------------------------------------------------
+
+
+def unwrap_process(services, body) -> Outcome:
+    return services.worker.process(body)
+
+
+def process_all(services, bodies: list[str]) -> list[Outcome]:
+    """Handle the messages at once, on the worker's loop, as a host with a batch of them does."""
+    raw = unwrap(services)
+
+    async def run() -> list[Outcome]:
+        return list(await asyncio.gather(*(raw.worker.process(b) for b in bodies)))
+
+    return services._portal.run(run())
+
+
+def test_slots_are_taken_up_to_the_limit_given_back_and_a_dead_holders_comes_back_after_its_lease(services):
+    slots, now = services.flow.slots, utcnow()
+    minute = timedelta(seconds=60)
+    a = slots.take("pair", 2, "a:1", now + minute, now)
+    b = slots.take("pair", 2, "b:1", now + minute, now)
+    assert a and b and a.row != b.row
+    assert slots.take("pair", 2, "c:1", now + minute, now) is None  # two hold a slot
+    slots.give_back(a)
+    c = slots.take("pair", 2, "c:1", now + minute, now)
+    assert c is not None and c.row == a.row
+    c = slots.renew(c, now + 2 * minute)  # c's attempt runs on and renews; b's host died
+    later = now + minute + timedelta(seconds=1)
+    assert slots.held("pair", now) == 2 and slots.held("pair", later) == 1  # b's lease ran out
+    d = slots.take("pair", 2, "d:1", later + minute, later)
+    assert d is not None and d.row == b.row  # b's slot came back
+    assert slots.renew(b, later + minute) is None  # and b, were it alive, learns it lost it
+    assert slots.take("pair", 2, "e:1", later + minute, later) is None
+
+
+def test_a_job_over_its_concurrency_limit_waits_without_spending_an_attempt(services):
+    first = services.service.submit("held", 1).job
+    second = services.service.submit("held", 2).job
+    raw = unwrap(services)
+    [m1, m2] = sorted(messages(services), key=lambda m: json.loads(m.content)["id"] != first.id)
+    running = asyncio.run_coroutine_threadsafe(raw.worker.process(m1.content), services._portal.loop)
+    deadline = time.monotonic() + 10
+    while services.service.get(first.id).status is not Status.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    counter = services.storage.counter
+    counter.reset()
+    assert services.worker.process(m2.content) is Outcome.WAITING
+    waiting = services.service.get(second.id)
+    assert (waiting.status, waiting.attempt, waiting.errors) == (Status.QUEUED, 1, ())
+    assert counter.snapshot()[("queue", "POST")] == 1  # its message, sent again
+    assert services.storage.queue.peek_messages(max_messages=32) == []  # hidden for its back-off
+    release_gate.set()
+    assert running.result(10) is Outcome.SUCCEEDED
+    deadline = time.monotonic() + 10
+    while services.service.get(second.id).status is not Status.SUCCEEDED:
+        assert time.monotonic() < deadline
+        for m in messages(services):
+            message = JobMessage.decode(m.content)
+            assert message.waits >= 1
+            services.worker.process(m.content)
+            services.storage.queue.delete_message(m)
+        time.sleep(0.1)
+    assert services.service.get(second.id).attempt == 1
+
+
+def most_at_once(jobs: list[Any]) -> int:
+    """The most attempts whose recorded runs (claim to result) overlap at any moment."""
+    edges = sorted([(j.started_at, 1) for j in jobs] + [(j.finished_at, -1) for j in jobs], key=lambda e: (e[0], e[1]))
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+def test_a_limit_of_2_holds_when_10_jobs_are_handled_at_once_and_all_run(services):
+    ids = [services.service.submit("pair", n).job.id for n in range(10)]
+    deadline = time.monotonic() + 60
+    while not all(services.service.get(i).status is Status.SUCCEEDED for i in ids):
+        assert time.monotonic() < deadline
+        batch = messages(services)
+        process_all(services, [m.content for m in batch])
+        for m in batch:
+            services.storage.queue.delete_message(m)
+        time.sleep(0.2)
+    jobs = [services.service.get(i) for i in ids]
+    assert most_at_once(jobs) == 2  # the limit, and it was reached
+    assert {j.attempt for j in jobs} == {1}  # waiting spent no attempt
+    assert services.flow.slots.held("pair", utcnow()) == 0  # every slot given back
+
+
+def test_a_limit_set_through_the_api_overrides_the_code_and_null_restores_it(services):
+    settings = services.flow.settings
+    assert settings.effective(settings.read(), "pair").max_concurrency == 2
+    settings.change("pair", max_concurrency=5, rate_limit=RateLimit(10, 60))
+    flow = settings.effective(settings.read(), "pair")
+    assert (flow.max_concurrency, flow.rate_limit) == (5, RateLimit(10, 60))
+    settings.change("pair", max_concurrency=None)
+    assert settings.effective(settings.read(), "pair").max_concurrency == 2
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_reservations_keep_any_window_to_the_limit_and_come_in_order(services):
+    rate, now = RateLimit(3, 10), utcnow()
+    starts = [services.flow.rate.reserve("metered", rate, now) for _ in range(9)]
+    assert starts == sorted(starts)
+    assert starts[:3] == [starts[0]] * 3 and starts[0] == now
+    for i in range(3, 9):
+        assert starts[i] - starts[i - 3] >= timedelta(seconds=10)  # any 3 in a row span a period
+    assert starts[8] - now < timedelta(seconds=21)  # and no more than that
+
+
+def test_a_rate_limited_job_waits_once_until_its_reserved_start_and_the_rate_holds(services):
+    ids = [services.service.submit("metered", n).job.id for n in range(7)]
+    counter = services.storage.counter
+    counter.reset()
+    outcomes = [services.worker.process(m.content) for m in messages(services)]
+    assert sorted(outcomes) == sorted([Outcome.SUCCEEDED] * 3 + [Outcome.WAITING] * 4)
+    waiting = [i for i in ids if services.service.get(i).status is Status.QUEUED]
+    assert len(waiting) == 4 and all(services.service.get(i).attempt == 1 for i in waiting)
+    assert counter.snapshot()[("queue", "POST")] == 4  # each sent again once, with its reserved start
+    deadline = time.monotonic() + 15
+    while not all(services.service.get(i).status is Status.SUCCEEDED for i in ids):
+        assert time.monotonic() < deadline
+        for m in messages(services):
+            assert services.worker.process(m.content) is Outcome.SUCCEEDED  # no second wait
+            services.storage.queue.delete_message(m)
+        time.sleep(0.1)
+    starts = sorted(services.service.get(i).started_at for i in ids)
+    for i in range(3, len(starts)):
+        # at most 3 starts in any 2 s (to within the reservation's slack; here it is prompt)
+        assert starts[i] - starts[i - 3] >= timedelta(seconds=1.8)
+
+
+def test_a_job_that_waits_longer_than_the_grace_moves_its_due_time_so_the_reconciler_leaves_it(services_factory):
+    release_gate.clear()
+    services = services_factory(job_registry=flow_registry(), JOBS_RECONCILE_GRACE_SECONDS="5")
+    first = services.service.submit("held", 1).job
+    second = services.service.submit("held", 2).job
+    raw = unwrap(services)
+    [m1, m2] = sorted(messages(services), key=lambda m: json.loads(m.content)["id"] != first.id)
+    running = asyncio.run_coroutine_threadsafe(raw.worker.process(m1.content), services._portal.loop)
+    deadline = time.monotonic() + 10
+    while services.service.get(first.id).status is not Status.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    before = services.service.get(second.id).not_before
+    assert services.worker.process(m2.content) is Outcome.WAITING
+    moved = services.service.get(second.id).not_before
+    assert moved > before  # its wait reaches past the grace: the due time moves with it
+    done = services.reconciler.run(now=moved + timedelta(seconds=1))
+    assert done["requeued"] == 0
+    release_gate.set()
+    assert running.result(10) is Outcome.SUCCEEDED
