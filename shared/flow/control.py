@@ -27,6 +27,7 @@ from shared.storage import Storage
 from shared.store import JobStore
 
 MAX_WAIT_SECONDS = 10.0
+PARK_RECHECK_SECONDS = 1.0  # a pause seen in settings older than this is read again before parking
 RELEASE_BUDGET_SECONDS = 5.0  # what a resume request spends releasing; the reconciler does the rest
 RELEASE_PER_RUN = 2000
 # A worker may park a job on a view of the settings this old: keep releasing that long after a resume.
@@ -64,6 +65,9 @@ class FlowControl:
     async def admit(self, job: Job, reserved: datetime | None, waits: int, lease: timedelta) -> Verdict:
         """May this attempt start now? A Start may hold a slot: give it back when the attempt ends."""
         flow = await self.settings.for_type(job.type)
+        if flow.paused and self.settings.age > PARK_RECHECK_SECONDS:
+            # Parking a job after a resume only delays it; still, look again before doing so.
+            flow = self.settings.effective(await self.settings.read(), job.type)
         if flow.paused:
             return Park()
         if not flow.limited:

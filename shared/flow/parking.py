@@ -15,12 +15,14 @@ it there and the next pass releases the job again; a second message is dropped b
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.job import Job, Status, partition_key
@@ -98,7 +100,26 @@ class Parking:
                     continue  # it changed meanwhile: the next pass looks again
                 await enqueue(self.storage, written.job, written.etag, now)
                 released += 1
-            done.append(("delete", {"PartitionKey": partition_key(shard), "RowKey": row["RowKey"]}))
-        if done:
-            await self.storage.table.submit_transaction(done)
+            done.append(row)
+        await self._drop_entries(shard, done)
         return released
+
+    async def _drop_entries(self, shard: int, rows: list[dict[str, Any]]) -> None:
+        """Delete the index rows, each only if unchanged since it was read: a worker that had not
+        yet seen the resume may have parked its job again meanwhile, and that row must stay."""
+        if not rows:
+            return
+        ops = [
+            ("delete", {"PartitionKey": partition_key(shard), "RowKey": row["RowKey"]},
+             {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
+            for row in rows
+        ]  # fmt: skip
+        try:
+            await self.storage.table.submit_transaction(ops)  # type: ignore[arg-type]
+            return
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 409, 412):
+                raise
+        for _, entity, condition in ops:  # one of them changed: the others one by one
+            with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+                await self.storage.table.delete_entity(entity["PartitionKey"], entity["RowKey"], **condition)

@@ -117,6 +117,11 @@ class FlowSettings:
         self._cached, self._read_at = state, time.monotonic()
         return state
 
+    @property
+    def age(self) -> float:
+        """Seconds since the settings were last read."""
+        return time.monotonic() - self._read_at
+
     async def current(self) -> FlowState:
         """The overrides as this instance last read them, read again when older than
         `cache_seconds`. Concurrent callers share one read."""

@@ -21,6 +21,7 @@ from shared.registry import Registry
 from shared.worker import Outcome
 from tests.blocking import unwrap
 from tests.integration.conftest import deliver
+from tests.intervals import most_at_once
 
 release_gate = threading.Event()
 
@@ -203,16 +204,6 @@ def test_a_job_over_its_concurrency_limit_waits_without_spending_an_attempt(serv
     assert services.service.get(second.id).attempt == 1
 
 
-def most_at_once(jobs: list[Any]) -> int:
-    """The most attempts whose recorded runs (claim to result) overlap at any moment."""
-    edges = sorted([(j.started_at, 1) for j in jobs] + [(j.finished_at, -1) for j in jobs], key=lambda e: (e[0], e[1]))
-    most = current = 0
-    for _, step in edges:
-        current += step
-        most = max(most, current)
-    return most
-
-
 def test_a_limit_of_2_holds_when_10_jobs_are_handled_at_once_and_all_run(services):
     ids = [services.service.submit("pair", n).job.id for n in range(10)]
     deadline = time.monotonic() + 60
@@ -224,7 +215,7 @@ def test_a_limit_of_2_holds_when_10_jobs_are_handled_at_once_and_all_run(service
             services.storage.queue.delete_message(m)
         time.sleep(0.2)
     jobs = [services.service.get(i) for i in ids]
-    assert most_at_once(jobs) == 2  # the limit, and it was reached
+    assert most_at_once((j.started_at, j.finished_at) for j in jobs) == 2  # the limit, and it was reached
     assert {j.attempt for j in jobs} == {1}  # waiting spent no attempt
     assert services.flow.slots.held("pair", utcnow()) == 0  # every slot given back
 
@@ -294,3 +285,20 @@ def test_a_job_that_waits_longer_than_the_grace_moves_its_due_time_so_the_reconc
     assert done["requeued"] == 0
     release_gate.set()
     assert running.result(10) is Outcome.SUCCEEDED
+
+
+def test_a_job_parked_again_while_its_release_runs_keeps_its_index_row(services):
+    """A worker that has not yet seen a resume parks the released job again before the release
+    pass drops the index rows it read: the new row must stay, or the job would stay parked."""
+    services.flow.pause("echo")
+    job = services.service.submit("echo", 1).job
+    assert deliver(services) == [Outcome.PAUSED]
+    parking = unwrap(services).flow.parking
+    shard = job.key.shard
+    rows = services._portal.run(parking._page(shard, "echo"))  # what a release pass read
+    found = services.store.get(job.id)
+    assert services.flow.parking.park(found.job, found.etag)  # parked again meanwhile
+    services._portal.run(parking._drop_entries(shard, rows))
+    assert len(services._portal.run(parking._page(shard, "echo"))) == 1  # the new row stayed
+    assert services.flow.resume("echo") == 1
+    assert deliver(services) == [Outcome.SUCCEEDED]
