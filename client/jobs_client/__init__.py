@@ -23,7 +23,7 @@ from jobs_client.errors import (
     UnsupportedMediaType,
     WaitTimeout,
 )
-from jobs_client.models import Job, JobError, JobRequest, Operation, OperationError, Page
+from jobs_client.models import Job, JobError, JobRequest, JobType, JobTypes, Operation, OperationError, Page, RateLimit
 
 __all__ = [
     "ApiError",
@@ -38,10 +38,13 @@ __all__ = [
     "JobRequest",
     "JobsClient",
     "JobsError",
+    "JobType",
+    "JobTypes",
     "NotFound",
     "Operation",
     "OperationError",
     "Page",
+    "RateLimit",
     "ServerError",
     "ServiceUnavailable",
     "ServiceUnreachable",

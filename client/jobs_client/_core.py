@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -27,7 +28,7 @@ import httpx
 
 from jobs_client._version import __version__
 from jobs_client.errors import BatchIncomplete, ServiceUnreachable, UnexpectedResponse, WaitTimeout, error_for
-from jobs_client.models import Job, JobRequest, Operation, Page, format_time
+from jobs_client.models import Job, JobRequest, JobType, JobTypes, Operation, Page, RateLimit, format_time
 
 T = TypeVar("T")
 Polled = TypeVar("Polled", Job, Operation)
@@ -102,6 +103,38 @@ def derived_key(key: str, suffix: str) -> str:
     if len(candidate) <= MAX_KEY_LENGTH:
         return candidate
     return f"{hashlib.sha256(key.encode()).hexdigest()}:{suffix}"
+
+
+def type_path(job_type: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", job_type):
+        raise ValueError(f"{job_type!r} is not a job type name")
+    return f"/api/types/{job_type}"
+
+
+def limits_body(
+    max_concurrency: int | None | Literal["unchanged"], rate_limit: RateLimit | str | None | Literal["unchanged"]
+) -> dict[str, Any]:
+    """A PATCH body for limits: a value sets it, None goes back to the code's, "unchanged" leaves it."""
+    body: dict[str, Any] = {}
+    if max_concurrency != "unchanged":
+        body["max_concurrency"] = max_concurrency
+    if rate_limit != "unchanged":
+        if isinstance(rate_limit, str):
+            rate_limit = parse_rate(rate_limit)
+        body["rate_limit"] = None if rate_limit is None else {"limit": rate_limit.limit,
+                                                               "period_seconds": rate_limit.period_seconds}  # fmt: skip
+    return body
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(s|m|h)\s*$", re.IGNORECASE)
+
+
+def parse_rate(text: str) -> RateLimit:
+    """`10/s`, `100/m`, `5/h`, `20/30s` (20 per 30 seconds)."""
+    m = _RATE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a rate such as 10/s, 100/m or 20/30s")
+    return RateLimit(int(m[1]), float(m[2] or 1) * {"s": 1, "m": 60, "h": 3600}[m[3].lower()])
 
 
 def job_path(job_id: str, action: str = "") -> str:
@@ -416,6 +449,25 @@ class Core:
     ) -> Flow[Operation]:
         call = Call("GET", operation_path(operation_id))
         return (yield from self._poll(call, Operation.from_dict, timeout, poll_interval, on_progress))
+
+    # flow control
+
+    def types(self) -> Flow[JobTypes]:
+        data, _ = yield from self.fetch(Call("GET", "/api/types"), "types")
+        return JobTypes.from_dict(data)
+
+    def get_type(self, job_type: str) -> Flow[JobType]:
+        data, _ = yield from self.fetch(Call("GET", type_path(job_type)), "type")
+        return JobType.from_dict(data)
+
+    def change_type(self, job_type: str, body: Mapping[str, Any]) -> Flow[JobType]:
+        # Sending the same change twice leaves the same state: safe to resend.
+        data, _ = yield from self.fetch(Call("PATCH", type_path(job_type), json=dict(body)), "type")
+        return JobType.from_dict(data)
+
+    def pause_all(self, paused: bool) -> Flow[JobTypes]:
+        data, _ = yield from self.fetch(Call("POST", "/api/pause" if paused else "/api/resume"), "types")
+        return JobTypes.from_dict(data)
 
     def health(self) -> Flow[Mapping[str, Any]]:
         # One look, no retries: a 503 here is the answer (it names the dependency that failed).

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobs_client.errors import ApiError, BatchIncomplete, JobsError
-from jobs_client.models import Job, Operation
+from jobs_client.models import Job, JobType, JobTypes, Operation
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -158,6 +158,31 @@ def jobs_table(jobs: Iterable[Job], width: int) -> Table:
         extra = [Text(_short(last_error, room))] if room >= 12 else []
         table.add_row(job_id, job_type, status, attempt, due, *extra)
     return table
+
+
+def types_table(types: JobTypes) -> Table:
+    """Each type's priority, whether it is paused, its limits and the attempts holding a slot."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("TYPE", "PRIORITY", "STATE", "CONCURRENCY", "RATE", "RUNNING"):
+        table.add_column(name, no_wrap=True)
+    for t in types.types:
+        state = Text("paused", style="yellow") if t.paused else Text("active", style="green")
+        table.add_row(t.type, t.priority, state, str(t.max_concurrency or "-"), str(t.rate_limit or "-"),
+                      "-" if t.running is None else str(t.running))  # fmt: skip
+    return table
+
+
+def type_facts(t: JobType) -> Text:
+    rows: list[tuple[str, str | Text]] = [
+        ("type", t.type),
+        ("state", Text("paused", style="yellow") if t.paused else Text("active", style="green")),
+        ("priority", t.priority),
+        ("max concurrency", str(t.max_concurrency or "none")),
+        ("rate limit", str(t.rate_limit or "none")),
+        ("running", "" if t.running is None else str(t.running)),
+        ("released", "" if t.released is None else f"{t.released} parked jobs released"),
+    ]
+    return _facts(rows)
 
 
 def health_facts(body: Mapping[str, Any]) -> Text:

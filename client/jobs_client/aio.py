@@ -9,7 +9,7 @@ import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -23,10 +23,11 @@ from jobs_client._core import (
     RetryPolicy,
     Sleep,
     default_headers,
+    limits_body,
     resolve_key,
     resolve_url,
 )
-from jobs_client.models import Job, Operation, Page
+from jobs_client.models import Job, JobType, JobTypes, Operation, Page, RateLimit
 
 T = TypeVar("T")
 
@@ -175,6 +176,41 @@ class AsyncJobsClient:
             extra_attempts=extra_attempts, idempotency_key=idempotency_key,
         )  # fmt: skip
         return await self._run(flow)
+
+    # --- flow control ----------------------------------------------------------------------
+
+    async def types(self) -> JobTypes:
+        """Every registered type with its priority, pause and limits, and whether all are paused."""
+        return await self._run(self._core.types())
+
+    async def get_type(self, type: str) -> JobType:
+        return await self._run(self._core.get_type(type))
+
+    async def pause(self, type: str | None = None) -> JobType | JobTypes:
+        """Pause a type (or, without one, every type): its jobs stay queued and are set aside
+        until resumed; running ones finish. Every instance sees it within 5 s."""
+        if type is None:
+            return await self._run(self._core.pause_all(True))
+        return await self._run(self._core.change_type(type, {"paused": True}))
+
+    async def resume(self, type: str | None = None) -> JobType | JobTypes:
+        """Resume a type (or undo pausing everything); `released` says how many parked jobs this
+        request released (the service releases the rest within a minute)."""
+        if type is None:
+            return await self._run(self._core.pause_all(False))
+        return await self._run(self._core.change_type(type, {"paused": False}))
+
+    async def set_limits(
+        self,
+        type: str,
+        *,
+        max_concurrency: int | None | Literal["unchanged"] = "unchanged",
+        rate_limit: RateLimit | str | None | Literal["unchanged"] = "unchanged",
+    ) -> JobType:
+        """Set a type's concurrency limit and rate limit (`"10/m"`, `"20/30s"` or a RateLimit),
+        across every instance; None goes back to what the code declares."""
+        body = limits_body(max_concurrency, rate_limit)
+        return await self._run(self._core.change_type(type, body))
 
     async def get_operation(self, id: str) -> Operation:
         return await self._run(self._core.get_operation(id))

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
 from jobs_client import _render as render
-from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, resolve_url
+from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url
 from jobs_client.client import JobsClient
 from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
-from jobs_client.models import Job, Operation, parse_time
+from jobs_client.models import Job, JobTypes, Operation, parse_time
 
 OK = 0
 UNSUCCESSFUL = 1  # the job or operation ended dead_lettered, cancelled or failed
@@ -560,6 +560,95 @@ def health(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
             render.write_json(dict(body))
         else:
             render.stdout().print(render.health_facts(body))
+
+
+# --- flow control ----------------------------------------------------------------------------
+
+TypeArg = Annotated[str | None, typer.Argument(metavar="TYPE", help="The job type.", show_default=False)]
+AllFlag = Annotated[bool, typer.Option("--all", help="Every type (pausing everything is undone by resume --all).")]
+
+
+@app.command()
+def types(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
+    """List the job types: priority, paused or not, concurrency and rate limits, attempts running."""
+    with session(ctx, json_flag) as (client, settings):
+        found = client.types()
+        if settings.json:
+            render.write_json({"paused_all": found.paused_all, "types": [dict(t.raw) for t in found.types]})
+            return
+        if found.paused_all:
+            render.note("every type is paused (resume with: resume --all)")
+        render.stdout().print(render.types_table(found))
+
+
+def _pause_or_resume(ctx: typer.Context, job_type: str | None, every: bool, paused: bool, json_flag: bool) -> None:
+    if (job_type is None) == (not every):
+        usage("give a TYPE or --all", "TYPE")
+    with session(ctx, json_flag) as (client, settings):
+        changed = (client.pause if paused else client.resume)(job_type)
+        if settings.json:
+            raw = {"paused_all": changed.paused_all, "types": [dict(t.raw) for t in changed.types],
+                   "released": changed.released} if isinstance(changed, JobTypes) else dict(changed.raw)  # fmt: skip
+            render.write_json(raw)
+        elif isinstance(changed, JobTypes):
+            render.stdout().print(render.types_table(changed))
+            if changed.released:
+                render.note(f"{changed.released} parked jobs released")
+        else:
+            render.stdout().print(render.type_facts(changed))
+
+
+@app.command()
+def pause(ctx: typer.Context, job_type: TypeArg = None, every: AllFlag = False, json_flag: JsonFlag = False) -> None:
+    """Pause a job type (or --all): its jobs stay queued and wait; running ones finish."""
+    _pause_or_resume(ctx, job_type, every, True, json_flag)
+
+
+@app.command()
+def resume(ctx: typer.Context, job_type: TypeArg = None, every: AllFlag = False, json_flag: JsonFlag = False) -> None:
+    """Resume a job type (or --all): the jobs that waited run."""
+    _pause_or_resume(ctx, job_type, every, False, json_flag)
+
+
+@app.command()
+def limit(
+    ctx: typer.Context,
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type.")],
+    concurrency: Annotated[
+        str | None,
+        typer.Option("--concurrency", help="At most N running at once, across instances; 'default': the code's."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", help="At most N starts per period, e.g. 10/s, 100/m, 20/30s; 'default': the code's."),
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Set a job type's concurrency and rate limits (they hold across every instance)."""
+    if concurrency is None and rate is None:
+        usage("give --concurrency, --rate or both", "--concurrency")
+    max_concurrency: int | None | Literal["unchanged"] = "unchanged"
+    if concurrency is not None:
+        if concurrency == "default":
+            max_concurrency = None
+        elif concurrency.isdigit() and int(concurrency) >= 1:
+            max_concurrency = int(concurrency)
+        else:
+            usage(f"{concurrency!r} is not a number of at least 1, nor 'default'", "--concurrency")
+    rate_limit: str | None | Literal["unchanged"] = "unchanged"
+    if rate is not None:
+        rate_limit = None if rate == "default" else rate
+        if rate_limit is not None:
+            try:
+                parse_rate(rate_limit)
+            except ValueError as exc:
+                usage(str(exc), "--rate")
+    with session(ctx, json_flag) as (client, settings):
+        changed = client.set_limits(job_type, max_concurrency=max_concurrency, rate_limit=rate_limit)
+        if settings.json:
+            render.write_json(dict(changed.raw))
+        else:
+            render.stdout().print(render.type_facts(changed))
 
 
 def main() -> None:

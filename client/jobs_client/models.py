@@ -227,6 +227,65 @@ class JobRequest:
         return body
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` starts in any `period_seconds`, across every instance."""
+
+    limit: int
+    period_seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period_seconds:g}s"
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A registered job type and how its jobs flow now. `raw` is the resource as received."""
+
+    type: str
+    priority: str
+    max_attempts: int
+    time_limit_seconds: float
+    paused: bool
+    max_concurrency: int | None
+    rate_limit: RateLimit | None
+    running: int | None  # attempts holding a concurrency slot now (None without a limit)
+    released: int | None = None  # after a resume: jobs released by that request
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobType:
+        rate = data.get("rate_limit")
+        return cls(
+            type=str(data.get("type", "")),
+            priority=str(data.get("priority") or "normal"),
+            max_attempts=_int(data.get("max_attempts")),
+            time_limit_seconds=float(data.get("time_limit_seconds") or 0),
+            paused=bool(data.get("paused")),
+            max_concurrency=_opt_int(data.get("max_concurrency")),
+            rate_limit=RateLimit(_int(rate.get("limit")), float(rate.get("period_seconds") or 0))
+            if isinstance(rate, Mapping)
+            else None,
+            running=_opt_int(data.get("running")),
+            released=_opt_int(data.get("released")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class JobTypes:
+    """Every registered type, whether everything is paused, and (after a resume) jobs released."""
+
+    paused_all: bool
+    types: tuple[JobType, ...]
+    released: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobTypes:
+        types = tuple(JobType.from_dict(t) for t in _dicts(data.get("types")))
+        return cls(bool(data.get("paused_all")), types, _opt_int(data.get("released")))
+
+
 def format_time(value: datetime | str | None) -> str | None:
     """RFC 3339 for the API. A naive datetime is taken as UTC; a string is passed on as it is."""
     if value is None or isinstance(value, str):

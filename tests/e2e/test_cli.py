@@ -296,3 +296,24 @@ def test_submit_at_a_time_with_a_priority_prints_them_and_refuses_at_with_delay(
     assert r.returncode == 2 and "--delay or --at" in r.stderr
     r = jobs("submit", "echo", "--priority", "urgent", url=host.base)
     assert r.returncode == 2
+
+
+def test_types_pause_resume_and_limit_commands(host):
+    r = jobs("pause", "echo", url=host.base)
+    assert r.returncode == 0 and "paused" in r.stdout
+    r = jobs("types", url=host.base)
+    assert r.returncode == 0
+    [echo_row] = [line for line in r.stdout.splitlines() if line.startswith("echo ")]
+    assert "paused" in echo_row
+    r = jobs("resume", "echo", "--json", url=host.base)
+    assert json.loads(r.stdout)["paused"] is False
+    r = jobs("limit", "sleep", "--concurrency", "2", "--rate", "10/m", "--json", url=host.base)
+    body = json.loads(r.stdout)
+    assert (body["max_concurrency"], body["rate_limit"]) == (2, {"limit": 10, "period_seconds": 60.0})
+    r = jobs("limit", "sleep", "--concurrency", "default", "--json", url=host.base)
+    assert json.loads(r.stdout)["max_concurrency"] is None
+    assert jobs("limit", "sleep", "--rate", "lots", url=host.base).returncode == 2
+    assert jobs("pause", url=host.base).returncode == 2  # neither TYPE nor --all
+    r = jobs("pause", "--all", "--json", url=host.base)
+    assert json.loads(r.stdout)["paused_all"] is True
+    assert json.loads(jobs("resume", "--all", "--json", url=host.base).stdout)["paused_all"] is False

@@ -514,3 +514,24 @@ def test_submit_with_run_at_and_priority_sends_both_and_a_high_job_runs(client):
     with pytest.raises(BadRequest) as caught:
         client.submit("echo", run_at=later, delay_seconds=5)
     assert caught.value.code == "invalid_field"
+
+
+def test_types_pause_resume_and_limits_round_trip_through_the_api(client):
+    names = {t.type for t in client.types().types}
+    assert {"echo", "sleep", "fail"} <= names
+    paused = client.pause("echo")
+    assert paused.paused is True
+    resumed = client.resume("echo")
+    assert (resumed.paused, resumed.released) == (False, 0)
+    limited = client.set_limits("sleep", max_concurrency=3, rate_limit="20/30s")
+    assert (limited.max_concurrency, str(limited.rate_limit), limited.running) == (3, "20/30s", 0)
+    cleared = client.set_limits("sleep", max_concurrency=None, rate_limit=None)
+    assert (cleared.max_concurrency, cleared.rate_limit, cleared.running) == (None, None, None)
+    everything = client.pause()
+    assert everything.paused_all and all(t.paused for t in everything.types)
+    assert not client.resume().paused_all
+    with pytest.raises(NotFound) as caught:
+        client.get_type("nope")
+    assert caught.value.code == "type_not_found"
+    with pytest.raises(ValueError):
+        client.set_limits("sleep", rate_limit="lots")
