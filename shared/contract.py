@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from shared.job import Priority, Status
 
@@ -326,7 +326,7 @@ class TypeChange(Strict):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_paused)
     # Absent, never null: a default is not validated, so an explicit null is refused.
-    paused: bool = Field(  # type: ignore[assignment]
+    paused: StrictBool = Field(  # type: ignore[assignment]
         None, description="Pause (its jobs stay queued and are set aside) or resume (they run)."
     )
     max_concurrency: Annotated[int, Field(ge=1, le=10000)] | None = Field(

@@ -48,6 +48,7 @@ from shared.messages import (
     snapshot_of,
 )
 from shared.operations import Operations
+from shared.priority import PriorityGate
 from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
 from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
@@ -86,6 +87,7 @@ class Worker:
     telemetry: Telemetry
     operations: Operations | None = None  # bulk operations ride on the jobs queue
     flow: FlowControl | None = None  # pauses and limits per type (shared/flow)
+    gate: PriorityGate = field(default_factory=PriorityGate)  # higher priorities go first here
     _threads: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -105,7 +107,12 @@ class Worker:
         return spec.policy(self.defaults) if spec else self.defaults
 
     async def process(self, body: bytes | str, priority: Priority = Priority.NORMAL) -> Outcome:
-        """Handle one message from the queue of `priority`."""
+        """Handle one message from the queue of `priority`, after the higher priorities' messages
+        in progress in this process (a bounded wait)."""
+        async with self.gate.turn(priority):
+            return await self._process(body, priority)
+
+    async def _process(self, body: bytes | str, priority: Priority) -> Outcome:
         try:
             message = JobMessage.decode(body)
         except MalformedMessage as exc:
