@@ -302,3 +302,31 @@ def test_a_job_parked_again_while_its_release_runs_keeps_its_index_row(services)
     assert len(services._portal.run(parking._page(shard, "echo"))) == 1  # the new row stayed
     assert services.flow.resume("echo") == 1
     assert deliver(services) == [Outcome.SUCCEEDED]
+
+
+def calls_for_one(services, job_type: str) -> dict:
+    services.service.submit(job_type, 1)
+    unwrap(services).flow.settings.cache_seconds = 60
+    services.flow.settings.read()  # the settings an instance reads once per 5 s: not counted
+    counter = services.storage.counter
+    counter.reset()
+    [message] = messages(services)
+    assert services.worker.process(message.content) is Outcome.SUCCEEDED
+    return {k: v for k, v in counter.snapshot().items() if k[0] == "table"}
+
+
+def test_a_rate_limited_job_that_may_start_costs_two_table_calls_more(services):
+    assert calls_for_one(services, "metered") == {
+        ("table", "GET"): 1,  # the start log (the first time: not found)
+        ("table", "POST"): 1,  # the log, created (later: a conditional PUT)
+        ("table", "PATCH"): 2,  # claim and result, as for any job
+    }
+    assert calls_for_one(services, "metered") == {("table", "GET"): 1, ("table", "PUT"): 1, ("table", "PATCH"): 2}
+
+
+def test_a_concurrency_limited_job_costs_three_table_calls_more(services):
+    calls_for_one(services, "pair")  # creates the slot rows it uses
+    calls = calls_for_one(services, "pair")
+    assert calls[("table", "GET")] == 1  # the type's slots
+    assert calls[("table", "PATCH")] == 2  # claim and result
+    assert calls.get(("table", "PUT"), 0) + calls.get(("table", "POST"), 0) == 2  # take a slot, give it back
