@@ -36,6 +36,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from shared import oldest
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Status, parse_time, partition_key, row_key_at, to_ms
 from shared.storage import Storage
 
@@ -242,9 +243,12 @@ class JobStore:
         continuation: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        order: str = "newest",
     ) -> Page:
-        """Newest first (by due time) across all partitions, one query per partition per page.
-        `since` and `until` bound the due time: a range of row keys, not a filter.
+        """Newest first (by due time) across all partitions, one query per partition per page;
+        `order="oldest"`: oldest first, by windows of due time (shared/oldest.py says how, and
+        what a page costs). `since` and `until` bound the due time: a range of row keys, not a
+        filter.
 
         Dead-lettered and cancelled jobs are read from their index copies, so such a page costs
         the same however many other jobs there are. Other filters are applied by the service as
@@ -256,13 +260,15 @@ class JobStore:
             return Page([], None)
         low, high = bounds
         extra = _filters(None if prefix else status, job_type)
+        if order == "oldest":
+            return await self._list_oldest(prefix, extra, limit, continuation, low, high)
         end = prefix + (high or JOB_ROWS_END)
         scope = f"{prefix}|{low}|{high}{extra}"  # the token is only good for the same listing
         cursors = self._decode_cursor(continuation, scope, start=low or "0")
         fetched: list[tuple[str, int, dict[str, Any]]] = []
         frontier: dict[int, str | None] = {}
         pages = await asyncio.gather(
-            *(self._query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
+            *(self.query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
               for shard, (op, row) in cursors.items())
         )  # fmt: skip
         for shard, (rows, next_row) in zip(cursors, pages, strict=True):
@@ -288,11 +294,25 @@ class JobStore:
         # Large payloads stay in their blobs here: a listing costs one call per partition, no more.
         return Page([self._from_entity(e) for _, _, e in emitted], token)
 
-    async def _query_page(
-        self, shard: int, row_condition: str, extra: str, limit: int
+    async def _list_oldest(
+        self, prefix: str, extra: str, limit: int, continuation: str | None, low: str | None, high: str | None
+    ) -> Page:
+        scope = hash_key(f"oldest|{prefix}|{low}|{high}{extra}")[:8]  # the token is only good for the same listing
+        try:
+            state = oldest.decode(continuation, scope) if continuation else None
+        except LookupError as exc:
+            raise BadContinuation(str(exc)) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadContinuation("continuation token is not one this service issued") from exc
+        entities, state = await oldest.list_oldest(self, prefix, extra, limit, state, low, high)
+        return Page([self._from_entity(e) for e in entities], oldest.encode(state, scope) if state else None)
+
+    async def query_page(
+        self, shard: int, row_condition: str, extra: str, limit: int, select: list[str] | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """The first page of a query in one partition, and the row key it would continue from."""
         query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition}{extra}"
-        pages = self.table.query_entities(query, results_per_page=limit).by_page()
+        pages = self.table.query_entities(query, results_per_page=limit, select=select).by_page()
         try:
             rows = [entity async for entity in await pages.__anext__()]
         except StopAsyncIteration:
