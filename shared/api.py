@@ -291,7 +291,7 @@ def _submission(app: Services, body: Any) -> Submission:
 
 
 @endpoint(
-    "GET", "jobs", "List jobs, newest first", "jobs",
+    "GET", "jobs", "List jobs, newest or oldest first", "jobs",
     {200: Reply("A page of jobs. Follow `continuation` until it is null.", c.JobList), **problems(400)},
     query=c.ListQuery,
 )  # fmt: skip
@@ -301,7 +301,7 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     q = _model(c.ListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
     try:
         page = await app.service.list(
-            q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until
+            q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until, order=q.order
         )  # fmt: skip
     except BadContinuation as exc:
         raise Problem(400, "invalid_continuation", str(exc)) from None

@@ -171,6 +171,12 @@ class ListQuery(Strict):
     until: Moment | None = Field(None, description="Only jobs due before this time (RFC 3339).")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     continuation: str | None = Field(None, description="The `continuation` of the previous page (empty: the first).")
+    order: Literal["newest", "oldest"] = Field(
+        "newest",
+        description="By due time. `newest` reads one query per partition a page. `oldest` finds each page with "
+        "probes of row keys going forward from `since` (default: the oldest job kept), then reads its jobs: in a "
+        "steady listing also one query per partition a page, the first page a few more (see the README).",
+    )
 
 
 # --- responses ---------------------------------------------------------------------------------

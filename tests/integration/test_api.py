@@ -4,6 +4,7 @@ no writes on bad input."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -115,6 +116,8 @@ def test_idempotency_key_header_returns_the_same_job(call, services):
         ({"type": "a b"}, "invalid_parameter"),
         ({"colour": "red"}, "unknown_parameter"),
         ({"continuation": "xyz"}, "invalid_continuation"),
+        ({"order": "random"}, "invalid_parameter"),
+        ({"order": "oldest", "continuation": "xyz"}, "invalid_continuation"),
     ],
 )
 def test_bad_list_parameters_get_400(call, query, code):
@@ -128,6 +131,22 @@ def test_list_pages_with_continuation(call):
     rest = call(api.list_jobs, query={"limit": "2", "continuation": first["continuation"]}).body
     assert sorted(j["id"] for j in first["jobs"] + rest["jobs"]) == sorted(ids)
     assert rest["continuation"] is None
+
+
+def test_list_oldest_first_pages_with_continuation(call):
+    ids = []
+    for i in range(5):
+        ids.append(call(api.submit_job, {"type": "echo", "payload": i}).body["id"])
+        time.sleep(0.002)  # distinct due times
+    seen, token = [], None
+    while True:
+        query = {"limit": "2", "order": "oldest", **({"continuation": token} if token else {})}
+        page = call(api.list_jobs, query=query).body
+        seen += [j["id"] for j in page["jobs"]]
+        token = page["continuation"]
+        if token is None:
+            break
+    assert seen == ids
 
 
 def test_cancel_and_retry_return_200_or_409_with_reason(call):
