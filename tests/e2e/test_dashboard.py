@@ -131,17 +131,24 @@ def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard
     assert page.locator("#jobs-table tbody tr").first.get_attribute("data-id") in more
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
 
-    # A page of 50, then "Load more" with the continuation token; oldest first reverses what is loaded.
+    # A page of 50, then "Load more" with the continuation token.
     submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(60)])
     until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
     assert page.locator("#load-more").is_visible()
     page.locator("#load-more").click()
     until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
     assert page.locator("#load-more").is_hidden()
+    # Oldest first is the API's order=oldest, paged with its own continuation token the same way.
     page.select_option("#f-order", "oldest")
     assert "order=oldest" in page.url
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
     until(page, f"{first!r}.includes(document.querySelector('#jobs-table tbody tr').dataset.id)")
-    assert "Oldest first among the 68 loaded" in page.locator("#order-note").inner_text()
+    assert "from the oldest job kept" in page.locator("#order-note").inner_text()
+    page.locator("#load-more").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
+    shown = page.evaluate("[...document.querySelectorAll('#jobs-table tbody tr')].map((r) => r.dataset.id)")
+    assert shown == [j["id"] for j in listed(host, order="oldest")]
+    assert any("order=oldest" in u and "continuation=" in u for u in api_requests(browser_page, host))
 
     # A refresh keeps the scroll position and what was loaded.
     page.evaluate("window.scrollTo(0, 600)")
