@@ -149,6 +149,14 @@ def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard
     shown = page.evaluate("[...document.querySelectorAll('#jobs-table tbody tr')].map((r) => r.dataset.id)")
     assert shown == [j["id"] for j in listed(host, order="oldest")]
     assert any("order=oldest" in u and "continuation=" in u for u in api_requests(browser_page, host))
+    # A relative due time is made absolute once per load: Load more pages on with the same times
+    # (a token is only good for the times it was issued for).
+    page.select_option("#f-range", "1h")
+    until(page, "location.hash.includes('since=1h')")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
+    page.locator("#load-more").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
+    assert page.locator("#banner").is_hidden()
 
     # A refresh keeps the scroll position and what was loaded.
     page.evaluate("window.scrollTo(0, 600)")
