@@ -167,7 +167,9 @@ def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard
     # Clear filters; the keyboard reaches every filter control, with a visible focus ring.
     page.locator("#clear-filters").click()
     until(page, "location.hash === '#/jobs'")
-    page.wait_for_load_state("networkidle")  # a reload would abort a request under way (the icon, say)
+    # A reload would abort a request under way: wait for the cleared list, then for quiet.
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
+    page.wait_for_load_state("networkidle")
     page.reload()  # from the top of a fresh page
     page.locator("#jobs-table tbody tr").first.wait_for()
     reached, rings = [], {}
