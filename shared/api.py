@@ -15,6 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from pydantic import BaseModel, ValidationError
@@ -51,6 +52,7 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-case
     body: bytes = b""
     trace_parent: str | None = None  # the host's span for this request: our spans join its trace
+    url: str = ""  # as requested (the host routes `docs/` to `docs`: pages redirect it, see canonical())
 
 
 @dataclass(frozen=True)
@@ -444,6 +446,15 @@ async def fallback(app: Services, request: ApiRequest) -> ApiResponse:
     """Every request no route takes: 405 with `Allow` when the path is a route's and only the
     method is wrong, else 404. A problem either way (the host itself would answer an empty 404)."""
     path = request.route.get("path", "") or ""
+    if (
+        request.method == "GET"
+        and path.endswith("/")
+        and any(e.method == "GET" and route_matches(e.route, path.rstrip("/")) for e in ENDPOINTS)
+    ):
+        # `docs//`, or `docs/` on a host that does not route it to `docs`: the canonical URL.
+        redirect = canonical(request)
+        if redirect is not None:
+            return redirect
     allowed = sorted({e.method for e in ENDPOINTS if route_matches(e.route, path)})
     if not allowed and any(
         e.method == request.method and route_matches(e.route, path, constrained=False) for e in ENDPOINTS
@@ -454,6 +465,20 @@ async def fallback(app: Services, request: ApiRequest) -> ApiResponse:
         raise Problem(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}",
                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
     raise Problem(404, "not_found", f"no route /api/{path}")
+
+
+def canonical(request: ApiRequest) -> ApiResponse | None:
+    """A redirect from `/api/docs/` to `/api/docs` (the hosts route both to the same function), or
+    None. A page's relative URLs (`docs/init.js`) resolve against its own URL, so under the
+    trailing slash they would point a level too deep and the page would stay blank. The Location
+    is relative (`../docs`), so it holds behind any host, route prefix or proxy."""
+    parts = urlsplit(request.url)
+    slashes = len(parts.path) - len(parts.path.rstrip("/"))
+    name = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if not slashes or not name:
+        return None
+    location = "../" * slashes + name + (f"?{parts.query}" if parts.query else "")
+    return ApiResponse(308, None, {"Location": location}, content_type="text/plain")
 
 
 _SEGMENT = re.compile(r"^\{(\w+)(?::length\((\d+)\))?\}$")

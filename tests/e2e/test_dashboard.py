@@ -444,3 +444,14 @@ def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_pa
         assert len(png) < MAX_SCREENSHOT_BYTES, f"{name} is {len(png) // 1024} KB"
         (folder / name).write_bytes(png)
         print(f"\n{folder / name}: {len(png) // 1024} KB")
+
+
+@pytest.mark.parametrize("slashes", ["/", "//"])
+def test_the_dashboard_under_a_trailing_slash_redirects_and_renders(host, browser_page, slashes):
+    page = browser_page.page
+    response = page.goto(host.url(f"/api/dashboard{slashes}#/jobs"))
+    assert response is not None and response.status == 200
+    assert page.url == host.url("/api/dashboard#/jobs")  # the view (the fragment) survives the redirect
+    page.locator("#view-title").wait_for()
+    assert page.locator("#view-title").inner_text() == "Jobs"
+    assert_no_problems(browser_page)
