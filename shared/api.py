@@ -26,6 +26,7 @@ from shared.job import Job, utcnow
 from shared.operations import Operation, OperationNotFound
 from shared.service import Conflict, NotFound, Submission
 from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
+from shared.telemetry import trace_portal_url
 
 if TYPE_CHECKING:
     from shared.app import Services
@@ -318,7 +319,7 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
 async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     job = await app.service.get(request.route.get("id", ""))
     headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
-    return ApiResponse(200, job.to_resource(), headers)
+    return ApiResponse(200, _one_job(app, job), headers)
 
 
 @endpoint(
@@ -326,7 +327,7 @@ async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(404, 409)},
 )  # fmt: skip
 async def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
-    return ApiResponse(200, (await app.service.cancel(request.route.get("id", ""))).to_resource())
+    return ApiResponse(200, _one_job(app, await app.service.cancel(request.route.get("id", ""))))
 
 
 @endpoint(
@@ -340,7 +341,7 @@ async def retry_job(app: Services, request: ApiRequest) -> ApiResponse:
     if request.body.strip():
         extra = _model(c.RetryRequest, _json_body(request, 4096)).extra_attempts or 1
     job = await app.service.redrive(request.route.get("id", ""), extra_attempts=extra)
-    return ApiResponse(200, job.to_resource(), {"Location": f"{JOBS_PATH}/{job.id}"})
+    return ApiResponse(200, _one_job(app, job), {"Location": f"{JOBS_PATH}/{job.id}"})
 
 
 # --- bulk operations -------------------------------------------------------------------------
@@ -560,6 +561,17 @@ def _idempotency_key(request: ApiRequest) -> str | None:
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
     return key
+
+
+def _one_job(app: Services, job: Job) -> dict[str, Any]:
+    """A job as a response about that one job: with `trace_url` when the app knows its Application
+    Insights resource (not in listings: a link is 500 characters a job)."""
+    body = job.to_resource()
+    until = job.finished_at if job.status.terminal else None
+    url = trace_portal_url(app.config.appinsights_resource_id, job.trace_id, job.created_at, until)
+    if url:
+        body["trace_url"] = url
+    return body
 
 
 def _retry_after(job: Any) -> int:

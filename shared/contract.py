@@ -206,6 +206,12 @@ class JobResource(BaseModel):
     trace_id: str | None = Field(
         None, description="The job's trace (every attempt joins it): the operation id in Application Insights."
     )
+    trace_url: str | None = Field(
+        None,
+        description="In answers about one job (get, cancel, retry), when the app knows its Application Insights "
+        "resource (`JOBS_APPINSIGHTS_RESOURCE_ID`, set by the templates in Azure) and the job has a trace: a link "
+        "to the job's telemetry in the Azure portal (Logs, with a query for its operation id). Absent otherwise.",
+    )
 
 
 class JobList(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from typing import Any
 
@@ -454,4 +455,37 @@ def test_the_dashboard_under_a_trailing_slash_redirects_and_renders(host, browse
     assert page.url == host.url("/api/dashboard#/jobs")  # the view (the fragment) survives the redirect
     page.locator("#view-title").wait_for()
     assert page.locator("#view-title").inner_text() == "Jobs"
+    assert_no_problems(browser_page)
+
+
+APPINSIGHTS = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-jobs/providers/"
+    "Microsoft.Insights/components/appi-jobs"
+)
+
+
+def test_the_job_page_links_to_application_insights_only_where_the_app_knows_its_resource(start_host, browser_page):
+    page = browser_page.page
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    local = start_host()  # as under `make run`: no Application Insights
+    job_id = local.submit({"type": "echo"}, headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}).json()["id"]
+    local.wait_for(job_id, lambda j: j["status"] == "succeeded")
+    open_dashboard(browser_page, local, f"#/jobs/{job_id}")
+    page.locator("#job-status .status").wait_for()
+    assert page.locator("#job-facts").inner_text().count(trace) == 1
+    assert page.locator("#job-trace-link").count() == 0
+    assert "Transaction search" in page.locator("#job-traces").inner_text()
+
+    page.goto("about:blank")  # no poll while the host restarts
+    os.killpg(local.proc.pid, signal.SIGTERM)  # the same app and storage, now with the setting Azure has
+    local.proc.wait(timeout=15)
+    azure = start_host(JOBS_APPINSIGHTS_RESOURCE_ID=APPINSIGHTS)
+    open_dashboard(browser_page, azure, f"#/jobs/{job_id}")
+    link = page.locator("#job-trace-link")
+    link.wait_for()
+    expected = requests.get(azure.url(f"/api/jobs/{job_id}"), timeout=5).json()["trace_url"]
+    assert link.get_attribute("href") == expected
+    assert "%2Fcomponents%2Fappi-jobs/source/LogsBlade.AnalyticsShareLinkToQuery/q/" in expected
+    assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener noreferrer")
+    assert trace in page.locator("#job-traces").inner_text()
     assert_no_problems(browser_page)

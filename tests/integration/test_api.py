@@ -288,3 +288,31 @@ def test_retention_deletes_a_keyed_batch_with_its_key(call, services):
     assert services.reconciler.run(now=utcnow() + timedelta(days=8))["deleted"] == 3
     again = call(api.submit_jobs, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
     assert again.status == 202 and "Idempotent-Replayed" not in again.headers
+
+
+TRACED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # a caller's traceparent
+APPINSIGHTS = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-jobs/providers/"
+    "Microsoft.Insights/components/appi-jobs"
+)
+
+
+def test_answers_about_one_job_link_to_its_telemetry_when_the_app_knows_its_resource(services_factory):
+    services = services_factory(JOBS_APPINSIGHTS_RESOURCE_ID=APPINSIGHTS)
+
+    def call(route, method="GET", **params):
+        return call_api(services, route, ApiRequest(method, params, {}, {}, b"", trace_parent=TRACED))
+
+    submitted = call_api(
+        services, api.submit_job,
+        ApiRequest("POST", {}, {}, {"content-type": "application/json"}, b'{"type": "echo", "delay_seconds": 60}',
+                   trace_parent=TRACED),
+    ).body  # fmt: skip
+    assert submitted["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    got = call(api.get_job, id=submitted["id"]).body
+    assert got["trace_url"].startswith("https://portal.azure.com/#blade/Microsoft_Azure_Monitoring_Logs/LogsBlade/")
+    cancelled = call(api.cancel_job, "POST", id=submitted["id"]).body
+    assert cancelled["trace_url"].split("/q/")[0] == got["trace_url"].split("/q/")[0]  # its query now ends
+    assert "trace_url" not in call(api.list_jobs).body["jobs"][0]  # 500 characters a job: not in listings
+    untraced = call_api(services, api.submit_job, ApiRequest("POST", {}, {}, {}, b'{"type": "echo"}')).body
+    assert untraced["trace_id"] is None and "trace_url" not in call(api.get_job, id=untraced["id"]).body
