@@ -29,6 +29,7 @@ async def _http(route: api.Route, req: func.HttpRequest, context: func.Context) 
         headers={k.lower(): v for k, v in req.headers.items()},
         body=req.get_body() or b"",
         trace_parent=trace.trace_parent if trace is not None else None,
+        url=req.url,
     )
     response = await api.handle(route, services, request)
     return func.HttpResponse(

@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     instance = args.instance if args.instance is not None else int(os.environ.get("DEVHOST_INSTANCE") or 0)
     os.environ["DEVHOST_INSTANCE"] = str(instance)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - print() from functions shows at once
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s [{instance}] %(levelname)s %(name)s: %(message)s"
-    )
+    from devhost.logs import ExtrasFormatter
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(ExtrasFormatter(f"%(asctime)s [{instance}] %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.captureWarnings(True)
     from devhost.host import HostOptions, serve
 

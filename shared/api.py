@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,7 @@ from shared.job import Job, utcnow
 from shared.operations import Operation, OperationNotFound
 from shared.service import Conflict, NotFound, Submission
 from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
+from shared.telemetry import trace_portal_url
 
 if TYPE_CHECKING:
     from shared.app import Services
@@ -52,6 +54,7 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-case
     body: bytes = b""
     trace_parent: str | None = None  # the host's span for this request: our spans join its trace
+    url: str = ""  # as requested (the host routes `docs/` to `docs`: pages redirect it, see canonical())
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def _submission(app: Services, body: Any) -> Submission:
 
 
 @endpoint(
-    "GET", "jobs", "List jobs, newest first", "jobs",
+    "GET", "jobs", "List jobs, newest or oldest first", "jobs",
     {200: Reply("A page of jobs. Follow `continuation` until it is null.", c.JobList), **problems(400)},
     query=c.ListQuery,
 )  # fmt: skip
@@ -309,7 +312,7 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     q = _model(c.ListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
     try:
         page = await app.service.list(
-            q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until
+            q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until, order=q.order
         )  # fmt: skip
     except BadContinuation as exc:
         raise Problem(400, "invalid_continuation", str(exc)) from None
@@ -324,7 +327,7 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
 async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     job = await app.service.get(request.route.get("id", ""))
     headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
-    return ApiResponse(200, job.to_resource(), headers)
+    return ApiResponse(200, _one_job(app, job), headers)
 
 
 @endpoint(
@@ -332,7 +335,7 @@ async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(404, 409)},
 )  # fmt: skip
 async def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
-    return ApiResponse(200, (await app.service.cancel(request.route.get("id", ""))).to_resource())
+    return ApiResponse(200, _one_job(app, await app.service.cancel(request.route.get("id", ""))))
 
 
 @endpoint(
@@ -346,7 +349,7 @@ async def retry_job(app: Services, request: ApiRequest) -> ApiResponse:
     if request.body.strip():
         extra = _model(c.RetryRequest, _json_body(request, 4096)).extra_attempts or 1
     job = await app.service.redrive(request.route.get("id", ""), extra_attempts=extra)
-    return ApiResponse(200, job.to_resource(), {"Location": f"{JOBS_PATH}/{job.id}"})
+    return ApiResponse(200, _one_job(app, job), {"Location": f"{JOBS_PATH}/{job.id}"})
 
 
 # --- bulk operations -------------------------------------------------------------------------
@@ -452,6 +455,15 @@ async def fallback(app: Services, request: ApiRequest) -> ApiResponse:
     """Every request no route takes: 405 with `Allow` when the path is a route's and only the
     method is wrong, else 404. A problem either way (the host itself would answer an empty 404)."""
     path = request.route.get("path", "") or ""
+    if (
+        request.method == "GET"
+        and path.endswith("/")
+        and any(e.method == "GET" and route_matches(e.route, path.rstrip("/")) for e in ENDPOINTS)
+    ):
+        # `docs//`, or `docs/` on a host that does not route it to `docs`: the canonical URL.
+        redirect = canonical(request)
+        if redirect is not None:
+            return redirect
     allowed = sorted({e.method for e in ENDPOINTS if route_matches(e.route, path)})
     if not allowed and any(
         e.method == request.method and route_matches(e.route, path, constrained=False) for e in ENDPOINTS
@@ -462,6 +474,20 @@ async def fallback(app: Services, request: ApiRequest) -> ApiResponse:
         raise Problem(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}",
                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
     raise Problem(404, "not_found", f"no route /api/{path}")
+
+
+def canonical(request: ApiRequest) -> ApiResponse | None:
+    """A redirect from `/api/docs/` to `/api/docs` (the hosts route both to the same function), or
+    None. A page's relative URLs (`docs/init.js`) resolve against its own URL, so under the
+    trailing slash they would point a level too deep and the page would stay blank. The Location
+    is relative (`../docs`), so it holds behind any host, route prefix or proxy."""
+    parts = urlsplit(request.url)
+    slashes = len(parts.path) - len(parts.path.rstrip("/"))
+    name = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if not slashes or not name:
+        return None
+    location = "../" * slashes + name + (f"?{parts.query}" if parts.query else "")
+    return ApiResponse(308, None, {"Location": location}, content_type="text/plain")
 
 
 _SEGMENT = re.compile(r"^\{(\w+)(?::length\((\d+)\))?\}$")
@@ -543,6 +569,17 @@ def _idempotency_key(request: ApiRequest) -> str | None:
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise Problem(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
     return key
+
+
+def _one_job(app: Services, job: Job) -> dict[str, Any]:
+    """A job as a response about that one job: with `trace_url` when the app knows its Application
+    Insights resource (not in listings: a link is 500 characters a job)."""
+    body = job.to_resource()
+    until = job.finished_at if job.status.terminal else None
+    url = trace_portal_url(app.config.appinsights_resource_id, job.trace_id, job.created_at, until)
+    if url:
+        body["trace_url"] = url
+    return body
 
 
 def _retry_after(job: Any) -> int:

@@ -59,6 +59,12 @@ SETTINGS: tuple[Setting, ...] = (
         "1048576",
         "Largest accepted payload (JSON bytes); over 30,000 characters it is stored in a blob.",
     ),
+    Setting(
+        "JOBS_APPINSIGHTS_RESOURCE_ID",
+        "",
+        "The Application Insights resource's id (/subscriptions/.../components/<name>), set by the templates: "
+        "the API links each job to its telemetry in the Azure portal (`trace_url`). Empty (locally): no link.",
+    ),
 )
 
 
@@ -79,6 +85,7 @@ class Config:
     retention_days: float
     partitions: int
     max_payload_bytes: int
+    appinsights_resource_id: str
 
     @property
     def poison_queue_name(self) -> str:
@@ -107,7 +114,7 @@ def load(env: dict[str, str] | None = None) -> Config:
     for f, setting in zip(fields(Config), SETTINGS, strict=True):
         text = raw[setting.name]
         try:
-            value = f.type == "str" and text or (int(text) if f.type == "int" else float(text))
+            value = text if f.type == "str" else int(text) if f.type == "int" else float(text)
         except ValueError:
             raise ConfigError(f"{setting.name}={text!r} is not a valid {f.type}") from None
         if f.type == "int" and value < 1 or f.type == "float" and value < 0:

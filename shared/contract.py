@@ -196,6 +196,12 @@ class ListQuery(Strict):
     until: Moment | None = Field(None, description="Only jobs due before this time (RFC 3339).")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     continuation: str | None = Field(None, description="The `continuation` of the previous page (empty: the first).")
+    order: Literal["newest", "oldest"] = Field(
+        "newest",
+        description="By due time. `newest` reads one query per partition a page. `oldest` finds each page with "
+        "probes of row keys going forward from `since` (default: the oldest job kept), then reads its jobs: in a "
+        "steady listing also one query per partition a page, the first page a few more (see the README).",
+    )
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -225,6 +231,12 @@ class JobResource(BaseModel):
     finished_at: datetime | None
     trace_id: str | None = Field(
         None, description="The job's trace (every attempt joins it): the operation id in Application Insights."
+    )
+    trace_url: str | None = Field(
+        None,
+        description="In answers about one job (get, cancel, retry), when the app knows its Application Insights "
+        "resource (`JOBS_APPINSIGHTS_RESOURCE_ID`, set by the templates in Azure) and the job has a trace: a link "
+        "to the job's telemetry in the Azure portal (Logs, with a query for its operation id). Absent otherwise.",
     )
 
 

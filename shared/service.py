@@ -167,8 +167,9 @@ class JobService:
         continuation: str | None,
         since: datetime | None = None,
         until: datetime | None = None,
+        order: str = "newest",
     ) -> Page:
-        return await self.store.list(status, job_type, limit, continuation, since, until)
+        return await self.store.list(status, job_type, limit, continuation, since, until, order)
 
     async def cancel(self, job_id: str, operation: str | None = None) -> Job:
         job = (await self._transition(job_id, lambda job: job.cancel(operation=operation))).job

@@ -36,6 +36,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from shared import oldest
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
 from shared.storage import Storage
 
@@ -242,9 +243,12 @@ class JobStore:
         continuation: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        order: str = "newest",
     ) -> Page:
-        """Newest first (by due time) across all partitions, one query per partition per page.
-        `since` and `until` bound the due time: a range of row keys, not a filter.
+        """Newest first (by due time) across all partitions, one query per partition per page;
+        `order="oldest"`: oldest first, by windows of due time (shared/oldest.py says how, and
+        what a page costs). `since` and `until` bound the due time: a range of row keys, not a
+        filter.
 
         Dead-lettered and cancelled jobs are read from their index copies, so such a page costs
         the same however many other jobs there are. Other filters are applied by the service as
@@ -256,22 +260,32 @@ class JobStore:
             return Page([], None)
         low, high = bounds
         extra = _filters(None if prefix else status, job_type)
+        if order == "oldest":
+            return await self._list_oldest(prefix, extra, limit, continuation, low, high)
         end = prefix + (high or JOB_ROWS_END)
         scope = f"{prefix}|{low}|{high}{extra}"  # the token is only good for the same listing
         cursors = self._decode_cursor(continuation, scope, start=low or "0")
         fetched: list[tuple[str, int, dict[str, Any]]] = []
-        frontier: dict[int, str | None] = {}
+        # How far each partition is known: (row, 1) through that row, (row, 0) before it; None:
+        # to the end. A query's continuation is opaque (Azure sends a hash of the next row key):
+        # a partition with more is known through the last row it returned.
+        frontier: dict[int, tuple[str, int] | None] = {}
         pages = await asyncio.gather(
-            *(self._query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
+            *(self.query_page(shard, f"RowKey {op} '{prefix}{row}' and RowKey lt '{end}'", extra, limit)
               for shard, (op, row) in cursors.items())
         )  # fmt: skip
-        for shard, (rows, next_row) in zip(cursors, pages, strict=True):
+        for (shard, (op, row)), (rows, more) in zip(cursors.items(), pages, strict=True):
             fetched += [(e["RowKey"][len(prefix) :], shard, e) for e in rows]
-            frontier[shard] = next_row[len(prefix) :] if next_row else None
-        # Rows before every partition's frontier are known completely: only those can be ordered.
-        bound = min((r for r in frontier.values() if r is not None), default=None)
+            if not more:
+                frontier[shard] = None
+            elif rows:
+                frontier[shard] = (rows[-1]["RowKey"][len(prefix) :], 1)
+            else:  # nothing returned, and more to come (the service stopped scanning)
+                frontier[shard] = (row, 1 if op == "gt" else 0)
+        # Rows a partition is known through are known completely: only those can be ordered.
+        bound = min((f for f in frontier.values() if f is not None), default=None)
         fetched.sort(key=lambda item: item[0])
-        emitted = [item for item in fetched if bound is None or item[0] < bound][:limit]
+        emitted = [item for item in fetched if bound is None or (item[0], 0) < bound][:limit]
         last = {shard: row for row, shard, _ in emitted}
         next_cursors: dict[int, tuple[str, str]] = {}
         for shard, (op, row) in cursors.items():
@@ -280,25 +294,37 @@ class JobStore:
                 if frontier[shard] is None and last[shard] == seen[-1]:
                     continue  # this partition is exhausted
                 next_cursors[shard] = ("gt", last[shard])
-            elif seen:
+            elif seen or frontier[shard] is not None:
                 next_cursors[shard] = (op, row)  # nothing of it emitted yet: same place again
-            elif frontier[shard] is not None:
-                next_cursors[shard] = ("ge", frontier[shard])
         token = self._encode_cursor(next_cursors, scope) if next_cursors else None
         # Large payloads stay in their blobs here: a listing costs one call per partition, no more.
         return Page([self._from_entity(e) for _, _, e in emitted], token)
 
-    async def _query_page(
-        self, shard: int, row_condition: str, extra: str, limit: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    async def _list_oldest(
+        self, prefix: str, extra: str, limit: int, continuation: str | None, low: str | None, high: str | None
+    ) -> Page:
+        scope = hash_key(f"oldest|{prefix}|{low}|{high}{extra}")[:8]  # the token is only good for the same listing
+        try:
+            state = oldest.decode(continuation, scope) if continuation else None
+        except LookupError as exc:
+            raise BadContinuation(str(exc)) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadContinuation("continuation token is not one this service issued") from exc
+        entities, state = await oldest.list_oldest(self, prefix, extra, limit, state, low, high)
+        return Page([self._from_entity(e) for e in entities], oldest.encode(state, scope) if state else None)
+
+    async def query_page(
+        self, shard: int, row_condition: str, extra: str, limit: int, select: list[str] | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The first page of a query in one partition, and whether the service has more. (Its
+        continuation is opaque: Azure sends a hash of the next row key, so never read it.)"""
         query = f"PartitionKey eq '{partition_key(shard)}' and {row_condition}{extra}"
-        pages = self.table.query_entities(query, results_per_page=limit).by_page()
+        pages = self.table.query_entities(query, results_per_page=limit, select=select).by_page()
         try:
             rows = [entity async for entity in await pages.__anext__()]
         except StopAsyncIteration:
             rows = []
-        token = pages.continuation_token
-        return rows, (token or {}).get("RowKey") if token else None
+        return rows, bool(pages.continuation_token)
 
     async def window(self, start: datetime, end: datetime, statuses: Iterable[Status]) -> AsyncIterator[Versioned]:
         """Jobs due in [start, end) with one of `statuses`: what the reconciler looks at."""

@@ -12,14 +12,19 @@ JOBS_LOG_FORMAT=json prints one JSON object per log line, with the job attribute
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -228,6 +233,51 @@ def _configure_sdk(readers: list[Any], otlp: bool) -> None:
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[*readers, PeriodicExportingMetricReader(metric_exporter)]))
+
+
+# --- a job's telemetry in the Azure portal -------------------------------------------------------
+
+PORTAL = "https://portal.azure.com"
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_COMPONENT = re.compile(
+    r"^/subscriptions/[0-9A-Fa-f-]{36}/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Insights/components/"
+    r"[-\w.()]{1,260}$",
+    re.IGNORECASE,
+)
+
+
+def trace_query(trace_id: str, since: datetime, until: datetime | None) -> str:
+    """Every request, dependency, log line and exception of one trace (a job: its submit and all
+    its attempts), oldest first. The times keep the query to the job's life (telemetry is kept
+    90 days by default); the portal then shows them as "Set in query"."""
+    when = f"timestamp >= datetime({since:%Y-%m-%dT%H:%M:%SZ})"
+    if until is not None:
+        when = f"timestamp between (datetime({since:%Y-%m-%dT%H:%M:%SZ}) .. datetime({until:%Y-%m-%dT%H:%M:%SZ}))"
+    return (
+        "union requests, dependencies, traces, exceptions\n"
+        f"| where {when}\n"
+        f'| where operation_Id == "{trace_id}"\n'
+        "| order by timestamp asc"
+    )
+
+
+def trace_portal_url(resource_id: str, trace_id: str | None, since: datetime, until: datetime | None) -> str | None:
+    """A link that opens Logs on the Application Insights resource with `trace_query`: the shape
+    Microsoft documents for links to a query (the BCTech samples, "How do I create a link (URL)
+    that opens a KQL query in the Azure Application Insights portal?": the resource id URL-encoded,
+    the query gzipped and base64-encoded after `q/`). From the results, any row opens the
+    end-to-end transaction view. None without a resource id (locally) or a trace id."""
+    if not trace_id or not _TRACE_ID.match(trace_id) or not _COMPONENT.match(resource_id or ""):
+        return None
+    window_start = since - timedelta(minutes=10)  # the submit's request starts a little earlier
+    window_end = until + timedelta(hours=1) if until is not None else None
+    query = trace_query(trace_id, window_start.astimezone(UTC), window_end.astimezone(UTC) if window_end else None)
+    # mtime=0: the same job always gets the same link.
+    packed = base64.b64encode(gzip.compress(query.encode(), mtime=0)).decode()
+    return (
+        f"{PORTAL}/#blade/Microsoft_Azure_Monitoring_Logs/LogsBlade/resourceId/{quote(resource_id, safe='')}"
+        f"/source/LogsBlade.AnalyticsShareLinkToQuery/q/{quote(packed, safe='')}"
+    )
 
 
 def prometheus_text() -> bytes:

@@ -37,6 +37,7 @@ DEFAULT_URL = "http://localhost:7071"
 KEY_HEADER = "x-functions-key"
 MAX_BATCH = 100  # jobs per POST /api/jobs/batch
 MAX_PAGE_SIZE = 200  # the API's largest `limit`
+ORDERS = ("newest", "oldest")  # by due time: the API's `order`
 MAX_KEY_LENGTH = 255  # of an Idempotency-Key
 MAX_POLL_INTERVAL = 5.0  # wait() sleeps as Retry-After says, but never longer than this
 DEFAULT_POLL_INTERVAL = 1.0  # when a pending resource comes without Retry-After
@@ -374,9 +375,12 @@ class Core:
         until: datetime | str | None,
         limit: int,
         continuation: str | None,
+        order: str = "newest",
     ) -> Flow[Page]:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"the page size must be from 1 to {MAX_PAGE_SIZE}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         params = {
             "status": status,
             "type": type,
@@ -384,6 +388,7 @@ class Core:
             "until": format_time(until),
             "limit": str(limit),
             "continuation": continuation,
+            "order": order if order != "newest" else None,  # the service's default: left out
         }
         call = Call("GET", "/api/jobs", params={k: v for k, v in params.items() if v})
         data, _ = yield from self.fetch(call, "jobs")

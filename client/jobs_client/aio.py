@@ -103,11 +103,15 @@ class AsyncJobsClient:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         page_size: int = 50,
+        order: str = "newest",
     ) -> AsyncIterator[Job]:
-        """Every matching job, newest first, following continuation tokens as you iterate."""
+        """Every matching job, newest first (`order="oldest"`: oldest first), following
+        continuation tokens as you iterate."""
         continuation: str | None = None
         while True:
-            page = await self.list_page(status, type, since, until, limit=page_size, continuation=continuation)
+            page = await self.list_page(
+                status, type, since, until, limit=page_size, continuation=continuation, order=order
+            )
             for job in page.jobs:
                 yield job
             if page.continuation is None:
@@ -123,8 +127,9 @@ class AsyncJobsClient:
         *,
         limit: int = 50,
         continuation: str | None = None,
+        order: str = "newest",
     ) -> Page:
-        return await self._run(self._core.list_page(status, type, since, until, limit, continuation))
+        return await self._run(self._core.list_page(status, type, since, until, limit, continuation, order))
 
     async def wait(
         self,

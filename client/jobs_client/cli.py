@@ -386,13 +386,19 @@ def list_jobs(
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many jobs (0: all).")] = 50,
+    oldest: Annotated[bool, typer.Option("--oldest", help="Oldest first (from --since, else the oldest job kept).")] = (
+        False
+    ),
     json_flag: JsonFlag = False,
 ) -> None:
-    """List jobs, newest first (by due time)."""
+    """List jobs, newest first (by due time); --oldest: oldest first."""
     since_at, until_at = moment(since, "--since"), moment(until, "--until")
     with session(ctx, json_flag) as (client, settings):
         page_size = MAX_PAGE_SIZE if limit == 0 else min(limit + 1, MAX_PAGE_SIZE)
-        found = client.list(status=status, type=job_type, since=since_at, until=until_at, page_size=page_size)
+        found = client.list(
+            status=status, type=job_type, since=since_at, until=until_at, page_size=page_size,
+            order="oldest" if oldest else "newest",
+        )  # fmt: skip
         if settings.json:
             render.write_json_array(dict(j.raw) for j in (found if limit == 0 else islice(found, limit)))
             return

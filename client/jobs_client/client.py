@@ -114,13 +114,14 @@ class JobsClient:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         page_size: int = 50,
+        order: str = "newest",
     ) -> Iterator[Job]:
-        """Every matching job, newest first, fetching pages of up to `page_size` (1-200) as you
-        iterate. `since`/`until` bound the job's due time (RFC 3339 strings or datetimes; a
-        naive datetime is UTC)."""
+        """Every matching job, newest first (`order="oldest"`: oldest first), by due time,
+        fetching pages of up to `page_size` (1-200) as you iterate. `since`/`until` bound the
+        job's due time (RFC 3339 strings or datetimes; a naive datetime is UTC)."""
         continuation: str | None = None
         while True:
-            page = self.list_page(status, type, since, until, limit=page_size, continuation=continuation)
+            page = self.list_page(status, type, since, until, limit=page_size, continuation=continuation, order=order)
             yield from page.jobs
             if page.continuation is None:
                 return
@@ -135,9 +136,10 @@ class JobsClient:
         *,
         limit: int = 50,
         continuation: str | None = None,
+        order: str = "newest",
     ) -> Page:
         """One page of the listing (it may hold fewer than `limit` jobs and still continue)."""
-        return self._run(self._core.list_page(status, type, since, until, limit, continuation))
+        return self._run(self._core.list_page(status, type, since, until, limit, continuation, order))
 
     def wait(
         self,

@@ -103,6 +103,8 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     JOBS_RETENTION_DAYS: '7'
     JOBS_PARTITIONS: '4'
     JOBS_MAX_PAYLOAD_BYTES: '1048576'
+    // Not a secret: lets the API link each job to its telemetry in the portal (trace_url).
+    JOBS_APPINSIGHTS_RESOURCE_ID: insights.id
   }
 }
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import shared.dashboard  # noqa: F401 - registers the dashboard's routes: the document lists every route
 import shared.flow.routes  # noqa: F401 - and flow control's
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, canonical, endpoint, problems
 from shared.apidocs.openapi import document
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def _document(job_types: tuple[str, ...]) -> bytes:
     {200: Reply("An HTML page.", content_type="text/html"), **problems()}, anonymous=True,
 )  # fmt: skip
 async def docs(app: Services, request: ApiRequest) -> ApiResponse:
+    if redirect := canonical(request):  # /api/docs/: its relative URLs would not resolve
+        return redirect
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
     return ApiResponse(200, _read("page.html"), headers, content_type="text/html")
 

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, canonical, endpoint, problems
 
 if TYPE_CHECKING:
     from shared.app import Services
@@ -59,6 +59,8 @@ SECURITY_HEADERS = {
     anonymous=True,
 )  # fmt: skip
 async def dashboard(app: Services, request: ApiRequest) -> ApiResponse:
+    if redirect := canonical(request):  # /api/dashboard/: its relative URLs would not resolve
+        return redirect
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
     return ApiResponse(200, _read("index.html"), headers, content_type="text/html")
 

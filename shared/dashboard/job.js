@@ -9,6 +9,7 @@ import { STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, number, stat
 const JSON_PREVIEW_CHARS = 2000;
 const JSON_PREVIEW_LINES = 40;
 const KEPT_ERRORS = 20; // the API keeps the last 20 errors of a job
+const PORTAL = "https://portal.azure.com/";
 
 function jsonBlock(value, id, expanded, toggle) {
   if (value === null || value === undefined) return null;
@@ -80,6 +81,7 @@ export function createJob(id, ctx) {
   const result = h("div", {});
   const copy = h("button", { type: "button", class: "button quiet", onclick: (e) => copyText(id, e.currentTarget) }, "Copy id");
   const body = h("div", { class: "job-body" });
+  const traces = h("div", { id: "job-traces" });
 
   const root = h(
     "section",
@@ -107,22 +109,41 @@ export function createJob(id, ctx) {
         h("section", { class: "panel", "aria-labelledby": "h-timeline" }, h("h2", { id: "h-timeline" }, "Attempts"), history),
         h("section", { class: "panel", "aria-labelledby": "h-payload" }, h("h2", { id: "h-payload" }, "Payload"), payload),
         h("section", { class: "panel", "aria-labelledby": "h-result" }, h("h2", { id: "h-result" }, "Result"), result),
+        h("section", { class: "panel wide", "aria-labelledby": "h-traces" }, h("h2", { id: "h-traces" }, "Traces"), traces),
+      ),
+    );
+  }
+
+  function renderTraces() {
+    // In Azure the API gives a link to the job's telemetry (JOBS_APPINSIGHTS_RESOURCE_ID); locally
+    // there is no Application Insights, so no link. Only a link to the portal is followed.
+    const url = typeof job.trace_url === "string" && job.trace_url.startsWith(PORTAL) ? job.trace_url : null;
+    if (url) {
+      fill(
+        traces,
         h(
-          "section",
-          { class: "panel wide", "aria-labelledby": "h-traces" },
-          h("h2", { id: "h-traces" }, "Traces"),
-          h(
-            "p",
-            {},
-            "In Azure, this job's traces are in Application Insights: open ",
-            h("em", {}, "Transaction search"),
-            " and filter on the custom dimension ",
-            h("code", {}, "job_id"),
-            " = ",
-            h("code", { class: "mono" }, id),
-            ", or on the operation id shown as Trace id above.",
-          ),
+          "p",
+          {},
+          h("a", { href: url, id: "job-trace-link", target: "_blank", rel: "noopener noreferrer" }, "Open this job's telemetry in Application Insights"),
+          " (the Azure portal's Logs: every request, dependency, log line and exception of operation ",
+          h("code", { class: "mono" }, job.trace_id),
+          ", oldest first; a row opens the end-to-end transaction).",
         ),
+      );
+      return;
+    }
+    fill(
+      traces,
+      h(
+        "p",
+        {},
+        "In Azure, this job's traces are in Application Insights: open ",
+        h("em", {}, "Transaction search"),
+        " and filter on the custom dimension ",
+        h("code", {}, "job_id"),
+        " = ",
+        h("code", { class: "mono" }, id),
+        ", or on the operation id shown as Trace id above.",
       ),
     );
   }
@@ -177,6 +198,7 @@ export function createJob(id, ctx) {
     );
     fill(history, timeline(job));
     renderJson();
+    renderTraces();
   }
 
   async function act(action) {

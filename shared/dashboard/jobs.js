@@ -1,5 +1,5 @@
-// Jobs: the listing, filtered by status, type and due time, newest first as the API lists them
-// (oldest first reverses what is loaded), a page at a time with the continuation token.
+// Jobs: the listing, filtered by status, type and due time, newest or oldest first as the API
+// lists them (`order=oldest`), a page at a time with the continuation token.
 //
 // Per refresh: GET /api/jobs once for the first min(200, loaded) jobs (more calls only when a
 // filtered listing answers short pages, at most 5). Rows are updated in place, so scroll
@@ -8,7 +8,7 @@
 import { ApiError, api } from "./api.js";
 import { bulkAllowed, bulkPanel, openBulk } from "./bulk.js";
 import { announce, fill, h, setText } from "./dom.js";
-import { STATUSES, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, number, plural, statusBadge, timeAgo, truncate } from "./format.js";
+import { STATUSES, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, plural, statusBadge, timeAgo, truncate } from "./format.js";
 
 export const PAGE = 50;
 const MAX_LIMIT = 200;
@@ -52,7 +52,7 @@ export function resolveTime(value) {
   return m ? new Date(Date.now() - Number(m[1]) * UNIT_MS[m[2]]).toISOString() : value;
 }
 
-/** The API's filter for a view filter, times made absolute now. */
+/** The API's filter for a view filter, times made absolute now (what bulk actions take). */
 export function apiFilter(filter) {
   const out = {};
   if (filter.status) out.status = filter.status;
@@ -60,6 +60,11 @@ export function apiFilter(filter) {
   if (filter.since) out.since = resolveTime(filter.since);
   if (filter.until) out.until = resolveTime(filter.until);
   return out;
+}
+
+/** The listing's query: the filter, and the order. */
+export function listQuery(filter) {
+  return filter.order === "oldest" ? { ...apiFilter(filter), order: "oldest" } : apiFilter(filter);
 }
 
 export function describeFilter(filter) {
@@ -125,6 +130,9 @@ export function createJobs(params, ctx) {
   let filter = readFilter(params);
   let jobs = [];
   let continuation = null;
+  // The query the continuation belongs to: a relative time ("1h") is made absolute once per
+  // load, and the token is only good for the times it was issued for.
+  let continuationQuery = null;
   let loaded = false;
   let generation = 0;
   let loadingMore = false;
@@ -139,7 +147,7 @@ export function createJobs(params, ctx) {
   const since = h("input", { id: "f-since", name: "since", type: "datetime-local" });
   const until = h("input", { id: "f-until", name: "until", type: "datetime-local" });
   const custom = h("div", { class: "custom-range", hidden: true }, field("Due from", since, "f-since"), field("Due before", until, "f-until"));
-  const order = h("select", { id: "f-order", name: "order" }, h("option", { value: "newest" }, "Newest first"), h("option", { value: "oldest" }, "Oldest first (of those loaded)"));
+  const order = h("select", { id: "f-order", name: "order" }, h("option", { value: "newest" }, "Newest first"), h("option", { value: "oldest" }, "Oldest first"));
   const clear = h("button", { type: "button", class: "button quiet", id: "clear-filters", onclick: () => ctx.navigate("#/jobs") }, "Clear filters");
   const filters = h(
     "form",
@@ -278,7 +286,7 @@ export function createJobs(params, ctx) {
   }
 
   function filterKey(f) {
-    return JSON.stringify([f.status, f.type, f.since, f.until]);
+    return JSON.stringify([f.status, f.type, f.since, f.until, f.order]);
   }
 
   // --- the table ---
@@ -314,7 +322,7 @@ export function createJobs(params, ctx) {
 
   function render() {
     const now = Date.now();
-    const list = filter.order === "oldest" ? [...jobs].reverse() : jobs;
+    const list = jobs;
     const keep = new Set(list.map((j) => j.id));
     for (const [id, row] of rows) {
       if (!keep.has(id)) {
@@ -360,29 +368,33 @@ export function createJobs(params, ctx) {
     orderNote.hidden = filter.order !== "oldest";
     setText(
       orderNote,
-      `Oldest first among the ${number(jobs.length)} loaded: the API lists newest first${continuation ? ", so Load more reaches older ones" : ""}.`,
+      filter.since
+        ? "Oldest first, from the start of the due time chosen."
+        : "Oldest first, from the oldest job kept (finished jobs are deleted after the retention period).",
     );
   }
 
   // --- loading ---
   async function refresh(signal) {
     const mine = generation;
-    const query = apiFilter(filter);
+    const query = listQuery(filter);
     const want = Math.min(MAX_LIMIT, Math.max(PAGE, jobs.length));
     const head = await loadPages(query, null, want, signal);
     if (mine !== generation) return { retryAfter: null }; // the filter changed meanwhile
     const before = new Set(jobs.map((j) => j.id));
     if (head.continuation && jobs.length > head.jobs.length) {
-      // More was loaded than one refresh asks for: keep the older rows below the fresh ones.
+      // More was loaded than one refresh asks for: keep the rows past the fresh ones below them.
       const seen = new Set(head.jobs.map((j) => j.id));
       const last = head.jobs.at(-1);
-      const lastDue = last ? Date.parse(last.due_at) : Number.POSITIVE_INFINITY;
-      const tail = jobs.filter((j) => !seen.has(j.id) && Date.parse(j.due_at) <= lastDue);
+      const oldest = filter.order === "oldest";
+      const lastDue = last ? Date.parse(last.due_at) : oldest ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+      const past = (j) => (oldest ? Date.parse(j.due_at) >= lastDue : Date.parse(j.due_at) <= lastDue);
+      const tail = jobs.filter((j) => !seen.has(j.id) && past(j));
       jobs = head.jobs.concat(tail);
-      continuation = tail.length ? continuation : head.continuation;
+      if (!tail.length) [continuation, continuationQuery] = [head.continuation, query];
     } else {
       jobs = head.jobs;
-      continuation = head.continuation;
+      [continuation, continuationQuery] = [head.continuation, query];
     }
     const added = loaded ? jobs.filter((j) => !before.has(j.id)).length : 0;
     loaded = true;
@@ -399,7 +411,7 @@ export function createJobs(params, ctx) {
     setText(more, "Loading…");
     const mine = generation;
     try {
-      const page = await loadPages(apiFilter(filter), continuation, PAGE);
+      const page = await loadPages(continuationQuery || listQuery(filter), continuation, PAGE);
       if (mine !== generation) return;
       const seen = new Set(jobs.map((j) => j.id));
       const fresh = page.jobs.filter((j) => !seen.has(j.id));
@@ -450,6 +462,7 @@ export function createJobs(params, ctx) {
         generation += 1;
         jobs = [];
         continuation = null;
+        continuationQuery = null;
         loaded = false;
         render();
         ctx.refreshNow();

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from devhost.app_loader import AppLoadError, index_functions, load_app
 from devhost.http_server import build_router, decoded_path, make_app, strip_prefix, to_response
 from devhost.invoker import Invoker
+from devhost.logs import ExtrasFormatter
 from devhost.queue_listener import MIN_POLL_DELAY, decode_body, next_delay
 from devhost.settings import SettingsError
 from devhost.timer import parse_schedule, to_croniter
@@ -174,3 +176,23 @@ def test_async_functions_share_the_hosts_event_loop_and_sync_ones_run_in_its_thr
     assert {thread for _, thread in async_runs} == {host_thread}  # on the loop, not in a thread
     sync_threads = {thread for kind, _, thread in seen if kind == "sync"}
     assert sync_threads and all(t.startswith("function") for t in sync_threads) and len(sync_threads) <= 2
+
+
+def test_log_lines_end_with_the_fields_a_record_was_given():
+    formatter = ExtrasFormatter("%(levelname)s %(name)s: %(message)s")
+
+    def line(extra: dict | None = None, exc: bool = False) -> str:
+        record = logging.LogRecord("app", logging.INFO, __file__, 1, "did %s", ("it",), None)
+        if exc:
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                record.exc_info = sys.exc_info()
+        record.__dict__.update(extra or {})
+        return formatter.format(record)
+
+    assert line() == "INFO app: did it"
+    assert line({"job_id": "0012", "attempt": 2}) == "INFO app: did it job_id=0012 attempt=2"
+    assert line({"why": "two words", "counts": {"a": 1}}) == 'INFO app: did it why="two words" counts={"a":1}'
+    first, *rest = line({"job_id": "0012"}, exc=True).splitlines()
+    assert first == "INFO app: did it job_id=0012" and rest[-1] == "ValueError: boom"

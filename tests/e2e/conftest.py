@@ -96,12 +96,13 @@ def start_host(azurite, unique_name, tmp_path, portal) -> Iterator[Callable[...,
     services = service_view(raw, portal)
     port = free_port()
 
-    def start(*extra_args: str) -> Host:
+    def start(*extra_args: str, **settings: str) -> Host:
+        """A host; `settings` are app settings for it alone (JOBS_APPINSIGHTS_RESOURCE_ID=..., say)."""
         log_path = tmp_path / f"host-{len(started)}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "devhost", "--app-dir", str(app_dir), "--port", str(port), *extra_args],
             cwd=REPO_ROOT,
-            env=env,
+            env={**env, **settings},
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

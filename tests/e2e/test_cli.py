@@ -123,6 +123,13 @@ def test_list_prints_a_table_and_with_json_an_array_cut_at_the_limit(host):
     assert "more" in cut_human.stderr and ids[0] not in cut_human.stdout
 
 
+def test_list_oldest_first(host):
+    ids = [host.submit({"type": "echo", "delay_seconds": 3600 + i}).json()["id"] for i in range(3)]
+    oldest = jobs("--json", "list", "--oldest", "--limit", "2", url=host.base)
+    assert oldest.returncode == 0, oldest.stderr
+    assert [j["id"] for j in json.loads(oldest.stdout)] == ids[:2]
+
+
 def test_list_filters_by_status_type_and_due_time(host):
     later = delayed(host, 1)
     failed = dead_lettered(host, 1)[0]

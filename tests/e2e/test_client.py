@@ -246,6 +246,21 @@ def test_list_follows_continuation_tokens_newest_first(client):
     assert [j.id for j in page.jobs + rest.jobs] == list(reversed(ids)) and rest.continuation is None
 
 
+def test_list_oldest_first_follows_continuation_tokens_sync_and_async(client, host):
+    ids = [client.submit("echo", i, delay_seconds=60 + i).id for i in range(5)]
+    assert [j.id for j in client.list(page_size=2, order="oldest")] == ids
+    page = client.list_page(limit=3, order="oldest")
+    assert [j.id for j in page.jobs] == ids[:3] and page.continuation
+
+    async def listed() -> list[str]:
+        async with AsyncJobsClient(host.base) as jobs:
+            return [j.id async for j in jobs.list(page_size=2, order="oldest")]
+
+    assert asyncio.run(listed()) == ids
+    with pytest.raises(ValueError, match="order"):
+        client.list_page(order="sideways")
+
+
 def test_list_filters_by_status_and_type(client):
     queued = client.submit("echo", 1, delay_seconds=60)
     failed = client.wait(client.submit("fail", max_attempts=1).id, timeout=20, poll_interval=POLL)

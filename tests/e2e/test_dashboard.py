@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from typing import Any
 
@@ -131,17 +132,32 @@ def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard
     assert page.locator("#jobs-table tbody tr").first.get_attribute("data-id") in more
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
 
-    # A page of 50, then "Load more" with the continuation token; oldest first reverses what is loaded.
+    # A page of 50, then "Load more" with the continuation token.
     submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(60)])
     until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
     assert page.locator("#load-more").is_visible()
     page.locator("#load-more").click()
     until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
     assert page.locator("#load-more").is_hidden()
+    # Oldest first is the API's order=oldest, paged with its own continuation token the same way.
     page.select_option("#f-order", "oldest")
     assert "order=oldest" in page.url
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
     until(page, f"{first!r}.includes(document.querySelector('#jobs-table tbody tr').dataset.id)")
-    assert "Oldest first among the 68 loaded" in page.locator("#order-note").inner_text()
+    assert "from the oldest job kept" in page.locator("#order-note").inner_text()
+    page.locator("#load-more").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
+    shown = page.evaluate("[...document.querySelectorAll('#jobs-table tbody tr')].map((r) => r.dataset.id)")
+    assert shown == [j["id"] for j in listed(host, order="oldest")]
+    assert any("order=oldest" in u and "continuation=" in u for u in api_requests(browser_page, host))
+    # A relative due time is made absolute once per load: Load more pages on with the same times
+    # (a token is only good for the times it was issued for).
+    page.select_option("#f-range", "1h")
+    until(page, "location.hash.includes('since=1h')")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
+    page.locator("#load-more").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 68", 15)
+    assert page.locator("#banner").is_hidden()
 
     # A refresh keeps the scroll position and what was loaded.
     page.evaluate("window.scrollTo(0, 600)")
@@ -152,7 +168,9 @@ def test_jobs_appear_without_a_reload_page_by_page_and_the_view_is_live_keyboard
     # Clear filters; the keyboard reaches every filter control, with a visible focus ring.
     page.locator("#clear-filters").click()
     until(page, "location.hash === '#/jobs'")
-    page.wait_for_load_state("networkidle")  # a reload would abort a request under way (the icon, say)
+    # A reload would abort a request under way: wait for the cleared list, then for quiet.
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 50", 15)
+    page.wait_for_load_state("networkidle")
     page.reload()  # from the top of a fresh page
     page.locator("#jobs-table tbody tr").first.wait_for()
     reached, rings = [], {}
@@ -427,3 +445,47 @@ def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_pa
         assert len(png) < MAX_SCREENSHOT_BYTES, f"{name} is {len(png) // 1024} KB"
         (folder / name).write_bytes(png)
         print(f"\n{folder / name}: {len(png) // 1024} KB")
+
+
+@pytest.mark.parametrize("slashes", ["/", "//"])
+def test_the_dashboard_under_a_trailing_slash_redirects_and_renders(host, browser_page, slashes):
+    page = browser_page.page
+    response = page.goto(host.url(f"/api/dashboard{slashes}#/jobs"))
+    assert response is not None and response.status == 200
+    assert page.url == host.url("/api/dashboard#/jobs")  # the view (the fragment) survives the redirect
+    page.locator("#view-title").wait_for()
+    assert page.locator("#view-title").inner_text() == "Jobs"
+    assert_no_problems(browser_page)
+
+
+APPINSIGHTS = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-jobs/providers/"
+    "Microsoft.Insights/components/appi-jobs"
+)
+
+
+def test_the_job_page_links_to_application_insights_only_where_the_app_knows_its_resource(start_host, browser_page):
+    page = browser_page.page
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    local = start_host()  # as under `make run`: no Application Insights
+    job_id = local.submit({"type": "echo"}, headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}).json()["id"]
+    local.wait_for(job_id, lambda j: j["status"] == "succeeded")
+    open_dashboard(browser_page, local, f"#/jobs/{job_id}")
+    page.locator("#job-status .status").wait_for()
+    assert page.locator("#job-facts").inner_text().count(trace) == 1
+    assert page.locator("#job-trace-link").count() == 0
+    assert "Transaction search" in page.locator("#job-traces").inner_text()
+
+    page.goto("about:blank")  # no poll while the host restarts
+    os.killpg(local.proc.pid, signal.SIGTERM)  # the same app and storage, now with the setting Azure has
+    local.proc.wait(timeout=15)
+    azure = start_host(JOBS_APPINSIGHTS_RESOURCE_ID=APPINSIGHTS)
+    open_dashboard(browser_page, azure, f"#/jobs/{job_id}")
+    link = page.locator("#job-trace-link")
+    link.wait_for()
+    expected = requests.get(azure.url(f"/api/jobs/{job_id}"), timeout=5).json()["trace_url"]
+    assert link.get_attribute("href") == expected
+    assert "%2Fcomponents%2Fappi-jobs/source/LogsBlade.AnalyticsShareLinkToQuery/q/" in expected
+    assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener noreferrer")
+    assert trace in page.locator("#job-traces").inner_text()
+    assert_no_problems(browser_page)

@@ -147,3 +147,23 @@ def test_swagger_ui_renders_the_document_and_calls_the_api_in_a_real_browser(hos
     assert not browser_page.problems(), "\n".join(browser_page.problems())
     off_host = [u for u in browser_page.requests if not u.startswith(host.base) and not u.startswith("data:")]
     assert not off_host, off_host
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [("/api/docs/", "../docs"), ("/api/docs//", "../../docs"), ("/api/dashboard/?a=1", "../dashboard?a=1")],
+)
+def test_a_page_asked_for_with_a_trailing_slash_redirects_to_its_own_url(host, path, location):
+    r = requests.get(host.url(path), timeout=5, allow_redirects=False)
+    # Relative, as browsers resolve it (WHATWG URL: one "../" per empty segment; Python's urljoin
+    # collapses them, so the browser tests follow the redirects).
+    assert (r.status_code, r.headers.get("Location")) == (308, location)
+
+
+def test_swagger_ui_under_a_trailing_slash_renders_in_a_real_browser(host, browser_page):
+    page = browser_page.page
+    response = page.goto(host.url("/api/docs/"))
+    assert response is not None and response.status == 200
+    assert urlsplit(page.url).path == "/api/docs"
+    page.locator('.opblock-summary-path[data-path="/api/jobs"]').first.wait_for(timeout=15_000)
+    assert not browser_page.problems(), "\n".join(browser_page.problems())

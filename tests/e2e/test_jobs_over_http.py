@@ -33,6 +33,19 @@ def test_fail_twice_then_succeeds_on_third_attempt(host):
     assert [e["attempt"] for e in job["errors"]] == [1, 2]
 
 
+def test_the_local_text_log_names_the_job_and_attempt_on_each_of_its_lines(host):
+    job_id = host.submit({"type": "fail", "payload": {"times": 1}}).json()["id"]
+    host.wait_for(job_id, finished)
+    deadline = time.monotonic() + 10
+    while "attempt succeeded" not in host.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in host.log().splitlines() if job_id in line]
+    assert any("job submitted" in line and "attempt=1" in line for line in lines), host.log()[-3000:]
+    assert any("retry scheduled" in line and "attempt=2" in line for line in lines), lines
+    assert any("attempt succeeded" in line and "attempt=2" in line and "status=succeeded" in line for line in lines)
+    assert all(f"job_id={job_id}" in line for line in lines if "Executing" not in line), lines
+
+
 def test_fail_forever_dead_letters_after_max_attempts(host):
     job_id = host.submit({"type": "fail", "max_attempts": 3}).json()["id"]
     job = host.wait_for(job_id, finished)

@@ -4,6 +4,7 @@ no writes on bad input."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -115,6 +116,8 @@ def test_idempotency_key_header_returns_the_same_job(call, services):
         ({"type": "a b"}, "invalid_parameter"),
         ({"colour": "red"}, "unknown_parameter"),
         ({"continuation": "xyz"}, "invalid_continuation"),
+        ({"order": "random"}, "invalid_parameter"),
+        ({"order": "oldest", "continuation": "xyz"}, "invalid_continuation"),
     ],
 )
 def test_bad_list_parameters_get_400(call, query, code):
@@ -128,6 +131,22 @@ def test_list_pages_with_continuation(call):
     rest = call(api.list_jobs, query={"limit": "2", "continuation": first["continuation"]}).body
     assert sorted(j["id"] for j in first["jobs"] + rest["jobs"]) == sorted(ids)
     assert rest["continuation"] is None
+
+
+def test_list_oldest_first_pages_with_continuation(call):
+    ids = []
+    for i in range(5):
+        ids.append(call(api.submit_job, {"type": "echo", "payload": i}).body["id"])
+        time.sleep(0.002)  # distinct due times
+    seen, token = [], None
+    while True:
+        query = {"limit": "2", "order": "oldest", **({"continuation": token} if token else {})}
+        page = call(api.list_jobs, query=query).body
+        seen += [j["id"] for j in page["jobs"]]
+        token = page["continuation"]
+        if token is None:
+            break
+    assert seen == ids
 
 
 def test_cancel_and_retry_return_200_or_409_with_reason(call):
@@ -269,3 +288,31 @@ def test_retention_deletes_a_keyed_batch_with_its_key(call, services):
     assert services.reconciler.run(now=utcnow() + timedelta(days=8))["deleted"] == 3
     again = call(api.submit_jobs, {"jobs": [{"type": "echo"}] * 3}, headers={"idempotency-key": "old-batch"})
     assert again.status == 202 and "Idempotent-Replayed" not in again.headers
+
+
+TRACED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # a caller's traceparent
+APPINSIGHTS = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-jobs/providers/"
+    "Microsoft.Insights/components/appi-jobs"
+)
+
+
+def test_answers_about_one_job_link_to_its_telemetry_when_the_app_knows_its_resource(services_factory):
+    services = services_factory(JOBS_APPINSIGHTS_RESOURCE_ID=APPINSIGHTS)
+
+    def call(route, method="GET", **params):
+        return call_api(services, route, ApiRequest(method, params, {}, {}, b"", trace_parent=TRACED))
+
+    submitted = call_api(
+        services, api.submit_job,
+        ApiRequest("POST", {}, {}, {"content-type": "application/json"}, b'{"type": "echo", "delay_seconds": 60}',
+                   trace_parent=TRACED),
+    ).body  # fmt: skip
+    assert submitted["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    got = call(api.get_job, id=submitted["id"]).body
+    assert got["trace_url"].startswith("https://portal.azure.com/#blade/Microsoft_Azure_Monitoring_Logs/LogsBlade/")
+    cancelled = call(api.cancel_job, "POST", id=submitted["id"]).body
+    assert cancelled["trace_url"].split("/q/")[0] == got["trace_url"].split("/q/")[0]  # its query now ends
+    assert "trace_url" not in call(api.list_jobs).body["jobs"][0]  # 500 characters a job: not in listings
+    untraced = call_api(services, api.submit_job, ApiRequest("POST", {}, {}, {}, b'{"type": "echo"}')).body
+    assert untraced["trace_id"] is None and "trace_url" not in call(api.get_job, id=untraced["id"]).body

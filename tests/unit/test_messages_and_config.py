@@ -1,5 +1,6 @@
 """The queue message format and the settings, without storage."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,6 +64,13 @@ def test_bad_settings_fail_naming_the_setting(name, value, message):
 
 def test_every_setting_has_a_config_field():
     assert len(config.SETTINGS) == len(config.Config.__dataclass_fields__)
+
+
+def test_the_example_local_settings_hold_every_setting_at_its_default():
+    from tools.azurite import REPO_ROOT
+
+    values = json.loads((REPO_ROOT / "local.settings.json.example").read_text())["Values"]
+    assert {s.name: values.get(s.name) for s in config.SETTINGS} == {s.name: s.default for s in config.SETTINGS}
 
 
 def test_storage_connection_is_read_like_the_functions_host():
