@@ -34,6 +34,8 @@ ASSETS = {
     "jobs.js": JS,
     "job.js": JS,
     "bulk.js": JS,
+    "forms.js": JS,
+    "types.js": JS,
 }
 ASSET_TYPES = tuple(sorted({t.split(";")[0] for t in ASSETS.values()}))
 # Nothing from anywhere but the app, no inline script or style, no plugins, no framing; Trusted

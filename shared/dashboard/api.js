@@ -122,6 +122,12 @@ export const api = {
   bulk: (action, filter, key) => request("POST", `jobs/${action}`, { body: { filter }, headers: { "Idempotency-Key": key } }),
   getOperation: (id, signal) => request("GET", `operations/${encodeURIComponent(id)}`, { signal }),
   stats: (signal) => request("GET", "stats", { signal }),
+  // Flow control: job types with their pauses and limits.
+  listTypes: (signal) => request("GET", "types", { signal }),
+  getType: (type, signal) => request("GET", `types/${encodeURIComponent(type)}`, { signal }),
+  changeType: (type, body) => request("PATCH", `types/${encodeURIComponent(type)}`, { body }),
+  pauseAll: () => request("POST", "pause"),
+  resumeAll: () => request("POST", "resume"),
   health: (signal) => request("GET", "health", { signal }),
   document: () => request("GET", "openapi.json"),
 };

@@ -111,3 +111,27 @@ export function statusBadge(status) {
 export function plural(n, one, many = `${one}s`) {
   return `${number(n)} ${n === 1 ? one : many}`;
 }
+
+export const PRIORITY_LABELS = { high: "High", normal: "Normal", low: "Low" };
+
+/** A compact badge for a priority that is not the usual one (high, low); nothing for normal. */
+export function priorityBadge(priority) {
+  if (!priority || priority === "normal") return null;
+  const label = PRIORITY_LABELS[priority] || priority;
+  return h("span", { class: ["badge", `priority-${priority}`], title: `${label} priority: its own queue` }, priority === "high" ? "↑ high" : "↓ low");
+}
+
+/** "per second", "per minute", "per hour", "per day", else "per 30 s". */
+export function per(seconds) {
+  const named = { 1: "per second", 60: "per minute", 3600: "per hour", 86400: "per day" }[seconds];
+  if (named) return named;
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+    if (seconds > size && seconds % size === 0) return `per ${number(seconds / size)} ${unit}`;
+  }
+  return `per ${number(seconds)} s`;
+}
+
+/** A rate limit in words: "10 per minute"; "No limit" for none. */
+export function rateText(rate) {
+  return rate ? `${number(rate.limit)} ${per(rate.period_seconds)}` : "No limit";
+}

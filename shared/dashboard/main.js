@@ -1,4 +1,4 @@
-// The dashboard's shell: views as URLs (the hash: #/, #/jobs?status=…, #/jobs/{id}), one poller
+// The dashboard's shell: views as URLs (the hash: #/, #/jobs?status=…, #/jobs/{id}, #/types), one poller
 // that refreshes the view on screen, the function key prompt, and the error banner.
 
 import { ApiError, api, forgetKey, onKeyNeeded, saveKey, storedKey } from "./api.js";
@@ -8,6 +8,7 @@ import { createJob } from "./job.js";
 import { createJobs } from "./jobs.js";
 import { Poller, hidden } from "./live.js";
 import { createOverview } from "./overview.js";
+import { createTypes } from "./types.js";
 
 const main = document.getElementById("main");
 const live = document.getElementById("live");
@@ -37,6 +38,7 @@ function parseHash() {
   if (parts.length === 0) return { view: "overview", params };
   if (parts[0] === "jobs" && parts.length === 1) return { view: "jobs", params };
   if (parts[0] === "jobs" && parts.length === 2) return { view: "job", id: decodeURIComponent(parts[1]), params };
+  if (parts[0] === "types" && parts.length === 1) return { view: "types", params };
   return { view: "overview", params };
 }
 
@@ -90,6 +92,8 @@ function route() {
     }
   } else if (target.view === "job") {
     next = createJob(target.id, ctx);
+  } else if (target.view === "types") {
+    next = createTypes(target.params, ctx);
   } else {
     next = createOverview(target.params, ctx);
   }

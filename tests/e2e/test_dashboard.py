@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from shared.flow.settings import CACHE_SECONDS
 from tests.conftest import WatchedPage
 from tools.azurite import REPO_ROOT
 
@@ -488,4 +489,159 @@ def test_the_job_page_links_to_application_insights_only_where_the_app_knows_its
     assert "%2Fcomponents%2Fappi-jobs/source/LogsBlade.AnalyticsShareLinkToQuery/q/" in expected
     assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener noreferrer")
     assert trace in page.locator("#job-traces").inner_text()
+    assert_no_problems(browser_page)
+
+
+# --- flow control: the types view --------------------------------------------------------------
+
+
+def api_type(host, job_type: str) -> dict[str, Any]:
+    r = requests.get(host.url(f"/api/types/{job_type}"), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def type_row(page, job_type: str):
+    return page.locator(f"#types-table tbody tr[data-type='{job_type}']")
+
+
+def settle_flow() -> None:
+    """Every instance reads the flow settings again within CACHE_SECONDS."""
+    time.sleep(CACHE_SECONDS + 0.5)
+
+
+def test_pause_a_type_from_the_page_its_jobs_stay_queued_and_resume_runs_them_without_a_reload(host, browser_page):
+    page = browser_page.page
+    open_dashboard(browser_page, host, "#/types")
+    row = type_row(page, "echo")
+    row.wait_for()
+    page.evaluate("window.__sameDocument = true")
+    assert row.get_attribute("data-state") == "active" and "Active" in row.inner_text()
+    assert page.locator("#paused-all").is_hidden()
+
+    row.locator("button.pause-toggle").click()
+    page.locator("#types-message").filter(has_text="Paused echo").wait_for(timeout=10_000)
+    assert row.get_attribute("data-state") == "paused"
+    assert row.locator("button.pause-toggle").inner_text() == "Resume"
+    assert api_type(host, "echo")["paused"] is True
+    assert type_row(page, "sleep").get_attribute("data-state") == "active"  # the others run on
+
+    settle_flow()
+    ids = submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(4)])
+    deadline = time.monotonic() + 20
+    while not all(host.services.store.get(i).job.parked for i in ids):  # each message taken and parked
+        assert time.monotonic() < deadline, "the jobs were not parked"
+        time.sleep(0.3)
+
+    # They stay queued.
+    page.locator("nav a[data-view='jobs']").click()
+    page.locator("#f-type").fill("echo")
+    page.locator("#f-type").press("Enter")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr[data-status=queued]').length === 4")
+
+    # Resume from the page: it says how many parked jobs it released, and they run.
+    page.locator("nav a[data-view='types']").click()
+    row = type_row(page, "echo")
+    row.locator("button.pause-toggle").filter(has_text="Resume").click()
+    page.locator("#types-message").filter(has_text="Resumed echo: 4 parked jobs released.").wait_for(timeout=15_000)
+    assert row.get_attribute("data-state") == "active"
+    assert api_type(host, "echo")["paused"] is False
+    page.locator("nav a[data-view='jobs']").click()
+    until(page, "document.querySelectorAll('#jobs-table tbody tr[data-status=succeeded]').length === 4", 30)
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+    # Everything at once, with a confirmation; the view says so while it lasts.
+    page.locator("nav a[data-view='types']").click()
+    page.locator("#pause-all").click()
+    page.locator("#pause-all-dialog").wait_for()
+    assert page.evaluate("document.activeElement.id") == "pause-all-dialog-back", "focus moves into the dialog"
+    page.locator("#pause-all-dialog-confirm").click()
+    page.locator("#paused-all").filter(has_text="Every job type is paused").wait_for(timeout=10_000)
+    assert requests.get(host.url("/api/types"), timeout=10).json()["paused_all"] is True
+    assert set(page.locator("#types-table tbody tr").evaluate_all("rs => rs.map((r) => r.dataset.state)")) == {"paused"}
+    assert page.locator("#pause-all").is_disabled()
+    assert type_row(page, "echo").locator("button.pause-toggle").is_disabled()
+    page.locator("#resume-all").click()
+    page.locator("#resume-all-dialog-confirm").click()
+    page.locator("#types-message").filter(has_text="Every type resumed").wait_for(timeout=15_000)
+    page.locator("#paused-all").wait_for(state="hidden")
+    assert requests.get(host.url("/api/types"), timeout=10).json()["paused_all"] is False
+    assert_no_problems(browser_page)
+
+
+def test_limits_are_set_and_cleared_through_the_form_and_the_api_errors_show_beside_their_fields(host, browser_page):
+    page = browser_page.page
+    open_dashboard(browser_page, host, "#/types")
+    row = type_row(page, "sleep")
+    row.wait_for()
+    assert "No limit" in row.locator("td.concurrency").inner_text()
+
+    # The keyboard opens the form, whose first field takes focus.
+    row.locator("button.limits-open").focus()
+    page.keyboard.press("Enter")
+    page.locator("#limits-dialog[open]").wait_for()
+    assert page.evaluate("document.activeElement.id") == "limit-concurrency"
+    page.keyboard.type("2")
+    page.keyboard.press("Enter")
+    page.locator("#limits-dialog").wait_for(state="detached", timeout=10_000)
+    assert api_type(host, "sleep")["max_concurrency"] == 2
+    page.locator("#types-message").filter(has_text="at most 2 running at once").wait_for()
+    until(page, "document.querySelector(\"tr[data-type='sleep'] td.concurrency\").textContent === '0 running of 2'")
+
+    # A rate limit the API refuses: its message beside the field, nothing changed.
+    row.locator("button.limits-open").click()
+    assert page.locator("#limit-concurrency").input_value() == "2"
+    page.locator("#limit-rate").fill("0")
+    page.locator("#limit-period").fill("60")
+    page.locator("#limits-save").click()
+    error = page.locator("#limit-rate-error")
+    error.wait_for(timeout=10_000)
+    assert "greater than or equal to 1" in error.inner_text()
+    assert page.locator("#limit-rate").get_attribute("aria-invalid") == "true"
+    assert "limit-rate-error" in page.locator("#limit-rate").get_attribute("aria-describedby")
+    assert page.evaluate("document.activeElement.id") == "limit-rate"
+    assert page.locator("#limit-period-error").is_hidden()
+    assert api_type(host, "sleep")["rate_limit"] is None
+    # A period left out: the API says it is required, beside the period.
+    page.locator("#limit-rate").fill("10")
+    page.locator("#limit-period").fill("")
+    page.locator("#limits-save").click()
+    page.locator("#limit-period-error").filter(has_text="required").wait_for(timeout=10_000)
+    assert page.locator("#limit-rate-error").is_hidden()
+    page.locator("#limit-period").fill("60")
+    page.locator("#limits-save").click()
+    page.locator("#limits-dialog").wait_for(state="detached", timeout=10_000)
+    assert api_type(host, "sleep")["rate_limit"] == {"limit": 10, "period_seconds": 60}
+    until(page, "document.querySelector(\"tr[data-type='sleep'] td.rate\").textContent === '10 per minute'")
+
+    # Back to the code's (which sets none), one limit at a time.
+    row.locator("button.limits-open").click()
+    page.locator("#concurrency-default").click()
+    page.locator("#limits-dialog").wait_for(state="detached", timeout=10_000)
+    assert api_type(host, "sleep")["max_concurrency"] is None
+    until(page, "document.querySelector(\"tr[data-type='sleep'] td.concurrency\").textContent === 'No limit'")
+    assert api_type(host, "sleep")["rate_limit"] == {"limit": 10, "period_seconds": 60}
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Limits of sleep…"
+    # The browser logs each refused request as a console error: those are expected here.
+    assert_no_problems(browser_page, allowed=r"status of 400")
+
+
+def test_a_type_name_holding_markup_shows_as_text_on_the_types_view(host, browser_page):
+    """Type names are registered in code (and the API takes only plain names), so an answer
+    holding markup is simulated by the browser: the page must show it as text all the same."""
+    page = browser_page.page
+    body = {
+        "paused_all": False,
+        "types": [{"type": XSS, "priority": "high", "max_attempts": 3, "time_limit_seconds": 60, "paused": True,
+                   "max_concurrency": 2, "running": 1, "rate_limit": {"limit": 5, "period_seconds": 30}}],
+    }  # fmt: skip
+    page.route("**/api/types", lambda route: route.fulfill(status=200, json=body))
+    open_dashboard(browser_page, host, "#/types")
+    row = page.locator("#types-table tbody tr")
+    row.wait_for()
+    assert XSS in row.inner_text()
+    assert "1 running of 2" in row.inner_text() and "5 per 30 s" in row.inner_text()
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("main img, main script").count() == 0
     assert_no_problems(browser_page)
