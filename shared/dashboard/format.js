@@ -118,7 +118,13 @@ export const PRIORITY_LABELS = { high: "High", normal: "Normal", low: "Low" };
 export function priorityBadge(priority) {
   if (!priority || priority === "normal") return null;
   const label = PRIORITY_LABELS[priority] || priority;
-  return h("span", { class: ["badge", `priority-${priority}`], title: `${label} priority: its own queue` }, priority === "high" ? "↑ high" : "↓ low");
+  return h(
+    "span",
+    { class: ["badge", `priority-${priority}`], title: `${label} priority: its own queue` },
+    h("span", { "aria-hidden": "true" }, priority === "high" ? "↑ " : priority === "low" ? "↓ " : ""),
+    priority,
+    h("span", { class: "visually-hidden" }, " priority"),
+  );
 }
 
 /** "per second", "per minute", "per hour", "per day", else "per 30 s". */

@@ -1,15 +1,17 @@
 // One job: its facts, every attempt on a timeline, payload and result, and Retry / Cancel where
-// its state allows them. Per refresh: GET /api/jobs/{id}, as often as its Retry-After says while
-// it is not finished (else every 5 s).
+// its state allows them; while it is queued, when it may start and whether its type is paused or
+// limited. Per refresh: GET /api/jobs/{id}, as often as its Retry-After says while it is not
+// finished (else every 5 s); while it is queued, also GET /api/types/{type}, at most every 5 s.
 
 import { ApiError, api } from "./api.js";
 import { announce, copyText, fill, h, setText } from "./dom.js";
-import { STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, number, statusBadge } from "./format.js";
+import { PRIORITY_LABELS, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, number, priorityBadge, rateText, statusBadge } from "./format.js";
 
 const JSON_PREVIEW_CHARS = 2000;
 const JSON_PREVIEW_LINES = 40;
 const KEPT_ERRORS = 20; // the API keeps the last 20 errors of a job
 const PORTAL = "https://portal.azure.com/";
+const TYPE_EVERY_MS = 5000; // how stale the type's pause may be here: as on every instance
 
 function jsonBlock(value, id, expanded, toggle) {
   if (value === null || value === undefined) return null;
@@ -70,11 +72,15 @@ export function createJob(id, ctx) {
   let signature = "";
   let missing = false;
   let busy = false;
+  let flow = null; // the job's type as GET /api/types/{type} last said (while the job is queued)
+  let flowAt = 0;
+  let flowUnsupported = false; // an app without flow control: not asked again
   const expanded = { payload: false, result: false };
 
   const statusSlot = h("span", { id: "job-status" });
   const actions = h("div", { class: "actions", id: "job-actions" });
   const message = h("p", { class: "action-message", id: "action-message", role: "status" });
+  const notices = h("div", { class: "job-notices", id: "job-notices" });
   const facts = h("dl", { class: "facts", id: "job-facts" });
   const history = h("div", { id: "job-timeline" });
   const payload = h("div", {});
@@ -95,6 +101,7 @@ export function createJob(id, ctx) {
       statusSlot,
     ),
     h("div", { class: "action-row" }, actions, message),
+    notices,
     body,
   );
   fill(body, h("p", { class: "muted" }, "Loading…"));
@@ -174,9 +181,76 @@ export function createJob(id, ctx) {
     if (focused) document.getElementById(focused)?.focus();
   }
 
+  function renderNotices() {
+    const now = Date.now();
+    const items = [];
+    if (job && job.status === "queued") {
+      const due = Date.parse(job.due_at);
+      if (due > now + 1000) {
+        items.push(
+          h(
+            "p",
+            { class: "notice", id: "job-starts" },
+            h("strong", {}, "Starts no earlier than "),
+            h("time", { datetime: job.due_at, title: job.due_at }, dateTime(job.due_at)),
+            ` (${ago(job.due_at, now)}): it was submitted with a start time (run_at or delay_seconds), or is waiting for a limit of its type.`,
+          ),
+        );
+      }
+      if (flow && flow.paused) {
+        items.push(
+          h(
+            "p",
+            { class: "notice", id: "job-type-paused" },
+            h("strong", {}, "Its type, ", h("code", {}, job.type), ", is paused"),
+            ": the job stays queued until the type is resumed (",
+            h("a", { href: "#/types" }, "Types"),
+            ").",
+          ),
+        );
+      } else if (flow && (flow.max_concurrency || flow.rate_limit)) {
+        const limits = [];
+        if (flow.max_concurrency) limits.push(`at most ${number(flow.max_concurrency)} running at once (${number(flow.running ?? 0)} now)`);
+        if (flow.rate_limit) limits.push(`at most ${rateText(flow.rate_limit)}`);
+        items.push(
+          h(
+            "p",
+            { class: "hint", id: "job-type-limits" },
+            "Its type, ",
+            h("code", {}, job.type),
+            `, is limited to ${limits.join(" and ")}: over a limit the job waits without using an attempt (`,
+            h("a", { href: "#/types" }, "Types"),
+            ").",
+          ),
+        );
+      }
+    }
+    fill(notices, items);
+    notices.hidden = items.length === 0;
+  }
+
+  async function refreshFlow(signal) {
+    // The type's pause and limits matter only while the job waits; asked at most every 5 s.
+    if (!job || job.status !== "queued" || flowUnsupported) {
+      flow = null;
+      return;
+    }
+    if (Date.now() - flowAt < TYPE_EVERY_MS) return;
+    flowAt = Date.now();
+    try {
+      flow = (await api.getType(job.type, signal)).data;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 404) {
+        flowUnsupported = error.code === "not_found"; // no /api/types here; type_not_found: no handler now
+        flow = null;
+      }
+    }
+  }
+
   function render() {
     const now = Date.now();
-    fill(statusSlot, statusBadge(job.status));
+    fill(statusSlot, statusBadge(job.status), priorityBadge(job.priority));
     root.dataset.status = job.status;
     renderActions();
     const wait = between(job.due_at, job.started_at);
@@ -185,6 +259,7 @@ export function createJob(id, ctx) {
       facts,
       fact("Status", STATUS_LABELS[job.status]),
       fact("Type", job.type),
+      fact("Priority", PRIORITY_LABELS[job.priority] || job.priority || "Normal", "Which queue it waits in: high never waits behind normal or low work"),
       fact("Attempt", `${job.attempt} of ${job.max_attempts}`),
       fact("Submitted", `${dateTime(job.created_at)} (${ago(job.created_at, now)})`, job.created_at),
       fact("Due", dateTime(job.due_at), job.due_at),
@@ -244,6 +319,8 @@ export function createJob(id, ctx) {
       try {
         const response = await api.getJob(id, signal);
         show(response.data);
+        await refreshFlow(signal);
+        renderNotices();
         ctx.rendered("job");
         return { retryAfter: response.retryAfter };
       } catch (error) {
@@ -253,11 +330,15 @@ export function createJob(id, ctx) {
           signature = "";
           fill(statusSlot);
           fill(actions);
+          fill(notices);
           fill(body, h("div", { class: "empty", id: "job-missing" }, h("p", {}, `No job with id ${id}.`), h("p", { class: "hint" }, "Jobs are kept for the retention period, then deleted."), h("a", { href: ctx.jobsHash() }, "Back to jobs")));
           return { retryAfter: 30 };
         }
         throw error;
       }
+    },
+    tickClock() {
+      if (job) renderNotices();
     },
   };
 }

@@ -8,7 +8,7 @@
 import { ApiError, api } from "./api.js";
 import { bulkAllowed, bulkPanel, openBulk } from "./bulk.js";
 import { announce, fill, h, setText } from "./dom.js";
-import { STATUSES, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, plural, statusBadge, timeAgo, truncate } from "./format.js";
+import { STATUSES, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, plural, priorityBadge, statusBadge, timeAgo, truncate } from "./format.js";
 
 export const PAGE = 50;
 const MAX_LIMIT = 200;
@@ -298,7 +298,7 @@ export function createJobs(params, ctx) {
       duration: h("td", { class: "num" }),
       error: h("td", { class: "error-cell" }),
     };
-    const tr = h("tr", { "data-id": job.id }, h("td", {}, idCell(job.id)), h("td", {}, job.type), cells.status, cells.attempt, cells.age, cells.duration, cells.error);
+    const tr = h("tr", { "data-id": job.id }, h("td", {}, idCell(job.id)), h("td", {}, job.type, priorityBadge(job.priority)), cells.status, cells.attempt, cells.age, cells.duration, cells.error);
     return { tr, cells, sig: "" };
   }
 

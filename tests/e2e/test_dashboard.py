@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -492,7 +493,7 @@ def test_the_job_page_links_to_application_insights_only_where_the_app_knows_its
     assert_no_problems(browser_page)
 
 
-# --- flow control: the types view --------------------------------------------------------------
+# --- flow control: types, priorities, start times -----------------------------------------------
 
 
 def api_type(host, job_type: str) -> dict[str, Any]:
@@ -533,11 +534,15 @@ def test_pause_a_type_from_the_page_its_jobs_stay_queued_and_resume_runs_them_wi
         assert time.monotonic() < deadline, "the jobs were not parked"
         time.sleep(0.3)
 
-    # They stay queued.
+    # They stay queued, in the list and on a job's page, which says why.
     page.locator("nav a[data-view='jobs']").click()
     page.locator("#f-type").fill("echo")
     page.locator("#f-type").press("Enter")
     until(page, "document.querySelectorAll('#jobs-table tbody tr[data-status=queued]').length === 4")
+    page.locator(f"#jobs-table tbody tr[data-id='{ids[0]}'] a.job-id").click()
+    page.locator("#job-type-paused").wait_for(timeout=10_000)
+    assert "echo, is paused" in page.locator("#job-type-paused").inner_text()
+    assert page.locator("#job-status").inner_text() == "Queued"
 
     # Resume from the page: it says how many parked jobs it released, and they run.
     page.locator("nav a[data-view='types']").click()
@@ -624,6 +629,36 @@ def test_limits_are_set_and_cleared_through_the_form_and_the_api_errors_show_bes
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Limits of sleep…"
     # The browser logs each refused request as a console error: those are expected here.
     assert_no_problems(browser_page, allowed=r"status of 400")
+
+
+def test_priority_start_time_and_limits_show_on_the_jobs_list_and_the_job_page(host, browser_page):
+    page = browser_page.page
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    high, normal, low = submit_batch(host, [{"type": "echo", "priority": p} for p in ("high", "normal", "low")])
+    (later,) = submit_batch(host, [{"type": "sleep", "payload": {"seconds": 1}, "run_at": at}])
+    requests.patch(host.url("/api/types/sleep"), json={"max_concurrency": 3}, timeout=10).raise_for_status()
+
+    open_dashboard(browser_page, host, "#/jobs")
+    until(page, "document.querySelectorAll('#jobs-table tbody tr').length === 4")
+    assert page.locator(f"tr[data-id='{high}'] .badge").text_content() == "↑ high priority"  # the last word unseen
+    assert page.locator(f"tr[data-id='{high}'] .badge.priority-high").count() == 1
+    assert page.locator(f"tr[data-id='{low}'] .badge").text_content() == "↓ low priority"
+    assert page.locator(f"tr[data-id='{normal}'] .badge").count() == 0  # normal is unmarked
+
+    page.locator(f"tr[data-id='{high}'] a.job-id").click()
+    page.locator("#job-status .badge").wait_for()
+    assert "High" in page.locator("#job-facts").inner_text()
+    assert page.locator("#job-starts").count() == 0
+
+    page.goto(host.url(f"/api/dashboard#/jobs/{later}"))
+    starts = page.locator("#job-starts")
+    starts.wait_for(timeout=10_000)
+    assert "in 59 min" in starts.inner_text() or "in 1 h" in starts.inner_text()
+    due = requests.get(host.url(f"/api/jobs/{later}"), timeout=5).json()["due_at"]
+    assert starts.locator("time").get_attribute("datetime") == due
+    page.locator("#job-type-limits").filter(has_text="at most 3 running at once (0 now)").wait_for(timeout=10_000)
+    assert page.locator("#job-type-paused").count() == 0
+    assert_no_problems(browser_page)
 
 
 def test_a_type_name_holding_markup_shows_as_text_on_the_types_view(host, browser_page):
