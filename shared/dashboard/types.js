@@ -101,7 +101,7 @@ export function createTypes(params, ctx) {
       cells.rate,
       cells.attempts,
       cells.time,
-      h("td", { class: "row-actions" }, toggle, limits),
+      h("td", {}, h("div", { class: "row-actions" }, toggle, limits)),
     );
     return { tr, cells, toggle, limits, sig: "" };
   }

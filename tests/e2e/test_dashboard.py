@@ -399,6 +399,9 @@ def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_pa
         + [{"type": "sleep", "payload": {"seconds": 2}, "delay_seconds": 900} for _ in range(3)]  # queued
         + [{"type": "sleep", "payload": {"seconds": 120}} for _ in range(2)]  # running (stopped with the host)
     )
+    # The running sleeps hold the slots of a concurrency limit, for the types view's picture.
+    requests.patch(host.url("/api/types/sleep"), json={"max_concurrency": 2}, timeout=10).raise_for_status()
+    settle_flow()
     submit_batch(host, mix)
     wait_until(lambda: len(listed(host, status="dead_lettered")) == 5, timeout=30, what="5 dead letters")
     wait_until(lambda: len(listed(host, status="succeeded")) == 50, timeout=30, what="50 successes")
@@ -435,6 +438,16 @@ def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_pa
         page.locator("#timeline .event-failed").nth(2).wait_for()
         page.mouse.move(0, 0)
         shots["dashboard-job.png"] = page.screenshot()
+        # The types view: a type paused, one rate-limited, one at its concurrency limit.
+        requests.patch(host.url("/api/types/fail"), json={"paused": True}, timeout=10).raise_for_status()
+        rate = {"rate_limit": {"limit": 100, "period_seconds": 60}}
+        requests.patch(host.url("/api/types/echo"), json=rate, timeout=10).raise_for_status()
+        page.locator("nav a[data-view='types']").click()
+        page.locator("#types-table tr[data-type='fail'][data-state='paused']").wait_for()
+        assert page.locator("#types-table tr[data-type='sleep'] td.concurrency").inner_text() == "2 running of 2"
+        assert page.locator("#types-table tr[data-type='echo'] td.rate").inner_text() == "100 per minute"
+        page.mouse.move(0, 0)
+        shots["dashboard-types.png"] = page.screenshot()
         assert not errors, errors
     finally:
         context.close()

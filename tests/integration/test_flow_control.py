@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from shared.api import ApiRequest
+from shared.flow import routes
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL
 from shared.job import Status, utcnow
@@ -20,7 +22,7 @@ from shared.messages import JobMessage
 from shared.registry import Registry
 from shared.worker import Outcome
 from tests.blocking import unwrap
-from tests.integration.conftest import deliver
+from tests.integration.conftest import call_api, deliver
 from tests.intervals import most_at_once
 
 release_gate = threading.Event()
@@ -330,3 +332,28 @@ def test_a_concurrency_limited_job_costs_three_table_calls_more(services):
     assert calls[("table", "GET")] == 1  # the type's slots
     assert calls[("table", "PATCH")] == 2  # claim and result
     assert calls.get(("table", "PUT"), 0) + calls.get(("table", "POST"), 0) == 2  # take a slot, give it back
+
+
+def test_types_cost_one_query_plus_one_per_concurrency_limited_type_and_a_change_two_calls_more(services):
+    """What the dashboard's Types view pays per refresh (GET /api/types), and a queued job's page
+    (GET /api/types/{type})."""
+
+    def table_calls(route, method: str = "GET", body: bytes = b"", **params) -> dict:
+        counter = services.storage.counter
+        counter.reset()
+        headers = {"content-type": "application/json"} if body else {}
+        response = call_api(services, route, ApiRequest(method, params, {}, headers, body))
+        assert response.status == 200, response.body
+        return {k: v for k, v in counter.snapshot().items() if k[0] == "table"}
+
+    # pair and held have a limit in the code; echo, other and metered have none.
+    assert table_calls(routes.list_types) == {("table", "GET"): 1 + 2}
+    services.flow.settings.change("echo", max_concurrency=3)
+    assert table_calls(routes.list_types) == {("table", "GET"): 1 + 3}
+    assert table_calls(routes.get_type, type="echo") == {("table", "GET"): 2}
+    assert table_calls(routes.get_type, type="other") == {("table", "GET"): 1}
+    # Pausing (or setting a limit): the type's settings row read and written, then the answer as above.
+    pause = table_calls(routes.change_type, "PATCH", b'{"paused": true}', type="other")
+    assert pause == {("table", "GET"): 1 + 1, ("table", "POST"): 1}  # the row did not exist yet
+    limit = table_calls(routes.change_type, "PATCH", b'{"max_concurrency": 2}', type="other")
+    assert limit == {("table", "GET"): 1 + 1 + 1, ("table", "PUT"): 1}  # and its slots
