@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import requests
 
-from bench.pipeline import LocalHosts
+from bench.pipeline import on_fresh_hosts
 from bench.results import report
-from tools.azurite import Azurite
 
 
 def dead_letter(base: str, n: int) -> None:
@@ -60,6 +57,11 @@ def redrive(base: str, n: int) -> dict[str, float]:
     return {"seconds": round(seconds, 2), "accepted_in_s": round(accepted, 3), "jobs_per_s": round(n / seconds, 1)}
 
 
+def dead_letter_then_redrive(base: str, n: int) -> dict[str, float]:
+    dead_letter(base, n)
+    return redrive(base, n)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000)
@@ -67,18 +69,9 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
-            with Azurite() as azurite:  # a fresh emulator per run: its speed drifts as it fills
-                hosts = LocalHosts(azurite.connection_string, args.instances, Path(tmp))
-                try:
-                    dead_letter(hosts.base, args.jobs)
-                    result = redrive(hosts.base, args.jobs)
-                finally:
-                    hosts.stop()
-            print(f"run {run + 1}: {result}", flush=True)
-            runs.append(result)
+    runs = on_fresh_hosts(
+        args.runs, args.instances, lambda base: (dead_letter(base, args.jobs), redrive(base, args.jobs))[1]
+    )
     summary = {
         "jobs": args.jobs,
         "instances": args.instances,

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,23 @@ class LocalHosts:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def on_fresh_hosts(runs: int, instances: int, work: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`work(base_url)` once per run, each on a fresh Azurite (its speed drifts as it fills) with
+    `instances` local hosts; the results, printed as they come."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            with Azurite() as azurite:
+                hosts = LocalHosts(azurite.connection_string, instances, Path(tmp))
+                try:
+                    result = work(hosts.base)
+                finally:
+                    hosts.stop()
+            print(f"run {run + 1}: {result}", flush=True)
+            results.append(result)
+    return results
 
 
 def workload(kind: str, n: int, rng: random.Random) -> list[dict[str, Any]]:

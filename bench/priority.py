@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.pipeline import LocalHosts, percentiles
+from bench.pipeline import on_fresh_hosts, percentiles
 from bench.results import report
-from tools.azurite import Azurite
 
 
 def submit(base: str, jobs: list[dict[str, Any]]) -> list[str]:
@@ -79,17 +76,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
-            with Azurite() as azurite:  # a fresh emulator per run: its speed drifts as it fills
-                hosts = LocalHosts(azurite.connection_string, args.instances, Path(tmp))
-                try:
-                    result = one_run(hosts.base, args.backlog, args.high)
-                finally:
-                    hosts.stop()
-            print(f"run {run + 1}: {result}", flush=True)
-            runs.append(result)
+    runs = on_fresh_hosts(args.runs, args.instances, lambda base: one_run(base, args.backlog, args.high))
     summary = {
         "backlog": args.backlog,
         "high": args.high,

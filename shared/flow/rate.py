@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.limits import RateLimit
+from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
 from shared.job import to_ms
 from shared.storage import Storage
@@ -52,18 +51,7 @@ class RateLimiter:
                 start = max(start, starts[-rate.limit] + period_ms)
             starts = [*starts, start][-rate.limit :]
             entity = {"PartitionKey": PARTITION, "RowKey": key, "starts": ",".join(map(str, starts))}
-            try:
-                if etag is None:
-                    await table.create_entity(entity)
-                else:
-                    await table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                    )
-            except ResourceExistsError:
-                continue
-            except HttpResponseError as exc:
-                if exc.status_code in (409, 412):
-                    continue
-                raise
+            if await write_if_unchanged(table, entity, etag) is None:
+                continue  # another instance took a place meanwhile: look again
             return now + timedelta(milliseconds=start - to_ms(now))
         return None

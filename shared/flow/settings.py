@@ -18,11 +18,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.limits import RateLimit
+from shared.flow.rows import write_if_unchanged
 from shared.job import isoformat, parse_time
 from shared.registry import Registry
 from shared.storage import Storage
@@ -157,20 +156,8 @@ class FlowSettings:
             if unless is not None and unless(current):
                 return current
             new = replace(current, **changes)
-            try:
-                if etag is None:
-                    await table.create_entity(new.to_entity(job_type))
-                else:
-                    await table.update_entity(
-                        new.to_entity(job_type), mode=UpdateMode.REPLACE, etag=etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )  # fmt: skip
-            except ResourceExistsError:
-                continue
-            except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    continue
-                raise
+            if await write_if_unchanged(table, new.to_entity(job_type), etag) is None:
+                continue  # changed meanwhile: apply ours to what is there now
             self._cached = None  # this instance sees its own change at once
             return new
         raise RuntimeError(f"the flow settings of {job_type!r} are changing too fast; try again")

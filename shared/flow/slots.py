@@ -15,10 +15,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
+from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
 from shared.job import isoformat, parse_time
 from shared.storage import Storage
@@ -61,50 +58,23 @@ class Slots:
             free = [key for key in free if key not in rows or not _live(rows[key], now)]
             key = random.choice(free)  # spread instances over the free rows: fewer lost races
             entity = {"PartitionKey": PARTITION, "RowKey": key, "holder": holder, "lease_until": isoformat(until)}
-            try:
-                if key in rows:
-                    meta = await self.storage.table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=rows[key].metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )  # fmt: skip
-                else:
-                    meta = await self.storage.table.create_entity(entity)
-            except ResourceExistsError:
-                continue
-            except HttpResponseError as exc:
-                if exc.status_code in (409, 412):
-                    continue
-                raise
-            return Slot(job_type, key, holder, meta["etag"])
+            etag = await write_if_unchanged(
+                self.storage.table, entity, rows[key].metadata["etag"] if key in rows else None
+            )
+            if etag is not None:
+                return Slot(job_type, key, holder, etag)
         return None
 
     async def renew(self, slot: Slot, until: datetime) -> Slot | None:
         """Extend the lease; None if the slot was taken over (its lease had run out)."""
         entity = {"PartitionKey": PARTITION, "RowKey": slot.row, "holder": slot.holder, "lease_until": isoformat(until)}
-        try:
-            meta = await self.storage.table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=slot.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceNotFoundError, ResourceExistsError):
-            return None
-        except HttpResponseError as exc:
-            if exc.status_code in (409, 412):
-                return None
-            raise
-        return Slot(slot.job_type, slot.row, slot.holder, meta["etag"])
+        etag = await write_if_unchanged(self.storage.table, entity, slot.etag)
+        return Slot(slot.job_type, slot.row, slot.holder, etag) if etag else None
 
     async def give_back(self, slot: Slot) -> None:
         """Free the slot, unless someone else holds it now."""
         entity = {"PartitionKey": PARTITION, "RowKey": slot.row, "holder": "", "lease_until": ""}
-        try:
-            await self.storage.table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=slot.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceNotFoundError, ResourceExistsError):
-            pass
-        except HttpResponseError as exc:
-            if exc.status_code not in (409, 412):
-                raise
+        await write_if_unchanged(self.storage.table, entity, slot.etag)
 
 
 def _live(row: dict, now: datetime) -> bool:

@@ -175,16 +175,22 @@ def test_slots_are_taken_up_to_the_limit_given_back_and_a_dead_holders_comes_bac
     assert slots.take("pair", 2, "e:1", later + minute, later) is None
 
 
-def test_a_job_over_its_concurrency_limit_waits_without_spending_an_attempt(services):
+def one_held_and_one_more(services) -> tuple[Any, Any, Any]:
+    """Two jobs of the type limited to 1: the first running (until release_gate is set), the
+    second's message not yet handled. Returns the second job, its message and the first's future."""
     first = services.service.submit("held", 1).job
     second = services.service.submit("held", 2).job
-    raw = unwrap(services)
     [m1, m2] = sorted(messages(services), key=lambda m: json.loads(m.content)["id"] != first.id)
-    running = asyncio.run_coroutine_threadsafe(raw.worker.process(m1.content), services._portal.loop)
+    running = asyncio.run_coroutine_threadsafe(unwrap(services).worker.process(m1.content), services._portal.loop)
     deadline = time.monotonic() + 10
     while services.service.get(first.id).status is not Status.RUNNING:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return second, m2, running
+
+
+def test_a_job_over_its_concurrency_limit_waits_without_spending_an_attempt(services):
+    second, m2, running = one_held_and_one_more(services)
     counter = services.storage.counter
     counter.reset()
     assert services.worker.process(m2.content) is Outcome.WAITING
@@ -270,15 +276,7 @@ def test_a_rate_limited_job_waits_once_until_its_reserved_start_and_the_rate_hol
 def test_a_job_that_waits_longer_than_the_grace_moves_its_due_time_so_the_reconciler_leaves_it(services_factory):
     release_gate.clear()
     services = services_factory(job_registry=flow_registry(), JOBS_RECONCILE_GRACE_SECONDS="5")
-    first = services.service.submit("held", 1).job
-    second = services.service.submit("held", 2).job
-    raw = unwrap(services)
-    [m1, m2] = sorted(messages(services), key=lambda m: json.loads(m.content)["id"] != first.id)
-    running = asyncio.run_coroutine_threadsafe(raw.worker.process(m1.content), services._portal.loop)
-    deadline = time.monotonic() + 10
-    while services.service.get(first.id).status is not Status.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    second, m2, running = one_held_and_one_more(services)
     before = services.service.get(second.id).not_before
     assert services.worker.process(m2.content) is Outcome.WAITING
     moved = services.service.get(second.id).not_before
