@@ -539,6 +539,9 @@ def test_pause_a_type_from_the_page_its_jobs_stay_queued_and_resume_runs_them_wi
     assert row.locator("button.pause-toggle").inner_text() == "Resume"
     assert api_type(host, "echo")["paused"] is True
     assert type_row(page, "sleep").get_attribute("data-state") == "active"  # the others run on
+    # A change made elsewhere shows by itself.
+    requests.patch(host.url("/api/types/fail"), json={"rate_limit": {"limit": 5, "period_seconds": 3600}}, timeout=10)
+    until(page, "document.querySelector(\"tr[data-type='fail'] td.rate\").textContent === '5 per hour'", 15)
 
     settle_flow()
     ids = submit_batch(host, [{"type": "echo", "payload": {"n": n}} for n in range(4)])
