@@ -191,3 +191,9 @@ async def run_job_low(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%JOBS_RECONCILE_SCHEDULE%", run_on_startup=False)
 async def reconcile(timer: func.TimerRequest) -> None:
     await (await services()).reconciler.run()
+
+
+# Fires due schedules every few seconds (six-field NCRONTAB; the reconciler fires them too).
+@app.timer_trigger(arg_name="timer", schedule="%JOBS_SCHEDULER_SCHEDULE%", run_on_startup=False)
+async def fire_schedules(timer: func.TimerRequest) -> None:
+    await (await services()).schedules.fire_due()
