@@ -5,6 +5,7 @@ costs in storage calls."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -118,7 +119,7 @@ def test_a_pass_that_read_the_schedule_before_another_fired_it_makes_no_second_j
     stale = services.schedules.store.get(s.id)
     assert services.schedules.fire_due(now=now) == {"schedules_fired": 1}
     firing = unwrap(services).schedules.firing
-    assert services._portal.run(firing._fire_once(stale, now, {})) is None  # noqa: SLF001
+    assert services._portal.run(firing._fire_once(stale, now, Counter())) is None
     [job] = jobs(services)
     after = services.schedules.get(s.id)
     assert (after.fired, after.last_job_id, after.next_fire) == (1, job.id, s.next_fire + 5 * MINUTE)
