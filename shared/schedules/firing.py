@@ -131,10 +131,13 @@ class Firing:
             done["schedules_fired"] += 1
             if count > 1:
                 done["schedules_skipped"] += count - 1
-            log.info("schedule fired", extra=facts)
+            log.info("schedule %s fired for %s: job %s%s", s.id, facts["fire_at"], job_id,
+                     f" (catch-up of {count} missed fire times)" if missed else "", extra=facts)  # fmt: skip
         else:
+            log.warning("schedule %s skipped %d fire time(s) from %s: %s", s.id, count, facts["fire_at"],
+                        "the previous job has not finished" if reason is SkipReason.OVERLAP else "missed (downtime)",
+                        extra=facts)  # fmt: skip
             done["schedules_skipped"] += count
-            log.warning("schedule fire skipped (%s): %d fire time(s)", reason, count, extra=facts)
         return written
 
     async def _previous_unfinished(self, s: Schedule) -> bool:
