@@ -15,6 +15,7 @@ from shared import dashboard as dashboard_routes
 from shared.app import services
 from shared.flow import routes as flow_routes
 from shared.job import Priority
+from shared.schedules import routes as schedule_routes
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 ANONYMOUS = func.AuthLevel.ANONYMOUS
@@ -116,6 +117,34 @@ async def resume_all(req: func.HttpRequest, context: func.Context) -> func.HttpR
     return await _http(flow_routes.resume_all, req, context)
 
 
+# --- schedules (shared/schedules/) ---
+
+
+@app.route(route="schedules", methods=["POST"])
+async def create_schedule(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(schedule_routes.create_schedule, req, context)
+
+
+@app.route(route="schedules", methods=["GET"])
+async def list_schedules(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(schedule_routes.list_schedules, req, context)
+
+
+@app.route(route="schedules/{id}", methods=["GET"])
+async def get_schedule(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(schedule_routes.get_schedule, req, context)
+
+
+@app.route(route="schedules/{id}", methods=["PATCH"])
+async def update_schedule(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(schedule_routes.update_schedule, req, context)
+
+
+@app.route(route="schedules/{id}", methods=["DELETE"])
+async def delete_schedule(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await _http(schedule_routes.delete_schedule, req, context)
+
+
 # --- service ---
 
 
@@ -191,3 +220,9 @@ async def run_job_low(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%JOBS_RECONCILE_SCHEDULE%", run_on_startup=False)
 async def reconcile(timer: func.TimerRequest) -> None:
     await (await services()).reconciler.run()
+
+
+# Fires due schedules every few seconds (six-field NCRONTAB; the reconciler fires them too).
+@app.timer_trigger(arg_name="timer", schedule="%JOBS_SCHEDULER_SCHEDULE%", run_on_startup=False)
+async def fire_schedules(timer: func.TimerRequest) -> None:
+    await (await services()).schedules.fire_due()

@@ -157,7 +157,8 @@ PROBLEMS = {
     413: "The body or the payload is too large.",
     415: "The body is not JSON.",
     422: "Valid, but not doable: the Idempotency-Key was used before with a different body "
-    "(`idempotency_key_reused`), or a time is out of range (`run_at_out_of_range`).",
+    "(`idempotency_key_reused`), or a time is out of range (`run_at_out_of_range`), or a cron expression "
+    "matches no time (`unsatisfiable_cron`).",
     429: "The host is throttling requests (in Azure: the Functions host's HTTP concurrency limits). Retry later.",
     503: "Storage did not answer. Retry later.",
 }

@@ -11,6 +11,9 @@ from shared.flow.control import FlowControl
 from shared.operations import Operations
 from shared.reconciler import Reconciler
 from shared.registry import Registry, registry
+from shared.schedules.firing import Firing
+from shared.schedules.service import ScheduleService
+from shared.schedules.store import ScheduleStore
 from shared.service import JobService
 from shared.stats import Stats
 from shared.storage import Storage
@@ -32,6 +35,7 @@ class Services:
     operations: Operations
     stats: Stats
     flow: FlowControl
+    schedules: ScheduleService
 
 
 def build(
@@ -51,8 +55,12 @@ def build(
     flow = FlowControl(storage, store, reg, config)
     worker = Worker(storage, store, reg, config, telemetry, operations, flow)
     stats = Stats(storage, store)
-    reconciler = Reconciler(storage, store, service, worker, config, telemetry, operations, stats, flow)
-    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations, stats, flow)
+    schedules = ScheduleService(ScheduleStore(storage), Firing(ScheduleStore(storage), service, store, config))
+    reconciler = Reconciler(
+        storage, store, service, worker, config, telemetry, operations, stats, flow, schedules=schedules
+    )
+    return Services(config, storage, store, reg, service, worker, reconciler, telemetry, operations, stats, flow,
+                    schedules)  # fmt: skip
 
 
 _services: Services | None = None

@@ -65,6 +65,18 @@ SETTINGS: tuple[Setting, ...] = (
         "The Application Insights resource's id (/subscriptions/.../components/<name>), set by the templates: "
         "the API links each job to its telemetry in the Azure portal (`trace_url`). Empty (locally): no link.",
     ),
+    # --- schedules (shared/schedules/) ---
+    Setting(
+        "JOBS_SCHEDULER_SCHEDULE",
+        "*/5 * * * * *",
+        "NCRONTAB schedule (six fields) of the timer that fires due schedules (the reconciler also fires them).",
+    ),
+    Setting(
+        "JOBS_SCHEDULER_GRACE_SECONDS",
+        "60",
+        "How late a schedule's fire may be and still run as scheduled; later, it was missed (downtime) and the "
+        "schedule's catch_up policy applies.",
+    ),
 )
 
 
@@ -86,6 +98,9 @@ class Config:
     partitions: int
     max_payload_bytes: int
     appinsights_resource_id: str
+    # schedules
+    scheduler_schedule: str
+    scheduler_grace_seconds: float
 
     @property
     def poison_queue_name(self) -> str:

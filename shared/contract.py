@@ -54,6 +54,11 @@ class ProblemCode(StrEnum):
     STORAGE_UNAVAILABLE = "storage_unavailable"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     INTERNAL_ERROR = "internal_error"
+    # schedules (shared/schedules/)
+    SCHEDULE_NOT_FOUND = "schedule_not_found"
+    INVALID_CRON = "invalid_cron"
+    UNSATISFIABLE_CRON = "unsatisfiable_cron"
+    UNKNOWN_TIME_ZONE = "unknown_time_zone"
 
 
 def _json_number(value: Any) -> Any:

@@ -551,3 +551,13 @@ def row_range(since: datetime | None, until: datetime | None) -> tuple[str | Non
 
 def with_request_hash(body: dict[str, Any]) -> str:
     return hash_key(json.dumps(body, sort_keys=True, separators=(",", ":")))
+
+
+# --- idempotency records, for callers that derive their keys (shared/schedules/) -------------------
+
+
+def idempotency_record(idempotency_key: str, partitions: int) -> tuple[int, str]:
+    """Where a submit with this key keeps its record: the job's shard (as JobService.submit picks
+    it) and the record's row key. Its `job_row` names the job the key made."""
+    key_hash = hash_key(idempotency_key)
+    return int(key_hash, 16) % partitions, _IDEM_PREFIX + key_hash

@@ -88,6 +88,9 @@ def service_view(services: Any, portal: Portal) -> Any:
     from shared.flow.slots import Slots
     from shared.operations import Operations
     from shared.reconciler import Reconciler
+    from shared.schedules.firing import Firing
+    from shared.schedules.service import ScheduleService
+    from shared.schedules.store import ScheduleStore
     from shared.service import JobService
     from shared.stats import Stats
     from shared.storage import Storage
@@ -95,7 +98,8 @@ def service_view(services: Any, portal: Portal) -> Any:
     from shared.worker import Worker
 
     wrapped = (Storage, JobStore, JobService, Worker, Reconciler, Operations, Stats, TableClient, QueueClient,
-               ContainerClient, FlowControl, FlowSettings, Slots, RateLimiter, Parking)  # fmt: skip
+               ContainerClient, FlowControl, FlowSettings, Slots, RateLimiter, Parking, ScheduleService,
+               ScheduleStore, Firing)  # fmt: skip
     portal.run(services.storage.ensure_resources())
     return Blocking(services, portal, wrapped)
 

@@ -23,7 +23,21 @@ from jobs_client.errors import (
     UnsupportedMediaType,
     WaitTimeout,
 )
-from jobs_client.models import Job, JobError, JobRequest, JobType, JobTypes, Operation, OperationError, Page, RateLimit
+from jobs_client.models import (
+    FireTime,
+    Job,
+    JobError,
+    JobRequest,
+    JobType,
+    JobTypes,
+    Operation,
+    OperationError,
+    Page,
+    RateLimit,
+    Schedule,
+    ScheduledJob,
+    SchedulePage,
+)
 
 __all__ = [
     "ApiError",
@@ -33,6 +47,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ContentTooLarge",
+    "FireTime",
     "Job",
     "JobError",
     "JobRequest",
@@ -45,6 +60,9 @@ __all__ = [
     "OperationError",
     "Page",
     "RateLimit",
+    "Schedule",
+    "SchedulePage",
+    "ScheduledJob",
     "ServerError",
     "ServiceUnavailable",
     "ServiceUnreachable",

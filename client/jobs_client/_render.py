@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobs_client.errors import ApiError, BatchIncomplete, JobsError
-from jobs_client.models import Job, JobType, JobTypes, Operation
+from jobs_client.models import Job, JobType, JobTypes, Operation, Schedule
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -257,3 +258,49 @@ def error(exc: JobsError, as_json: bool) -> None:
 
 def note(message: str) -> None:
     stderr().print(Text(message))
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _state(s: Schedule) -> Text:
+    return Text("paused", style="yellow") if s.paused else Text("active", style="green")
+
+
+def schedule_facts(s: Schedule) -> Text:
+    """The schedule, with its next fire times in UTC and in its zone's local time."""
+    job = s.job
+    rows: list[tuple[str, str | Text]] = [
+        ("id", s.id),
+        ("name", s.name or ""),
+        ("cron", s.cron),
+        ("time zone", s.time_zone),
+        ("state", _state(s)),
+        ("job", job.type + (f" payload={_short(job.payload, 120)}" if job.payload is not None else "")
+         + (f" max_attempts={job.max_attempts}" if job.max_attempts else "")
+         + (f" priority={job.priority}" if job.priority else "")),
+        ("overlap", s.overlap),
+        ("catch up", s.catch_up),
+        ("fired", str(s.fired)),
+        ("skipped", str(s.skipped) + (f" (last: {s.last_skip_reason}, {_when(s.last_skip_at)} UTC)"
+                                      if s.last_skip_reason else "")),
+        ("last fire", f"{_when(s.last_fire_at)} UTC, job {s.last_job_id}" if s.last_job_id else ""),
+    ]  # fmt: skip
+    for n, fire in enumerate(s.next_fires):
+        local = fire.local.isoformat() if fire.local else ""
+        rows.append(("next fires" if n == 0 else "", f"{_when(fire.at)} UTC   {local}"))
+    return _facts(rows)
+
+
+def schedules_table(schedules: Iterable[Schedule]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("ID", "NAME", "CRON", "TIME ZONE", "TYPE", "STATE", "NEXT (UTC)", "FIRED", "SKIPPED"):
+        table.add_column(name, no_wrap=True, justify="right" if name in ("FIRED", "SKIPPED") else "left")
+    for s in schedules:
+        table.add_row(s.id, s.name or "", s.cron, s.time_zone, s.job.type, _state(s), _when(s.next_fire_at),
+                      str(s.fired), str(s.skipped))  # fmt: skip
+    return table

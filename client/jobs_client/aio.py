@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from jobs_client._core import (
+    UNSET,
     Call,
     Core,
     Flow,
@@ -27,7 +28,7 @@ from jobs_client._core import (
     resolve_key,
     resolve_url,
 )
-from jobs_client.models import Job, JobType, JobTypes, Operation, Page, RateLimit
+from jobs_client.models import Job, JobType, JobTypes, Operation, Page, RateLimit, Schedule, SchedulePage
 
 T = TypeVar("T")
 
@@ -232,6 +233,84 @@ class AsyncJobsClient:
 
     async def health(self) -> Mapping[str, Any]:
         return await self._run(self._core.health())
+
+    # --- schedules -----------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        type: str,
+        cron: str,
+        payload: Any = None,
+        *,
+        time_zone: str | None = None,
+        max_attempts: int | None = None,
+        priority: str | None = None,
+        overlap: str | None = None,
+        catch_up: str | None = None,
+        name: str | None = None,
+        paused: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Schedule:
+        """A recurring schedule: a job of `type` with `payload` at every fire time of `cron` (5
+        fields, or 6 with seconds first) in `time_zone` (IANA, default UTC). `overlap` "skip" makes
+        no job while the previous one runs; `catch_up` "skip" makes none for fires missed during
+        downtime ("once", the default, makes one). Carries an Idempotency-Key, as submit does."""
+        return await self._run(self._core.create_schedule(
+            type, cron, payload, time_zone=time_zone, max_attempts=max_attempts, priority=priority, overlap=overlap,
+            catch_up=catch_up, name=name, paused=paused, idempotency_key=idempotency_key,
+        ))  # fmt: skip
+
+    async def get_schedule(self, id: str) -> Schedule:
+        """The schedule, with its next five fire times; NotFound if there is none."""
+        return await self._run(self._core.get_schedule(id))
+
+    async def list_schedules(self, page_size: int = 50) -> AsyncIterator[Schedule]:
+        """Every schedule, oldest first, fetching pages as you iterate."""
+        continuation: str | None = None
+        while True:
+            page = await self.list_schedules_page(limit=page_size, continuation=continuation)
+            for schedule in page.schedules:
+                yield schedule
+            if page.continuation is None:
+                return
+            continuation = page.continuation
+
+    async def list_schedules_page(self, *, limit: int = 50, continuation: str | None = None) -> SchedulePage:
+        return await self._run(self._core.list_schedules_page(limit, continuation))
+
+    async def update_schedule(
+        self,
+        id: str,
+        *,
+        cron: str = UNSET,
+        time_zone: str = UNSET,
+        type: str = UNSET,
+        payload: Any = UNSET,
+        max_attempts: int | None = UNSET,
+        priority: str | None = UNSET,
+        overlap: str = UNSET,
+        catch_up: str = UNSET,
+        name: str | None = UNSET,
+        paused: bool = UNSET,
+    ) -> Schedule:
+        """Change the fields given (others stay). None for `max_attempts` or `priority` goes back
+        to the type's default, for `name` removes it. A new cron or zone fires next from now."""
+        changes = {"cron": cron, "time_zone": time_zone, "type": type, "payload": payload,
+                   "max_attempts": max_attempts, "priority": priority, "overlap": overlap, "catch_up": catch_up,
+                   "name": name, "paused": paused}  # fmt: skip
+        return await self._run(self._core.update_schedule(id, changes))
+
+    async def pause_schedule(self, id: str) -> Schedule:
+        """Stop firing (until resumed). Pausing a paused schedule changes nothing."""
+        return await self.update_schedule(id, paused=True)
+
+    async def resume_schedule(self, id: str) -> Schedule:
+        """Fire again, from now on: fire times missed while paused are not made up."""
+        return await self.update_schedule(id, paused=False)
+
+    async def delete_schedule(self, id: str) -> None:
+        """Delete the schedule (the jobs it made stay); NotFound if there is none."""
+        return await self._run(self._core.delete_schedule(id))
 
     # --- plumbing --------------------------------------------------------------------------
 

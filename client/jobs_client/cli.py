@@ -22,7 +22,7 @@ from jobs_client import _render as render
 from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url
 from jobs_client.client import JobsClient
 from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
-from jobs_client.models import Job, JobTypes, Operation, parse_time
+from jobs_client.models import Job, JobTypes, Operation, Schedule, parse_time
 
 OK = 0
 UNSUCCESSFUL = 1  # the job or operation ended dead_lettered, cancelled or failed
@@ -655,6 +655,133 @@ def limit(
             render.write_json(dict(changed.raw))
         else:
             render.stdout().print(render.type_facts(changed))
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+schedules_app = typer.Typer(
+    name="schedules",
+    help="Recurring schedules: a job at every fire time of a cron expression, in a time zone.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(schedules_app, name="schedules")
+ScheduleId = Annotated[str, typer.Argument(metavar="ID", help="The schedule's id.")]
+
+
+class Overlap(str, Enum):
+    allow = "allow"
+    skip = "skip"
+
+
+class CatchUp(str, Enum):
+    once = "once"
+    skip = "skip"
+
+
+def show_schedule(settings: Settings, schedule: Schedule) -> None:
+    if settings.json:
+        render.write_json(dict(schedule.raw))
+    else:
+        render.stdout().print(render.schedule_facts(schedule))
+
+
+@schedules_app.command("create")
+def create_schedule(
+    ctx: typer.Context,
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type each fire submits, e.g. echo.")],
+    cron: Annotated[
+        str,
+        typer.Option(
+            "--cron", help="5 fields (minute hour day month weekday) or 6 with seconds first, e.g. '30 2 * * *'."
+        ),
+    ],
+    time_zone: Annotated[
+        str, typer.Option("--tz", "--time-zone", help="IANA time zone the cron is read in, e.g. Europe/Berlin.")
+    ] = "UTC",
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="The jobs' payload, as JSON.", show_default=False)
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", min=1, max=100, help="Attempts of each job (default: the type's).")
+    ] = None,
+    priority: Annotated[
+        Priority | None, typer.Option("--priority", help="The jobs' queue (default: the type's).", show_default=False)
+    ] = None,
+    overlap: Annotated[
+        Overlap, typer.Option("--overlap", help="skip: no job while the previous fire's job has not finished.")
+    ] = Overlap.allow,
+    catch_up: Annotated[
+        CatchUp, typer.Option("--catch-up", help="After downtime: once (one job for the missed fires) or skip.")
+    ] = CatchUp.once,
+    name: Annotated[str | None, typer.Option("--name", help="A name for people.", show_default=False)] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused (resume it later).")] = False,
+    idempotency_key: KeyOpt = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Create a schedule; prints it with its next five fire times."""
+    body = parse_json(payload, "--payload") if payload is not None else None
+    with session(ctx, json_flag) as (client, settings):
+        schedule = client.create_schedule(
+            job_type, cron, body, time_zone=time_zone, max_attempts=max_attempts,
+            priority=priority.value if priority else None, overlap=overlap.value, catch_up=catch_up.value, name=name,
+            paused=paused, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        show_schedule(settings, schedule)
+
+
+@schedules_app.command("list")
+def list_schedules(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (0: all).")] = 50,
+    json_flag: JsonFlag = False,
+) -> None:
+    """List schedules, oldest first: state, next fire time, counts."""
+    with session(ctx, json_flag) as (client, settings):
+        page_size = MAX_PAGE_SIZE if limit == 0 else min(limit + 1, MAX_PAGE_SIZE)
+        found = client.list_schedules(page_size=page_size)
+        items = list(found if limit == 0 else islice(found, limit + 1))
+        more = limit != 0 and len(items) > limit
+        items = items[:limit] if more else items
+        if settings.json:
+            render.write_json_array(dict(s.raw) for s in items)
+            return
+        if items:
+            render.stdout().print(render.schedules_table(items))
+        render.note(f"{len(items)} schedule{'s' if len(items) != 1 else ''}"
+                    + (" (more: raise --limit, 0 for all)" if more else ""))  # fmt: skip
+
+
+@schedules_app.command("show")
+def show_schedule_command(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
+    """Show a schedule, with its next five fire times in UTC and in its zone."""
+    with session(ctx, json_flag) as (client, settings):
+        show_schedule(settings, client.get_schedule(given_id(schedule_id)))
+
+
+@schedules_app.command("pause")
+def pause_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
+    """Pause a schedule: it fires nothing until resumed."""
+    with session(ctx, json_flag) as (client, settings):
+        show_schedule(settings, client.pause_schedule(given_id(schedule_id)))
+
+
+@schedules_app.command("resume")
+def resume_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
+    """Resume a schedule from now (fire times missed while paused are not made up)."""
+    with session(ctx, json_flag) as (client, settings):
+        show_schedule(settings, client.resume_schedule(given_id(schedule_id)))
+
+
+@schedules_app.command("delete")
+def delete_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
+    """Delete a schedule (the jobs it made stay)."""
+    with session(ctx, json_flag) as (client, settings):
+        client.delete_schedule(given_id(schedule_id))
+        if settings.json:
+            render.write_json({"id": schedule_id.strip(), "deleted": True})
+        else:
+            render.note(f"deleted schedule {schedule_id.strip()}")
 
 
 def main() -> None:

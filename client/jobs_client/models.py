@@ -293,3 +293,101 @@ def format_time(value: datetime | str | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+OVERLAP_POLICIES = ("allow", "skip")
+CATCH_UP_POLICIES = ("once", "skip")
+
+
+@dataclass(frozen=True)
+class FireTime:
+    """One fire time of a schedule: `at` in UTC, `local` the same moment with the zone's offset."""
+
+    at: datetime | None
+    local: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FireTime:
+        return cls(parse_time(data.get("at")), parse_time(data.get("local")))
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """The job each fire of a schedule submits (None: the job type's default)."""
+
+    type: str
+    payload: Any
+    max_attempts: int | None
+    priority: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScheduledJob:
+        return cls(str(data.get("type", "")), data.get("payload"), _opt_int(data.get("max_attempts")),
+                   _opt_str(data.get("priority")))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring schedule as the API returns it. `raw` is the resource exactly as received."""
+
+    id: str
+    name: str | None
+    cron: str
+    time_zone: str
+    job: ScheduledJob
+    overlap: str  # one of OVERLAP_POLICIES
+    catch_up: str  # one of CATCH_UP_POLICIES
+    paused: bool
+    next_fire_at: datetime | None
+    next_fires: tuple[FireTime, ...]
+    last_fire_at: datetime | None
+    last_job_id: str | None
+    fired: int
+    skipped: int
+    last_skip_at: datetime | None
+    last_skip_reason: str | None  # "overlap" or "missed"
+    created_at: datetime | None
+    updated_at: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        last_fire = data.get("last_fire") if isinstance(data.get("last_fire"), Mapping) else {}
+        last_skip = data.get("last_skip") if isinstance(data.get("last_skip"), Mapping) else {}
+        job = data.get("job") if isinstance(data.get("job"), Mapping) else {}
+        return cls(
+            id=str(data.get("id", "")),
+            name=_opt_str(data.get("name")),
+            cron=str(data.get("cron", "")),
+            time_zone=str(data.get("time_zone", "")),
+            job=ScheduledJob.from_dict(job),
+            overlap=str(data.get("overlap", "")),
+            catch_up=str(data.get("catch_up", "")),
+            paused=data.get("paused") is True,
+            next_fire_at=parse_time(data.get("next_fire_at")),
+            next_fires=tuple(FireTime.from_dict(f) for f in _dicts(data.get("next_fires"))),
+            last_fire_at=parse_time(last_fire.get("at")),
+            last_job_id=_opt_str(last_fire.get("job_id")),
+            fired=_int(data.get("fired")),
+            skipped=_int(data.get("skipped")),
+            last_skip_at=parse_time(last_skip.get("at")),
+            last_skip_reason=_opt_str(last_skip.get("reason")),
+            created_at=parse_time(data.get("created_at")),
+            updated_at=parse_time(data.get("updated_at")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    """One page of the schedules' listing; `continuation` is None on the last."""
+
+    schedules: list[Schedule]
+    continuation: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SchedulePage:
+        return cls([Schedule.from_dict(s) for s in _dicts(data.get("schedules"))],
+                   _opt_str(data.get("continuation")) or None)  # fmt: skip

@@ -105,6 +105,9 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     JOBS_MAX_PAYLOAD_BYTES: '1048576'
     // Not a secret: lets the API link each job to its telemetry in the portal (trace_url).
     JOBS_APPINSIGHTS_RESOURCE_ID: insights.id
+    // Schedules: the timer that fires them (six-field NCRONTAB), and how late a fire may run as scheduled.
+    JOBS_SCHEDULER_SCHEDULE: '*/5 * * * * *'
+    JOBS_SCHEDULER_GRACE_SECONDS: '60'
   }
 }
 

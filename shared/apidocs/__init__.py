@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import shared.dashboard  # noqa: F401 - registers the dashboard's routes: the document lists every route
 import shared.flow.routes  # noqa: F401 - and flow control's
+import shared.schedules.routes  # noqa: F401 - and the schedules'
 from shared.api import ApiRequest, ApiResponse, Problem, Reply, canonical, endpoint, problems
 from shared.apidocs.openapi import document
 

@@ -46,7 +46,7 @@ def document(job_types: list[str], endpoints: list[Endpoint] | None = None) -> d
     # The job types are the app's registered handlers: listing them lets a client (and a fuzzer)
     # know which submissions are valid.
     for name, schema in schemas.items():
-        if name.startswith("JobRequest"):
+        if name.startswith(("JobRequest", "JobTemplate")) and "type" in schema.get("properties", {}):
             schema["properties"]["type"]["enum"] = job_types
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
@@ -61,6 +61,7 @@ def document(job_types: list[str], endpoints: list[Endpoint] | None = None) -> d
             {"name": "jobs"},
             {"name": "bulk"},
             {"name": "flow", "description": "Pause, resume and limit job types."},
+            {"name": "schedules"},
             {"name": "service"},
         ],  # fmt: skip
         "paths": paths,
@@ -118,7 +119,8 @@ def _response(reply: api.Reply, refs: dict[tuple[type[BaseModel], str], dict[str
         out["headers"] = {name: {"description": HEADERS[name][0], "schema": HEADERS[name][1]} for name in reply.headers}
     types = (reply.content_type,) if isinstance(reply.content_type, str) else reply.content_type
     schema = refs[(reply.model, "serialization")] if reply.model is not None else {"type": "string"}
-    out["content"] = {t: {"schema": schema} for t in types}
+    if types:  # none: an answer without a body (204)
+        out["content"] = {t: {"schema": schema} for t in types}
     return out
 
 

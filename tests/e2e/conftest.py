@@ -88,6 +88,7 @@ def start_host(azurite, unique_name, tmp_path, portal) -> Iterator[Callable[...,
         "JOBS_LEASE_SECONDS": "6",
         "JOBS_HEARTBEAT_SECONDS": "2",
         "JOBS_RECONCILE_SCHEDULE": "*/2 * * * * *",
+        "JOBS_SCHEDULER_SCHEDULE": "* * * * * *",  # schedules fire within a second
         "JOBS_RECONCILE_GRACE_SECONDS": "1",
         "AzureFunctionsWebHost__hostid": unique_name,
         "PYTHONUNBUFFERED": "1",

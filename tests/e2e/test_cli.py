@@ -324,3 +324,45 @@ def test_types_pause_resume_and_limit_commands(host):
     r = jobs("pause", "--all", "--json", url=host.base)
     assert json.loads(r.stdout)["paused_all"] is True
     assert json.loads(jobs("resume", "--all", "--json", url=host.base).stdout)["paused_all"] is False
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+
+def test_schedules_create_show_list_pause_resume_delete(host):
+    r = jobs("schedules", "create", "echo", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--payload", '{"a": 1}',
+             "--overlap", "skip", "--name", "nightly", "--json", url=host.base)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    sid = created["id"]
+    assert (created["time_zone"], created["overlap"], created["job"]["payload"]) == ("Europe/Berlin", "skip", {"a": 1})
+    r = jobs("schedules", "show", sid, url=host.base)
+    assert r.returncode == 0 and sid in r.stdout and "nightly" in r.stdout and "Europe/Berlin" in r.stdout
+    assert r.stdout.count(" UTC ") >= 5 and ("+01:00" in r.stdout or "+02:00" in r.stdout)  # next fires, both ways
+    r = jobs("schedules", "list", url=host.base)
+    [row] = [line for line in r.stdout.splitlines() if line.startswith(sid)]
+    assert "30 2 * * *" in row and "active" in row
+    r = jobs("schedules", "pause", sid, "--json", url=host.base)
+    assert json.loads(r.stdout)["paused"] is True
+    assert "paused" in jobs("schedules", "list", url=host.base).stdout
+    r = jobs("schedules", "resume", sid, "--json", url=host.base)
+    assert json.loads(r.stdout)["paused"] is False
+    r = jobs("schedules", "list", "--json", url=host.base)
+    assert [s["id"] for s in json.loads(r.stdout)] == [sid]
+    r = jobs("schedules", "delete", sid, url=host.base)
+    assert r.returncode == 0 and "deleted" in r.stderr
+    assert jobs("schedules", "show", sid, url=host.base).returncode == 3  # not found
+    assert jobs("schedules", "delete", sid, url=host.base).returncode == 3
+
+
+def test_schedules_create_refusals_have_their_exit_codes(host):
+    r = jobs("schedules", "create", "echo", "--cron", "every day", "--json", url=host.base)
+    assert r.returncode == 4 and json.loads(r.stderr)["code"] == "invalid_cron"
+    r = jobs("schedules", "create", "echo", "--cron", "* * * * *", "--tz", "Mars/Base", url=host.base)
+    assert r.returncode == 4 and "unknown time zone" in r.stderr
+    bad_payload = jobs("schedules", "create", "echo", "--cron", "* * * * *", "--payload", "{bad", url=host.base)
+    assert bad_payload.returncode == 2
+    assert jobs("schedules", "create", "echo", url=host.base).returncode == 2  # no --cron
+    assert jobs("schedules", "create", "echo", "--cron", "* * * * *", "--overlap", "maybe",
+                url=host.base).returncode == 2  # fmt: skip
+    assert json.loads(jobs("schedules", "list", "--json", url=host.base).stdout) == []

@@ -33,6 +33,7 @@ from jobs_client import (
     NotFound,
     Operation,
     Page,
+    Schedule,
     ServiceUnavailable,
     ServiceUnreachable,
     UnprocessableContent,
@@ -550,3 +551,65 @@ def test_types_pause_resume_and_limits_round_trip_through_the_api(client):
     assert caught.value.code == "type_not_found"
     with pytest.raises(ValueError):
         client.set_limits("sleep", rate_limit="lots")
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def test_schedules_round_trip_as_typed_values_and_a_retried_create_makes_one(client, host, proxy_for):
+    s = client.create_schedule("echo", "30 2 * * *", {"a": 1}, time_zone="Europe/Berlin", overlap="skip",
+                               catch_up="skip", name="nightly", max_attempts=2)  # fmt: skip
+    assert isinstance(s, Schedule)
+    assert (s.cron, s.time_zone, s.overlap, s.catch_up, s.name, s.paused) == (
+        "30 2 * * *", "Europe/Berlin", "skip", "skip", "nightly", False)  # fmt: skip
+    assert (s.job.type, s.job.payload, s.job.max_attempts, s.job.priority) == ("echo", {"a": 1}, 2, None)
+    assert len(s.next_fires) == 5 and s.next_fires[0].at == s.next_fire_at
+    assert all(f.local.utcoffset() in (timedelta(hours=1), timedelta(hours=2)) for f in s.next_fires)
+    assert all(f.local == f.at for f in s.next_fires)  # the same moments, told in two ways
+    assert client.get_schedule(s.id).raw == s.raw
+    assert [x.id for x in client.list_schedules(page_size=1)] == [s.id]
+    paused = client.pause_schedule(s.id)
+    assert (paused.paused, paused.next_fire_at, paused.next_fires) == (True, None, ())
+    resumed = client.resume_schedule(s.id)
+    assert resumed.paused is False and resumed.next_fire_at is not None
+    changed = client.update_schedule(s.id, cron="0 3 * * *", priority="high", name=None)
+    assert (changed.cron, changed.job.priority, changed.name, changed.job.payload) == ("0 3 * * *", "high", None,
+                                                                                      {"a": 1})  # fmt: skip
+    client.delete_schedule(s.id)
+    with pytest.raises(NotFound) as caught:
+        client.get_schedule(s.id)
+    assert caught.value.code == "schedule_not_found"
+    with pytest.raises(NotFound):
+        client.delete_schedule(s.id)
+    with pytest.raises(BadRequest) as caught:
+        client.create_schedule("echo", "every day")
+    assert caught.value.code == "invalid_cron"
+    with pytest.raises(UnprocessableContent) as caught:
+        client.create_schedule("echo", "0 0 31 2 *")
+    assert caught.value.code == "unsatisfiable_cron"
+    # A create answered 503 after the host stored it is sent again with the same key: one schedule.
+    proxy = proxy_for(host.base)
+
+    def stored_then_503(request, forward):
+        forward(request)
+        return problem(503, "storage_unavailable")
+
+    proxy.plan("POST", "/api/schedules", stored_then_503)
+    with JobsClient(proxy.base) as through:
+        made = through.create_schedule("echo", "0 9 * * *")
+    keys = [x.headers["Idempotency-Key"] for x in proxy.seen if x.path == "/api/schedules"]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert [x.id for x in client.list_schedules()] == [made.id]
+
+
+def test_async_client_manages_schedules_like_the_sync_one(host):
+    async def scenario():
+        async with AsyncJobsClient(host.base) as jobs:
+            s = await jobs.create_schedule("echo", "*/10 * * * *", paused=True)
+            listed = [x.id async for x in jobs.list_schedules()]
+            resumed = await jobs.resume_schedule(s.id)
+            await jobs.delete_schedule(s.id)
+            return s, listed, resumed
+
+    s, listed, resumed = asyncio.run(scenario())
+    assert s.paused and listed == [s.id] and not resumed.paused and len(resumed.next_fires) == 5

@@ -1,0 +1,151 @@
+"""The schedules' HTTP routes, registered in shared/api.py's endpoint table (so the OpenAPI
+document lists them) and bound in function_app.py like every other route."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
+from shared.api import _idempotency_key as idempotency_key  # the same header rules as for jobs
+from shared.api import _json_body as json_body
+from shared.api import _model as model
+from shared.schedules import contract as c
+from shared.schedules.cron import Cron, CronError, UnknownZone, UnsatisfiableCron
+from shared.schedules.schedule import JobTemplate, Schedule
+from shared.schedules.service import ScheduleBusy, ScheduleNotFound
+from shared.schedules.store import ID_PATTERN, BadContinuation
+from shared.store import INLINE_LIMIT_CHARS, IdempotencyMismatch, with_request_hash
+
+if TYPE_CHECKING:
+    from shared.app import Services
+
+PATH = "/api/schedules"
+MAX_BODY = 128 * 1024
+ID = {"id": {"pattern": ID_PATTERN}}
+
+
+@endpoint(
+    "POST", "schedules", "Create a recurring schedule", "schedules",
+    {201: Reply("Created. `next_fires` says when it fires.", c.ScheduleResource, ("Location", "Idempotent-Replayed")),
+     **problems(400, 413, 415, 422)},
+    body=c.ScheduleRequest, request_headers=("Idempotency-Key",),
+)  # fmt: skip
+async def create_schedule(app: Services, request: ApiRequest) -> ApiResponse:
+    body = json_body(request, MAX_BODY)
+    req = model(c.ScheduleRequest, body)
+    checked(req.cron, req.time_zone)
+    job = template(app, req.job.model_dump())
+    key = idempotency_key(request)
+    try:
+        schedule, created = await app.schedules.create(
+            req.cron, req.time_zone, job, req.overlap, req.catch_up, req.paused, req.name,
+            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+        )  # fmt: skip
+    except IdempotencyMismatch as exc:
+        raise Problem(422, "idempotency_key_reused", str(exc)) from None
+    headers = {"Location": f"{PATH}/{schedule.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return ApiResponse(201, schedule.to_resource(), headers)
+
+
+@endpoint(
+    "GET", "schedules", "List schedules, oldest first", "schedules",
+    {200: Reply("A page of schedules. Follow `continuation` until it is null.", c.ScheduleList), **problems(400)},
+    query=c.ScheduleListQuery,
+)  # fmt: skip
+async def list_schedules(app: Services, request: ApiRequest) -> ApiResponse:
+    """One query per page, whatever else the table holds."""
+    query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
+    q = model(c.ScheduleListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
+    try:
+        schedules, continuation = await app.schedules.page(q.limit, q.continuation)
+    except BadContinuation as exc:
+        raise Problem(400, "invalid_continuation", str(exc)) from None
+    return ApiResponse(200, {"schedules": [s.to_resource() for s in schedules], "continuation": continuation})
+
+
+@endpoint(
+    "GET", "schedules/{id}", "Get a schedule, with its next five fire times", "schedules",
+    {200: Reply("The schedule.", c.ScheduleResource), **problems(404)}, path_values=ID,
+)  # fmt: skip
+async def get_schedule(app: Services, request: ApiRequest) -> ApiResponse:
+    return ApiResponse(200, (await found(app, request)).to_resource())
+
+
+@endpoint(
+    "PATCH", "schedules/{id}", "Change, pause or resume a schedule", "schedules",
+    {200: Reply("The schedule as changed.", c.ScheduleResource), **problems(400, 404, 409, 413, 415, 422)},
+    body=c.SchedulePatch, path_values=ID,
+)  # fmt: skip
+async def update_schedule(app: Services, request: ApiRequest) -> ApiResponse:
+    """Only the fields given change (`job`'s fields one by one). `{"paused": true}` pauses,
+    `{"paused": false}` resumes from now."""
+    patch = model(c.SchedulePatch, json_body(request, MAX_BODY))
+    current = await found(app, request)
+    changes = patch.model_dump(exclude_unset=True, exclude={"job"})
+    job_changes = patch.job.model_dump(exclude_unset=True) if patch.job is not None else {}
+    checked(changes.get("cron", current.cron), changes.get("time_zone", current.time_zone))
+    if job_changes:
+        template(app, {**current.job.to_resource(), **job_changes})
+    try:
+        schedule = await app.schedules.update(current.id, changes, job_changes)
+    except ScheduleNotFound:
+        raise not_found(current.id) from None
+    except ScheduleBusy:
+        raise Problem(409, "invalid_state", "the schedule is changing too fast; try again") from None
+    return ApiResponse(200, schedule.to_resource())
+
+
+@endpoint(
+    "DELETE", "schedules/{id}", "Delete a schedule (the jobs it made stay)", "schedules",
+    {204: Reply("Deleted: it fires nothing more.", content_type=()), **problems(404, 409)}, path_values=ID,
+)  # fmt: skip
+async def delete_schedule(app: Services, request: ApiRequest) -> ApiResponse:
+    schedule_id = request.route.get("id", "")
+    try:
+        await app.schedules.delete(schedule_id)
+    except ScheduleNotFound:
+        raise not_found(schedule_id) from None
+    except ScheduleBusy:
+        raise Problem(409, "invalid_state", "the schedule is changing too fast; try again") from None
+    return ApiResponse(204)
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+
+async def found(app: Services, request: ApiRequest) -> Schedule:
+    schedule_id = request.route.get("id", "")
+    try:
+        return await app.schedules.get(schedule_id)
+    except ScheduleNotFound:
+        raise not_found(schedule_id) from None
+
+
+def not_found(schedule_id: str) -> Problem:
+    return Problem(404, "schedule_not_found", f"no schedule with id {schedule_id}")
+
+
+def checked(cron: str, time_zone: str) -> Cron:
+    try:
+        return Cron(cron, time_zone)
+    except UnknownZone as exc:
+        raise Problem(400, "unknown_time_zone", str(exc)) from None
+    except CronError as exc:
+        raise Problem(400, "invalid_cron", str(exc)) from None
+    except UnsatisfiableCron as exc:
+        raise Problem(422, "unsatisfiable_cron", str(exc)) from None
+
+
+def template(app: Services, fields: dict) -> JobTemplate:
+    """The job template, its type registered and its payload small enough to keep inline."""
+    if app.registry.get(fields["type"]) is None:
+        raise Problem(400, "unknown_job_type", f"no handler for job type {fields['type']!r}",
+                      known_types=app.registry.types)  # fmt: skip
+    size = len(json.dumps(fields.get("payload"), separators=(",", ":")))
+    if size > INLINE_LIMIT_CHARS:
+        detail = f"a schedule's payload is {size} characters of JSON; the limit is {INLINE_LIMIT_CHARS}"
+        raise Problem(413, "payload_too_large", detail)
+    return JobTemplate(fields["type"], fields.get("payload"), fields.get("max_attempts"), fields.get("priority"))

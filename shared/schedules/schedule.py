@@ -1,0 +1,158 @@
+"""A schedule: a cron expression in a time zone, the job each fire makes, and its policies.
+
+The changes here are pure, as the job's are (shared/job.py): each takes a Schedule and returns a
+new one. Making one stick is the store's business (a conditional write on the ETag, with the
+index row moved in the same transaction).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.job import Priority, isoformat, to_ms
+from shared.schedules.cron import Cron
+
+UPCOMING = 5  # fire times a schedule's resource shows
+
+
+class Overlap(StrEnum):
+    """What a fire does while the job of the previous fire has not finished."""
+
+    ALLOW = "allow"  # make its job all the same
+    SKIP = "skip"  # make none (counted as skipped)
+
+
+class CatchUp(StrEnum):
+    """What happens to fire times missed while nothing ran (later than the grace period)."""
+
+    ONCE = "once"  # one job for all of them, then on schedule
+    SKIP = "skip"  # none; on schedule from the next fire time
+
+
+class SkipReason(StrEnum):
+    OVERLAP = "overlap"
+    MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class JobTemplate:
+    """What each fire submits. Unset max_attempts and priority take the job type's defaults at
+    each fire, as a submit without them does."""
+
+    type: str
+    payload: Any = None
+    max_attempts: int | None = None
+    priority: Priority | None = None
+
+    def to_resource(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "payload": self.payload,
+            "max_attempts": self.max_attempts,
+            "priority": str(self.priority) if self.priority else None,
+        }
+
+
+def new_id(now: datetime) -> str:
+    """20 hex digits: the creation time in ms, then random; so listing by id is by age."""
+    return f"{to_ms(now):012x}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    cron: str
+    time_zone: str
+    job: JobTemplate
+    overlap: Overlap
+    catch_up: CatchUp
+    next_fire: datetime | None  # None while paused: only an active schedule is in the index
+    created_at: datetime
+    updated_at: datetime
+    name: str | None = None
+    last_fire: datetime | None = None  # the fire time of the last job made
+    last_job_id: str | None = None
+    fired: int = 0  # jobs made
+    skipped: int = 0  # fire times that made no job
+    last_skip: datetime | None = None
+    last_skip_reason: SkipReason | None = None
+    idempotency_key: str | None = None  # a hash of the creating request's key
+    request_hash: str | None = None
+    etag: str = field(default="", compare=False)
+
+    @property
+    def paused(self) -> bool:
+        return self.next_fire is None
+
+    def timing(self) -> Cron:
+        return Cron(self.cron, self.time_zone)
+
+    # --- changes ---
+
+    def patched(self, changes: dict[str, Any], job_changes: dict[str, Any], now: datetime) -> Schedule:
+        """The schedule with `changes` (top-level fields) and `job_changes` (fields of the job
+        template) applied. A new cron or zone, or a resume, fires next from now (fires missed
+        while paused are not made up); a pause takes it out of the index."""
+        fields = {k: v for k, v in changes.items() if k != "paused"}
+        job = replace(self.job, **job_changes) if job_changes else self.job
+        out = replace(self, **fields, job=job, updated_at=now)
+        pause = changes.get("paused", self.paused)
+        retimed = (out.cron, out.time_zone) != (self.cron, self.time_zone)
+        if pause:
+            return replace(out, next_fire=None)
+        if self.paused or retimed:
+            return replace(out, next_fire=out.timing().next_after(now))
+        return out
+
+    def fired_at(self, fire: datetime, job_id: str, following: datetime, missed: int, now: datetime) -> Schedule:
+        """A job was made for `fire`; `missed` other fire times were folded into it (catch-up)."""
+        out = replace(self, next_fire=following, last_fire=fire, last_job_id=job_id, fired=self.fired + 1,
+                      updated_at=now)  # fmt: skip
+        return out._skip(fire, missed, SkipReason.MISSED) if missed else out
+
+    def skipped_at(
+        self, fire: datetime, count: int, reason: SkipReason, following: datetime, now: datetime
+    ) -> Schedule:
+        return replace(self, next_fire=following, updated_at=now)._skip(fire, count, reason)
+
+    def recorded(self, fire: datetime, job_id: str, now: datetime) -> Schedule:
+        """A job an earlier reading of the schedule made, noted without moving the next fire."""
+        return replace(self, last_fire=fire, last_job_id=job_id, fired=self.fired + 1, updated_at=now)
+
+    def _skip(self, fire: datetime, count: int, reason: SkipReason) -> Schedule:
+        return replace(self, skipped=self.skipped + count, last_skip=fire, last_skip_reason=reason)
+
+    # --- the HTTP resource ---
+
+    def to_resource(self) -> dict[str, Any]:
+        upcoming: list[datetime] = []
+        if self.next_fire is not None:
+            cron = self.timing()
+            upcoming = [self.next_fire, *cron.upcoming(self.next_fire, UPCOMING - 1)]
+            local = [cron.local(t).isoformat() for t in upcoming]
+        return {
+            "id": self.id,
+            "name": self.name,
+            "cron": self.cron,
+            "time_zone": self.time_zone,
+            "job": self.job.to_resource(),
+            "overlap": str(self.overlap),
+            "catch_up": str(self.catch_up),
+            "paused": self.paused,
+            "next_fire_at": isoformat(self.next_fire),
+            "next_fires": [{"at": isoformat(t), "local": lt} for t, lt in zip(upcoming, local, strict=True)]
+            if upcoming
+            else [],
+            "last_fire": {"at": isoformat(self.last_fire), "job_id": self.last_job_id} if self.last_job_id else None,
+            "fired": self.fired,
+            "skipped": self.skipped,
+            "last_skip": {"at": isoformat(self.last_skip), "reason": str(self.last_skip_reason)}
+            if self.last_skip and self.last_skip_reason
+            else None,
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }

@@ -1,0 +1,90 @@
+"""Create, read, change and delete schedules; fire the due ones. What the HTTP routes call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from shared.job import utcnow
+from shared.schedules.firing import Firing
+from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, Schedule, new_id
+from shared.schedules.store import ScheduleStore
+from shared.store import ConcurrencyConflict, hash_key
+
+CONFLICT_RETRIES = 5
+
+
+class ScheduleNotFound(Exception):
+    pass
+
+
+class ScheduleBusy(Exception):
+    """The schedule kept changing under a PATCH or DELETE (a fire every instant, say)."""
+
+
+@dataclass
+class ScheduleService:
+    store: ScheduleStore
+    firing: Firing
+
+    async def create(
+        self,
+        cron: str,
+        time_zone: str,
+        job: JobTemplate,
+        overlap: Overlap = Overlap.ALLOW,
+        catch_up: CatchUp = CatchUp.ONCE,
+        paused: bool = False,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Schedule, bool]:
+        """A new schedule (validated by the caller), next firing after now unless paused; with an
+        Idempotency-Key used before, the schedule it made (created False)."""
+        now = now or utcnow()
+        key_hash = hash_key(idempotency_key) if idempotency_key else None
+        schedule = Schedule(
+            id=new_id(now), cron=cron, time_zone=time_zone, job=job, overlap=overlap, catch_up=catch_up,
+            next_fire=None, created_at=now, updated_at=now, name=name, idempotency_key=key_hash,
+            request_hash=request_hash,
+        )  # fmt: skip
+        if not paused:
+            schedule = replace(schedule, next_fire=schedule.timing().next_after(now))
+        return await self.store.insert(schedule, key_hash, request_hash)
+
+    async def get(self, schedule_id: str) -> Schedule:
+        found = await self.store.get(schedule_id)
+        if found is None:
+            raise ScheduleNotFound(schedule_id)
+        return found
+
+    async def page(self, limit: int, continuation: str | None) -> tuple[list[Schedule], str | None]:
+        return await self.store.page(limit, continuation)
+
+    async def update(
+        self, schedule_id: str, changes: dict[str, Any], job_changes: dict[str, Any], now: datetime | None = None
+    ) -> Schedule:
+        """Apply a PATCH, decided again on a fresh read if a fire moved the schedule meanwhile."""
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.get(schedule_id)
+            try:
+                return await self.store.replace(current.patched(changes, job_changes, now or utcnow()), current)
+            except ConcurrencyConflict:
+                continue
+        raise ScheduleBusy(schedule_id)
+
+    async def delete(self, schedule_id: str) -> None:
+        """Delete it (jobs it made stay). Once gone, it fires nothing more."""
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.get(schedule_id)
+            try:
+                return await self.store.delete(current)
+            except ConcurrencyConflict:
+                continue
+        raise ScheduleBusy(schedule_id)
+
+    async def fire_due(self, now: datetime | None = None) -> Counter[str]:
+        return await self.firing.fire_due(now)

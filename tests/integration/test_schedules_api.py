@@ -1,0 +1,160 @@
+"""The schedules' HTTP contract through shared.api on a real Azurite: statuses, Location,
+problems with their codes, and nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared import api
+from shared.api import ApiRequest
+from shared.schedules import routes
+from shared.schedules.store import PARTITION
+from tests.integration.conftest import call_api
+
+BODY = {"cron": "30 2 * * *", "time_zone": "Europe/Berlin", "job": {"type": "echo", "payload": {"a": 1}}}
+
+
+@pytest.fixture
+def call(services):
+    def call(route, body=None, raw: bytes | None = None, id=None, query=None, headers=None, method="POST"):
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        request = ApiRequest(method, {"id": id} if id else {}, query or {}, hdrs, data)
+        return call_api(services, route, request)
+
+    return call
+
+
+def stored(services):
+    return list(services.storage.table.query_entities(f"PartitionKey eq '{PARTITION}'"))
+
+
+def test_create_answers_201_with_location_and_the_schedule(call):
+    r = call(routes.create_schedule, BODY)
+    assert r.status == 201
+    s = r.body
+    assert r.headers["Location"] == f"/api/schedules/{s['id']}"
+    assert {k: s[k] for k in ("cron", "time_zone", "overlap", "catch_up", "paused", "fired", "skipped")} == {
+        "cron": "30 2 * * *", "time_zone": "Europe/Berlin", "overlap": "allow", "catch_up": "once",
+        "paused": False, "fired": 0, "skipped": 0,
+    }  # fmt: skip
+    assert s["job"] == {"type": "echo", "payload": {"a": 1}, "max_attempts": None, "priority": None}
+    assert (s["name"], s["last_fire"], s["last_skip"]) == (None, None, None)
+    assert len(s["next_fires"]) == 5 and s["next_fires"][0]["at"] == s["next_fire_at"]
+    for fire in s["next_fires"]:  # 02:30 in Berlin, given in UTC and in local time
+        assert fire["local"][11:19] in ("02:30:00", "03:00:00") and fire["at"].endswith("Z")
+
+
+def test_get_list_patch_and_delete(call):
+    created = call(routes.create_schedule, {**BODY, "name": "nightly"}).body
+    sid = created["id"]
+    got = call(routes.get_schedule, id=sid, method="GET")
+    assert (got.status, got.body["id"], got.body["name"]) == (200, sid, "nightly")
+    listed = call(routes.list_schedules, method="GET")
+    assert listed.status == 200 and [s["id"] for s in listed.body["schedules"]] == [sid]
+    assert listed.body["continuation"] is None
+    paused = call(routes.update_schedule, {"paused": True}, id=sid, method="PATCH")
+    assert paused.status == 200 and paused.body["paused"] is True
+    assert (paused.body["next_fire_at"], paused.body["next_fires"]) == (None, [])
+    resumed = call(routes.update_schedule, {"paused": False, "job": {"priority": "high"}}, id=sid, method="PATCH")
+    assert resumed.body["paused"] is False and len(resumed.body["next_fires"]) == 5
+    assert resumed.body["job"] == {"type": "echo", "payload": {"a": 1}, "max_attempts": None, "priority": "high"}
+    renamed = call(routes.update_schedule, {"name": None, "job": {"priority": None}}, id=sid, method="PATCH")
+    assert (renamed.body["name"], renamed.body["job"]["priority"]) == (None, None)
+    gone = call(routes.delete_schedule, id=sid, method="DELETE")
+    assert (gone.status, gone.body) == (204, None)
+    for route, method in ((routes.get_schedule, "GET"), (routes.delete_schedule, "DELETE")):
+        r = call(route, id=sid, method=method)
+        assert (r.status, r.content_type, r.body["code"]) == (404, api.PROBLEM_JSON, "schedule_not_found")
+    r = call(routes.update_schedule, {"paused": True}, id=sid, method="PATCH")
+    assert (r.status, r.body["code"]) == (404, "schedule_not_found")
+
+
+def test_listing_pages_by_continuation(call):
+    ids = [call(routes.create_schedule, BODY).body["id"] for _ in range(5)]
+    seen, token = [], None
+    while True:
+        page = call(
+            routes.list_schedules, method="GET", query={"limit": "2", **({"continuation": token} if token else {})}
+        )
+        assert page.status == 200 and len(page.body["schedules"]) <= 2
+        seen += [s["id"] for s in page.body["schedules"]]
+        token = page.body["continuation"]
+        if token is None:
+            break
+    assert seen == sorted(ids)  # oldest first
+    for query, code in (({"continuation": "bogus"}, "invalid_continuation"), ({"limit": "0"}, "invalid_parameter"),
+                        ({"status": "x"}, "unknown_parameter")):  # fmt: skip
+        r = call(routes.list_schedules, method="GET", query=query)
+        assert (r.status, r.body["code"]) == (400, code), query
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"cron": "* * * *"}, 400, "invalid_cron"),
+        ({"cron": "*/0 * * * *"}, 400, "invalid_cron"),
+        ({"cron": "@daily"}, 400, "invalid_cron"),
+        ({"cron": "0 0 30 2 *"}, 422, "unsatisfiable_cron"),
+        ({"cron": "5-2 * * * *"}, 422, "unsatisfiable_cron"),
+        ({"time_zone": "Europe/Atlantis"}, 400, "unknown_time_zone"),
+        ({"time_zone": "europe/berlin"}, 400, "unknown_time_zone"),
+        ({"job": {"type": "nope"}}, 400, "unknown_job_type"),
+        ({"job": {}}, 400, "invalid_field"),
+        ({"job": {"type": "echo", "max_attempts": 0}}, 400, "invalid_field"),
+        ({"job": {"type": "echo", "max_attempts": "3"}}, 400, "invalid_field"),
+        ({"job": {"type": "echo", "priority": "urgent"}}, 400, "invalid_field"),
+        ({"job": {"type": "echo", "payload": "x" * 40_000}}, 413, "payload_too_large"),
+        ({"overlap": "sometimes"}, 400, "invalid_field"),
+        ({"catch_up": "all"}, 400, "invalid_field"),
+        ({"paused": "yes"}, 400, "invalid_field"),
+        ({"name": None}, 400, "invalid_field"),
+        ({"name": ""}, 400, "invalid_field"),
+        ({"colour": "red"}, 400, "unknown_field"),
+        ({"cron": None}, 400, "invalid_field"),
+    ],
+)
+def test_bad_schedules_are_refused_with_a_problem_and_nothing_is_written(call, services, change, status, code):
+    r = call(routes.create_schedule, {**BODY, **change})
+    assert (r.status, r.content_type, r.body["code"]) == (status, api.PROBLEM_JSON, code), r.body
+    assert stored(services) == []
+
+
+def test_problems_say_what_is_wrong(call):
+    zone = call(routes.create_schedule, {**BODY, "time_zone": "europe/berlin"}).body
+    assert "did you mean Europe/Berlin" in zone["detail"]
+    job_type = call(routes.create_schedule, {**BODY, "job": {"type": "nope"}}).body
+    assert "echo" in job_type["known_types"]
+    missing = call(routes.create_schedule, {"job": {"type": "echo"}}).body
+    assert (missing["code"], "`cron`" in missing["detail"]) == ("invalid_field", True)
+    for raw, code in ((b"{", "malformed_json"), (b"", "invalid_body"), (b"[1]", "invalid_body")):
+        assert call(routes.create_schedule, raw=raw).body["code"] == code
+
+
+def test_bad_patches_are_refused_and_change_nothing(call, services):
+    sid = call(routes.create_schedule, BODY).body["id"]
+    before = stored(services)
+    for patch, code in (({"cron": "61 * * * *"}, "invalid_cron"), ({"time_zone": "Nowhere"}, "unknown_time_zone"),
+                        ({"job": {"type": "nope"}}, "unknown_job_type"), ({"paused": None}, "invalid_field"),
+                        ({"job": {"type": None}}, "invalid_field"), ({"id": "x"}, "unknown_field")):  # fmt: skip
+        r = call(routes.update_schedule, patch, id=sid, method="PATCH")
+        assert (r.status, r.body["code"]) == (400, code), patch
+    assert stored(services) == before
+
+
+def test_an_idempotency_key_returns_the_same_schedule(call, services):
+    first = call(routes.create_schedule, BODY, headers={"idempotency-key": "nightly-1"})
+    again = call(routes.create_schedule, BODY, headers={"idempotency-key": "nightly-1"})
+    assert (again.status, again.body["id"], again.headers.get("Idempotent-Replayed")) == (201, first.body["id"], "true")
+    assert "Idempotent-Replayed" not in first.headers
+    other = call(routes.create_schedule, {**BODY, "cron": "0 3 * * *"}, headers={"idempotency-key": "nightly-1"})
+    assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
+    assert len([e for e in stored(services) if e["RowKey"].startswith("d.")]) == 1
+
+
+def test_paths_of_schedules_answer_405_for_other_methods(call, services):
+    request = ApiRequest("PUT", {"path": "schedules/0123456789abcdef0123"}, {}, {}, b"")
+    r = call_api(services, api.fallback, request)
+    assert (r.status, r.headers["Allow"]) == (405, "DELETE, GET, PATCH")
