@@ -128,6 +128,33 @@ export const api = {
   changeType: (type, body) => request("PATCH", `types/${encodeURIComponent(type)}`, { body }),
   pauseAll: () => request("POST", "pause"),
   resumeAll: () => request("POST", "resume"),
+  // Recurring schedules.
+  listSchedules: (query, signal) => request("GET", "schedules", { query, signal }),
+  getSchedule: (id, signal) => request("GET", `schedules/${encodeURIComponent(id)}`, { signal }),
+  createSchedule: (body, key) => request("POST", "schedules", { body, headers: { "Idempotency-Key": key } }),
+  changeSchedule: (id, body) => request("PATCH", `schedules/${encodeURIComponent(id)}`, { body }),
+  deleteSchedule: (id) => request("DELETE", `schedules/${encodeURIComponent(id)}`),
   health: (signal) => request("GET", "health", { signal }),
   document: () => request("GET", "openapi.json"),
 };
+
+/** A fresh Idempotency-Key: one per confirmed action, so a request sent twice acts once. */
+export function idempotencyKey() {
+  if (crypto.randomUUID) return `dashboard-${crypto.randomUUID()}`;
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `dashboard-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+let documentOnce = null;
+
+/** The OpenAPI document, read once per page load (the registered types, the time zones). */
+export function apiDocument() {
+  documentOnce ??= api.document().then(
+    (r) => r.data,
+    (error) => {
+      documentOnce = null; // asked again next time
+      throw error;
+    },
+  );
+  return documentOnce;
+}

@@ -4,7 +4,7 @@
 // progress (applied + skipped + failed of matched) is polled from GET /api/operations/{id}, as
 // its Retry-After says, until it ends.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, idempotencyKey } from "./api.js";
 import { announce, fill, h, setText } from "./dom.js";
 import { STATUS_LABELS, number, plural } from "./format.js";
 import { Poller } from "./live.js";
@@ -18,12 +18,6 @@ const DOING = { retry: "Redriving", cancel: "Cancelling" };
 
 export function bulkAllowed(action, status) {
   return !status || APPLIES_TO[action].includes(status);
-}
-
-function newKey() {
-  if (crypto.randomUUID) return `dashboard-${crypto.randomUUID()}`;
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `dashboard-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** How many jobs the action would take: {count, capped, partial}. */
@@ -186,7 +180,7 @@ export function openBulk(action, filter, description) {
     confirm.disabled = true;
     error.hidden = true;
     try {
-      const response = await api.bulk(action, filter, newKey());
+      const response = await api.bulk(action, filter, idempotencyKey());
       dialog.close();
       announce(`${verb} started.`);
       track(action, response.data, result && !result.capped && !result.partial ? result.count : null, [which, description].filter(Boolean).join(", "));

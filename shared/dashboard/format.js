@@ -141,3 +141,17 @@ export function per(seconds) {
 export function rateText(rate) {
   return rate ? `${number(rate.limit)} ${per(rate.period_seconds)}` : "No limit";
 }
+
+/** A time in UTC, to the second: "2026-11-26 01:30:00 UTC". */
+export function utcText(value) {
+  const t = parseTime(value);
+  return t === null ? "–" : `${new Date(t).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+/** The API's wall-clock time in a zone ("2026-11-26T02:30:00+01:00") as "2026-11-26 02:30:00 +01:00". */
+export function zoneText(local) {
+  if (!local) return "–";
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/.exec(local);
+  if (!m) return local;
+  return `${m[1]} ${m[2]} ${!m[3] || m[3] === "Z" ? "+00:00" : m[3]}`;
+}

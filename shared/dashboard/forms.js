@@ -10,10 +10,15 @@ import { announce, h, setText } from "./dom.js";
  * `invalid_field` (its detail reads "`rate_limit.limit`: Input should be …; `cron`: …"), or
  * `unknown_field` (with `fields`); some problems name one field in `field`.
  */
-export function problemFields(error) {
+export function problemFields(error, codes = {}) {
   const out = {};
   const problem = error instanceof ApiError ? error.problem : null;
   if (!problem) return out;
+  // Problems with a code of their own name no field: the form says which one each is about.
+  if (codes[problem.code]) {
+    out[codes[problem.code]] = problem.detail;
+    return out;
+  }
   if (typeof problem.field === "string") out[problem.field] = problem.detail;
   if (problem.code === "unknown_field" && Array.isArray(problem.fields)) {
     for (const name of problem.fields) out[name] = "not a field the API knows";
@@ -51,12 +56,13 @@ export function field(label, control, { hint = "", className = "" } = {}) {
 
 /**
  * Show a problem on a form: each named field's message beside it (`fields` maps the API's paths
- * to fields made by `field()`; a path matches its own field or the nearest parent listed), the
- * rest in `general`. Focus goes to the first field in error. Returns whether any field matched.
+ * to fields made by `field()`; a path matches its own field or the nearest parent listed; `codes`
+ * maps a problem code to the path it is about), the rest in `general`. Focus goes to the first
+ * field in error. Returns whether any field matched.
  */
-export function showProblem(error, fields, general) {
+export function showProblem(error, fields, general, codes = {}) {
   for (const f of Object.values(fields)) f.setError("");
-  const named = problemFields(error);
+  const named = problemFields(error, codes);
   const leftover = [];
   let first = null;
   for (const [path, message] of Object.entries(named)) {

@@ -5,7 +5,7 @@
 // filtered listing answers short pages, at most 5). Rows are updated in place, so scroll
 // position, focus and "Load more" survive it.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, apiDocument } from "./api.js";
 import { bulkAllowed, bulkPanel, openBulk } from "./bulk.js";
 import { announce, fill, h, setText } from "./dom.js";
 import { STATUSES, STATUS_LABELS, TERMINAL, ago, between, dateTime, duration, plural, priorityBadge, statusBadge, timeAgo, truncate } from "./format.js";
@@ -436,7 +436,7 @@ export function createJobs(params, ctx) {
     if (knownTypes) return;
     knownTypes = [];
     try {
-      const { data } = await api.document();
+      const data = await apiDocument();
       knownTypes = data?.components?.schemas?.JobRequest?.properties?.type?.enum || [];
       fill(typeList, knownTypes.map((t) => h("option", { value: t })));
     } catch (error) {

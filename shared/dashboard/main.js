@@ -1,4 +1,4 @@
-// The dashboard's shell: views as URLs (the hash: #/, #/jobs?status=…, #/jobs/{id}, #/types), one poller
+// The dashboard's shell: views as URLs (the hash: #/, #/jobs?status=…, #/jobs/{id}, #/types, #/schedules, #/schedules/{id}), one poller
 // that refreshes the view on screen, the function key prompt, and the error banner.
 
 import { ApiError, api, forgetKey, onKeyNeeded, saveKey, storedKey } from "./api.js";
@@ -8,6 +8,8 @@ import { createJob } from "./job.js";
 import { createJobs } from "./jobs.js";
 import { Poller, hidden } from "./live.js";
 import { createOverview } from "./overview.js";
+import { createSchedulePage } from "./schedule.js";
+import { createSchedules } from "./schedules.js";
 import { createTypes } from "./types.js";
 
 const main = document.getElementById("main");
@@ -39,6 +41,8 @@ function parseHash() {
   if (parts[0] === "jobs" && parts.length === 1) return { view: "jobs", params };
   if (parts[0] === "jobs" && parts.length === 2) return { view: "job", id: decodeURIComponent(parts[1]), params };
   if (parts[0] === "types" && parts.length === 1) return { view: "types", params };
+  if (parts[0] === "schedules" && parts.length === 1) return { view: "schedules", params };
+  if (parts[0] === "schedules" && parts.length === 2) return { view: "schedule", id: decodeURIComponent(parts[1]), params };
   return { view: "overview", params };
 }
 
@@ -74,7 +78,7 @@ function route() {
   const target = parseHash();
   if (!target) return;
   if (target.view === "jobs") lastJobsHash = location.hash || "#/jobs";
-  const same = current && current.name === target.view && target.view !== "job" && current.update;
+  const same = current && current.name === target.view && target.view !== "job" && target.view !== "schedule" && current.update;
   if (same) {
     current.update(target.params);
     return;
@@ -94,6 +98,10 @@ function route() {
     next = createJob(target.id, ctx);
   } else if (target.view === "types") {
     next = createTypes(target.params, ctx);
+  } else if (target.view === "schedules") {
+    next = createSchedules(target.params, ctx);
+  } else if (target.view === "schedule") {
+    next = createSchedulePage(target.id, ctx);
   } else {
     next = createOverview(target.params, ctx);
   }
@@ -102,7 +110,8 @@ function route() {
   next.shown?.();
   document.title = `${next.title} · Jobs dashboard`;
   for (const link of document.querySelectorAll(".nav a")) {
-    const active = link.dataset.view === target.view || (link.dataset.view === "jobs" && target.view === "job");
+    const parent = { job: "jobs", schedule: "schedules" }[target.view];
+    const active = link.dataset.view === target.view || link.dataset.view === parent;
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }

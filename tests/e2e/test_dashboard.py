@@ -7,6 +7,7 @@ come from here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -696,3 +697,99 @@ def test_a_type_name_holding_markup_shows_as_text_on_the_types_view(host, browse
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("main img, main script").count() == 0
     assert_no_problems(browser_page)
+
+
+# --- schedules ----------------------------------------------------------------------------------------
+
+
+def api_schedule(host, schedule_id: str) -> requests.Response:
+    return requests.get(host.url(f"/api/schedules/{schedule_id}"), timeout=10)
+
+
+def test_a_schedule_is_created_paused_resumed_and_deleted_from_the_page_and_its_jobs_appear(host, browser_page):
+    page = browser_page.page
+    open_dashboard(browser_page, host, "#/schedules")
+    page.locator("#schedules-empty").filter(has_text="No schedules yet").wait_for()
+    page.evaluate("window.__sameDocument = true")
+
+    page.locator("#new-schedule").click()
+    page.locator("#schedule-dialog[open]").wait_for()
+    assert page.evaluate("document.activeElement.id") == "s-cron"
+    page.locator("#s-name").fill(f"every 2 s {XSS}")
+    page.locator("#s-type").fill("echo")
+    page.locator("#s-priority").select_option("high")
+    page.locator("#s-payload").fill('{"html": ' + json.dumps(XSS) + "}")
+
+    # What the API refuses shows beside the field it is about, and nothing is created.
+    page.locator("#s-cron").fill("61 * * * *")
+    page.locator("#schedule-create").click()
+    page.locator("#s-cron-error").wait_for(timeout=10_000)
+    assert page.locator("#s-cron").get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "s-cron"
+    page.locator("#s-cron").fill("*/2 * * * * *")
+    page.locator("#s-zone").fill("Europe/berlin")
+    page.locator("#schedule-create").click()
+    page.locator("#s-zone-error").filter(has_text="Europe/Berlin").wait_for(timeout=10_000)
+    assert page.locator("#s-cron-error").is_hidden()
+    page.locator("#s-zone").fill("Europe/Berlin")
+    page.locator("#s-payload").fill("{not json")
+    page.locator("#schedule-create").click()
+    page.locator("#s-payload-error").filter(has_text="Not valid JSON").wait_for()
+    assert requests.get(host.url("/api/schedules"), timeout=10).json()["schedules"] == []
+    page.locator("#s-payload").fill('{"html": ' + json.dumps(XSS) + "}")
+    page.locator("#schedule-create").click()
+
+    # Its page: the definition as text, the next five fire times, and its jobs as they are made.
+    until(page, "location.hash.startsWith('#/schedules/')")
+    schedule_id = page.evaluate("decodeURIComponent(location.hash.split('/')[2])")
+    created = api_schedule(host, schedule_id).json()
+    assert created["job"] == {"type": "echo", "payload": {"html": XSS}, "max_attempts": None, "priority": "high"}
+    assert (created["cron"], created["time_zone"]) == ("*/2 * * * * *", "Europe/Berlin")
+    page.locator("#next-fires tbody tr").first.wait_for()
+    assert page.locator("#next-fires tbody tr").count() == 5
+    assert page.locator("#schedule-title").inner_text() == f"every 2 s {XSS}"
+    assert XSS in page.locator("#schedule-payload-json").inner_text()
+    page.locator("#schedule-last-job .status").filter(has_text="Succeeded").wait_for(timeout=20_000)
+    first_job = page.locator("#schedule-last-job a").get_attribute("title")
+    page.locator("#schedule-fires li").nth(1).wait_for(timeout=20_000)  # more fires, seen without a reload
+    assert page.locator(f"#schedule-fires a[title='{first_job}']").count() == 1
+    assert re.search(r"\+0[12]:00", page.locator("#next-fires tbody tr").first.inner_text())  # Berlin's wall clock
+    assert api_schedule(host, schedule_id).json()["fired"] >= 2
+
+    # Pause: no fire times and no more jobs; resume: fires again.
+    page.locator("#schedule-toggle").click()
+    page.locator("#schedule-state").filter(has_text="Paused").wait_for(timeout=10_000)
+    page.locator("#no-fires").wait_for()
+    assert api_schedule(host, schedule_id).json()["paused"] is True
+    fired = api_schedule(host, schedule_id).json()["fired"]
+    time.sleep(3)
+    assert api_schedule(host, schedule_id).json()["fired"] == fired
+    page.locator("#schedule-toggle").filter(has_text="Resume").click()
+    page.locator("#schedule-state").filter(has_text="Active").wait_for(timeout=10_000)
+    page.locator("#next-fires").wait_for()
+    wait_until(lambda: api_schedule(host, schedule_id).json()["fired"] > fired, what="a fire after the resume")
+
+    # The last fire's job, opened from the schedule's page, carries the template's priority.
+    page.locator("#schedule-last-job a").click()
+    page.locator("#job-status .badge.priority-high").wait_for(timeout=10_000)
+    assert XSS in page.locator("#job-payload").inner_text()
+
+    # The list: one row, its name as text; Delete asks first, then the schedule is gone.
+    page.locator("nav a[data-view='schedules']").click()
+    row = page.locator(f"#schedules-table tbody tr[data-id='{schedule_id}']")
+    row.wait_for()
+    assert f"every 2 s {XSS}" in row.inner_text() and "*/2 * * * * *" in row.inner_text()
+    assert "Europe/Berlin" in row.inner_text() and "overlap: allow\ncatch-up: once" in row.inner_text()
+    row.locator("button.delete-schedule").click()
+    page.locator("#delete-schedule-dialog").wait_for()
+    assert page.evaluate("document.activeElement.id") == "delete-schedule-dialog-back"
+    page.locator("#delete-schedule-dialog-confirm").click()
+    page.locator("#schedules-message").filter(has_text="Deleted").wait_for(timeout=10_000)
+    row.wait_for(state="detached")
+    assert api_schedule(host, schedule_id).status_code == 404
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("main img, main script").count() == 0
+    # The browser logs each refused request as a console error: those are expected here.
+    assert_no_problems(browser_page, allowed=r"status of 400")
