@@ -158,3 +158,17 @@ def test_paths_of_schedules_answer_405_for_other_methods(call, services):
     request = ApiRequest("PUT", {"path": "schedules/0123456789abcdef0123"}, {}, {}, b"")
     r = call_api(services, api.fallback, request)
     assert (r.status, r.headers["Allow"]) == (405, "DELETE, GET, PATCH")
+
+
+def test_what_the_dashboards_schedule_views_cost_per_refresh(call, services):
+    """The Schedules view asks for a page of 200 (one query, whatever the partition holds); a
+    schedule's page reads it (one point read)."""
+    ids = [call(routes.create_schedule, {**BODY, "name": f"s{n}"}).body["id"] for n in range(3)]
+    counter = services.storage.counter
+    counter.reset()
+    listed = call(routes.list_schedules, query={"limit": "200"}, method="GET")
+    assert [s["id"] for s in listed.body["schedules"]] == ids
+    assert dict(counter.snapshot()) == {("table", "GET"): 1}
+    counter.reset()
+    assert call(routes.get_schedule, id=ids[1], method="GET").status == 200
+    assert dict(counter.snapshot()) == {("table", "GET"): 1}
