@@ -23,7 +23,7 @@ CONFIG = REPO_ROOT / "tests" / "e2e" / "schemathesis.toml"
 # Pinned in requirements-dev.txt; the venv's own script, never one found on PATH.
 SCHEMATHESIS = Path(sysconfig.get_path("scripts")) / "schemathesis"
 SEED = 1
-MAX_EXAMPLES = 100  # per operation and phase: about 1,700 requests, 30 s on 2 cores
+MAX_EXAMPLES = 50  # per operation and phase: 26 operations, about 1,500 requests, 60-80 s on 2 cores
 # One worker: with two, Schemathesis's threads run `ast.parse` at the same time, and CPython 3.11
 # keeps the AST constructor's recursion counter per interpreter, not per thread (CPython
 # gh-106905): now and then a run errors with "SystemError: AST constructor recursion depth
@@ -64,7 +64,7 @@ def test_schemathesis_finds_no_contract_violation(start_host, tmp_path):
     ]  # fmt: skip
     started = time.monotonic()
     # In tmp_path, so its caches (.hypothesis, .schemathesis) stay out of the repository.
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=420)
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
     elapsed = time.monotonic() - started
