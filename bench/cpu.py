@@ -11,7 +11,6 @@ the two phases do not overlap. One host instance (one process), Azurite in memor
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -22,21 +21,9 @@ from pathlib import Path
 
 import requests
 
-from bench.pipeline import TERMINAL, LocalHosts
+from bench.pipeline import LocalHosts, cpu_seconds
 from bench.results import report
 from tools.azurite import Azurite
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def finished(hosts: LocalHosts) -> int:
-    return sum(1 for r in hosts.records() if r["status"] in TERMINAL)
 
 
 def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path) -> dict[str, float]:
@@ -47,7 +34,7 @@ def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path)
         session.mount("http://", adapter)
         for i in range(20):  # warm up: imports, clients, connection pools
             session.post(f"{hosts.base}/jobs", json={"type": job_type, "payload": {"n": i}}, timeout=60)
-        while finished(hosts) < 20:
+        while hosts.unfinished():
             time.sleep(0.2)
         time.sleep(3)
         # Every job falls due at the same moment, well after the last submit.
@@ -68,7 +55,7 @@ def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path)
         time.sleep(max(0.0, due - time.time() - 1))
         before = cpu_seconds(pid)
         started = time.monotonic()
-        while finished(hosts) < jobs + 20:
+        while hosts.unfinished():
             if time.monotonic() - started > 600:
                 raise RuntimeError("the jobs did not finish in 600 s")
             time.sleep(0.5)
