@@ -252,9 +252,10 @@ class AccessLog:
 
     def __init__(self, path: Path, names: dict[str, str]) -> None:
         self.path = path
+        queues = [names["queue"], f"{names['queue']}-high", f"{names['queue']}-low"]  # one per priority
         self.kinds = {
-            names["queue"]: "queue",
-            f"{names['queue']}-poison": "queue",
+            **{q: "queue" for q in queues},
+            **{f"{q}-poison": "queue" for q in queues},
             names["table"]: "table",
             "$batch": "table",
             "Tables": "table",
