@@ -23,11 +23,13 @@ import requests
 
 from bench.pipeline import LocalHosts, cpu_seconds
 from bench.results import report
-from tools.azurite import Azurite
+from tools.azurite import REPO_ROOT, Azurite
 
 
-def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path) -> dict[str, float]:
-    hosts = LocalHosts(conn, 1, folder)
+def one_run(
+    conn: str, jobs: int, job_type: str, concurrency: int, folder: Path, app_dir: Path = REPO_ROOT
+) -> dict[str, float]:
+    hosts = LocalHosts(conn, 1, folder, app_dir)
     try:
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
@@ -76,12 +78,15 @@ def main() -> int:
     parser.add_argument("--type", default="echo")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--app-dir", default=str(REPO_ROOT), help="the function app to run (another checkout)")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             with Azurite() as azurite:  # fresh per run: the emulator slows as it fills
-                result = one_run(azurite.connection_string, args.jobs, args.type, args.concurrency, Path(tmp))
+                result = one_run(
+                    azurite.connection_string, args.jobs, args.type, args.concurrency, Path(tmp), Path(args.app_dir)
+                )
             print(f"run {run + 1}: {result}", flush=True)
             runs.append(result)
     summary = {

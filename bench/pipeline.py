@@ -49,7 +49,8 @@ from azure.storage.queue import QueueClient
 from shared.storage import transport_options
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
-BATCH = 16
+BATCH = 16  # host.json's queues.batchSize and newBatchThreshold, unless the app's host.json says otherwise
+NEW_BATCH_THRESHOLD = 8
 TERMINAL = ("succeeded", "dead_lettered", "cancelled")
 OUT = REPO_ROOT / "bench" / "out"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -106,7 +107,18 @@ class CpuMeter:
 # --- the ceiling: raw SDK calls ----------------------------------------------------------------
 
 
-def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
+def queue_concurrency(app_dir: Path) -> tuple[int, int]:
+    """(batchSize, newBatchThreshold) of the app's host.json: the ceiling keeps as many messages in
+    flight as the host does, so the two are compared at the same concurrency."""
+    from devhost.settings import load_host_json
+
+    queues = load_host_json(app_dir).queues
+    return queues.batch_size, queues.new_batch_threshold
+
+
+def raw_ceiling(
+    conn: str, jobs: int, concurrency: int, batch: int = BATCH, threshold: int = NEW_BATCH_THRESHOLD
+) -> float:
     """Jobs/s when the SDK makes exactly the calls our pipeline makes for one job (insert, put,
     receive in batches, conditional claim, conditional result, delete), with no app in between."""
     name = "raw" + uuid.uuid4().hex[:10]
@@ -143,7 +155,7 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
 
     deadline = time.monotonic() + 300
     start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as submitters, ThreadPoolExecutor(BATCH) as workers:
+    with ThreadPoolExecutor(concurrency) as submitters, ThreadPoolExecutor(batch) as workers:
         submits = [submitters.submit(submit, i) for i in range(jobs)]
         in_flight: list = []
         while completed < jobs:
@@ -153,16 +165,16 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
                 if f.done() and f.exception():
                     raise f.exception()
             in_flight = [f for f in in_flight if not f.done()]
-            if len(in_flight) > BATCH // 2:  # fetch more when half the batch is done, as the host does
+            if len(in_flight) > threshold:  # fetch more when down to newBatchThreshold, as the host does
                 time.sleep(0.002)
                 continue
             # Hidden for 5 minutes, not the default 30 s: a message may wait longer than that behind a
             # backlog, and a second delivery would fail the ceiling run.
-            batch = list(next(queue.receive_messages(messages_per_page=BATCH, visibility_timeout=300).by_page(), []))
-            if not batch:
+            received = list(next(queue.receive_messages(messages_per_page=batch, visibility_timeout=300).by_page(), []))
+            if not received:
                 time.sleep(0.01)
                 continue
-            in_flight += [workers.submit(work, m) for m in batch]
+            in_flight += [workers.submit(work, m) for m in received]
         for f in submits:
             f.result()
     elapsed = time.perf_counter() - start
@@ -171,10 +183,13 @@ def raw_ceiling(conn: str, jobs: int, concurrency: int) -> float:
     return jobs / elapsed
 
 
-def raw_ceiling_async(conn: str, jobs: int, concurrency: int) -> float:
+def raw_ceiling_async(
+    conn: str, jobs: int, concurrency: int, batch: int = BATCH, threshold: int = NEW_BATCH_THRESHOLD
+) -> float:
     """The same calls as `raw_ceiling` with the SDKs' async clients (aiohttp) on one event loop,
     as the app makes them since its functions are async: `concurrency` submitting tasks, and a
-    receive loop that keeps up to BATCH messages in flight."""
+    receive loop that fetches `batch` more messages whenever no more than `threshold` are in
+    flight, as the host does."""
     from azure.data.tables.aio import TableClient as AsyncTableClient
     from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
@@ -223,18 +238,18 @@ def raw_ceiling_async(conn: str, jobs: int, concurrency: int) -> float:
                 for task in [t for t in in_flight if t.done()]:
                     task.result()
                 in_flight = {t for t in in_flight if not t.done()}
-                if len(in_flight) > BATCH // 2:
+                if len(in_flight) > threshold:
                     await asyncio.sleep(0.002)
                     continue
-                pages = queue.receive_messages(messages_per_page=BATCH, visibility_timeout=300).by_page()
+                pages = queue.receive_messages(messages_per_page=batch, visibility_timeout=300).by_page()
                 try:
-                    batch = [m async for m in await pages.__anext__()]
+                    received = [m async for m in await pages.__anext__()]
                 except StopAsyncIteration:
-                    batch = []
-                if not batch:
+                    received = []
+                if not received:
                     await asyncio.sleep(0.01)
                     continue
-                in_flight |= {asyncio.create_task(work(m)) for m in batch}
+                in_flight |= {asyncio.create_task(work(m)) for m in received}
             await asyncio.gather(*submitters)
             elapsed = time.perf_counter() - start
             await table.delete_table()
@@ -522,15 +537,16 @@ def main() -> int:
         folder = Path(tmp)
         with Azurite(log_path=str(folder / "azurite.log"), access_log=True) as azurite:
             pid = azurite.proc.pid if azurite.proc else None
+            batch = queue_concurrency(Path(args.app_dir))
             # A fresh Azurite is several times slower until its JIT has warmed up: the first ceiling
             # would meet a cold one and every later pipeline run a warm one.
-            raw_ceiling_async(azurite.connection_string, min(args.jobs, 500), args.concurrency)
+            raw_ceiling_async(azurite.connection_string, min(args.jobs, 500), args.concurrency, *batch)
             for run in range(args.runs):
                 # The app's clients are async: its ceiling is the async SDK's (the sync one, for reference).
                 meter = CpuMeter(pid)
-                ceilings.append(raw_ceiling_async(azurite.connection_string, args.jobs, args.concurrency))
+                ceilings.append(raw_ceiling_async(azurite.connection_string, args.jobs, args.concurrency, *batch))
                 ceiling_cpu.append(meter.per_job(args.jobs))
-                sync_ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency))
+                sync_ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency, *batch))
                 print(f"run {run + 1}: raw SDK ceiling {ceilings[-1]:.1f} jobs/s async ({ceiling_cpu[-1]} CPU ms/job), "
                       f"{sync_ceilings[-1]:.1f} sync", flush=True)  # fmt: skip
                 for m in instance_counts:
