@@ -139,6 +139,7 @@ class QueueListener:
         self.poison = clients.queue(conn, f"{self.queue_name}-poison")
         self.visibility = in_flight_visibility()
         self.in_flight: set[asyncio.Task[None]] = set()
+        self._room: asyncio.Future[None] | None = None  # set once in_flight falls to newBatchThreshold
         self._poller: asyncio.Task[None] | None = None
         self._failing = False
 
@@ -185,7 +186,11 @@ class QueueListener:
         delay = MIN_POLL_DELAY
         while not stop.is_set():
             if len(self.in_flight) > self.options.new_batch_threshold:
-                await asyncio.wait(set(self.in_flight), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                # Woken once, when enough have finished (not at every completion: waiting on every
+                # task in flight cost a callback per task per finished message); within 1 s to
+                # notice a stop.
+                self._room = asyncio.get_running_loop().create_future()
+                await asyncio.wait((self._room,), timeout=1.0)
                 continue
             messages = await self._receive(stop)
             if stop.is_set():
@@ -199,7 +204,13 @@ class QueueListener:
             for message in messages:
                 task = asyncio.create_task(self._process(message))
                 self.in_flight.add(task)
-                task.add_done_callback(self.in_flight.discard)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        room = self._room
+        if room is not None and not room.done() and len(self.in_flight) <= self.options.new_batch_threshold:
+            room.set_result(None)
 
     async def _receive(self, stop: asyncio.Event) -> list[Any]:
         """One receive call (the first page only: with `max_messages` the SDK keeps asking until it
