@@ -11,7 +11,6 @@ the two phases do not overlap. One host instance (one process), Azurite in memor
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -22,32 +21,22 @@ from pathlib import Path
 
 import requests
 
-from bench.pipeline import TERMINAL, LocalHosts
+from bench.pipeline import LocalHosts, cpu_seconds
 from bench.results import report
-from tools.azurite import Azurite
-
-TICKS = os.sysconf("SC_CLK_TCK")
+from tools.azurite import REPO_ROOT, Azurite
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def finished(hosts: LocalHosts) -> int:
-    return sum(1 for r in hosts.records() if r["status"] in TERMINAL)
-
-
-def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path) -> dict[str, float]:
-    hosts = LocalHosts(conn, 1, folder)
+def one_run(
+    conn: str, jobs: int, job_type: str, concurrency: int, folder: Path, app_dir: Path = REPO_ROOT
+) -> dict[str, float]:
+    hosts = LocalHosts(conn, 1, folder, app_dir)
     try:
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
         session.mount("http://", adapter)
         for i in range(20):  # warm up: imports, clients, connection pools
             session.post(f"{hosts.base}/jobs", json={"type": job_type, "payload": {"n": i}}, timeout=60)
-        while finished(hosts) < 20:
+        while hosts.unfinished():
             time.sleep(0.2)
         time.sleep(3)
         # Every job falls due at the same moment, well after the last submit.
@@ -68,7 +57,7 @@ def one_run(conn: str, jobs: int, job_type: str, concurrency: int, folder: Path)
         time.sleep(max(0.0, due - time.time() - 1))
         before = cpu_seconds(pid)
         started = time.monotonic()
-        while finished(hosts) < jobs + 20:
+        while hosts.unfinished():
             if time.monotonic() - started > 600:
                 raise RuntimeError("the jobs did not finish in 600 s")
             time.sleep(0.5)
@@ -89,12 +78,15 @@ def main() -> int:
     parser.add_argument("--type", default="echo")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--app-dir", default=str(REPO_ROOT), help="the function app to run (another checkout)")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             with Azurite() as azurite:  # fresh per run: the emulator slows as it fills
-                result = one_run(azurite.connection_string, args.jobs, args.type, args.concurrency, Path(tmp))
+                result = one_run(
+                    azurite.connection_string, args.jobs, args.type, args.concurrency, Path(tmp), Path(args.app_dir)
+                )
             print(f"run {run + 1}: {result}", flush=True)
             runs.append(result)
     summary = {

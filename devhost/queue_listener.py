@@ -71,7 +71,8 @@ def _is_pop_receipt_mismatch(exc: HttpResponseError) -> bool:
 
 class _Visibility:
     """Keeps one message hidden while its function runs, renewing halfway through the timeout, and
-    tracks the newest pop receipt (each update changes it)."""
+    tracks the newest pop receipt (each update changes it). Until the first renewal is due there is
+    only a timer, no task: most invocations end long before it."""
 
     def __init__(self, queue: QueueClient, message: Any, seconds: int) -> None:
         self.queue = queue
@@ -79,14 +80,21 @@ class _Visibility:
         self.pop_receipt: str = message.pop_receipt
         self.seconds = seconds
         self._done = asyncio.Event()
-        self._task = asyncio.create_task(self._keep())
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(seconds / 2, self._begin)
+
+    def _begin(self) -> None:
+        self._timer = None
+        if not self._done.is_set():
+            self._task = asyncio.create_task(self._keep())
 
     async def _keep(self) -> None:
-        wait = self.seconds / 2
+        wait = 0.0  # the first wait was the timer's
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), timeout=wait)
-                return
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), timeout=wait)
+                    return
             try:
                 updated = await self.queue.update_message(
                     self.message_id, self.pop_receipt, visibility_timeout=self.seconds
@@ -103,13 +111,18 @@ class _Visibility:
                 reason = _first_line(exc)
             except Exception as exc:  # noqa: BLE001 - storage blip: try again soon
                 reason = _first_line(exc)
-            wait = max(1.0, wait / 2)  # retry sooner while the message is still hidden, as the host does
+            # Retry sooner while the message is still hidden, as the host does.
+            wait = max(1.0, (wait or self.seconds / 2) / 2)
             log.warning("Renewing visibility of message %s failed (retry in %.0f s): %s", self.message_id, wait, reason)
 
     async def stop(self) -> str:
         """Stop renewing (after an update in progress completes) and return the current pop receipt."""
         self._done.set()
-        await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            await self._task
         return self.pop_receipt
 
 
@@ -126,6 +139,7 @@ class QueueListener:
         self.poison = clients.queue(conn, f"{self.queue_name}-poison")
         self.visibility = in_flight_visibility()
         self.in_flight: set[asyncio.Task[None]] = set()
+        self._room: asyncio.Future[None] | None = None  # set once in_flight falls to newBatchThreshold
         self._poller: asyncio.Task[None] | None = None
         self._failing = False
 
@@ -172,7 +186,11 @@ class QueueListener:
         delay = MIN_POLL_DELAY
         while not stop.is_set():
             if len(self.in_flight) > self.options.new_batch_threshold:
-                await asyncio.wait(set(self.in_flight), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                # Woken once, when enough have finished (not at every completion: waiting on every
+                # task in flight cost a callback per task per finished message); within 1 s to
+                # notice a stop.
+                self._room = asyncio.get_running_loop().create_future()
+                await asyncio.wait((self._room,), timeout=1.0)
                 continue
             messages = await self._receive(stop)
             if stop.is_set():
@@ -186,7 +204,13 @@ class QueueListener:
             for message in messages:
                 task = asyncio.create_task(self._process(message))
                 self.in_flight.add(task)
-                task.add_done_callback(self.in_flight.discard)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        room = self._room
+        if room is not None and not room.done() and len(self.in_flight) <= self.options.new_batch_threshold:
+            room.set_result(None)
 
     async def _receive(self, stop: asyncio.Event) -> list[Any]:
         """One receive call (the first page only: with `max_messages` the SDK keeps asking until it

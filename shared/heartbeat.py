@@ -48,24 +48,33 @@ class Heartbeat:
         self._on_lost = on_lost
         self._also = also  # renewed with the lease: a concurrency slot the attempt holds
         self._stop = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"heartbeat {self.current.job.id}")
+        """Schedule the first renewal. Until it is due there is only a timer: most attempts end
+        before it, and a task per attempt (with its own timer to wait on) is CPU they need not pay."""
+        self._timer = asyncio.get_running_loop().call_later(self.every, self._begin)
+
+    def _begin(self) -> None:
+        self._timer = None
+        if not self._stop.is_set():
+            self._task = asyncio.create_task(self._run(), name=f"heartbeat {self.current.job.id}")
 
     async def stop(self) -> Versioned:
         """Stop renewing and return the record as last written. A renewal already sent is let
         finish, never cut off: the final write needs the ETag it produced."""
         self._stop.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             await self._task
         return self.current
 
     async def _run(self) -> None:
+        """Renew now (the first wait was the timer's), then every `every` seconds until stopped."""
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.every)
-                return  # stopped
             until = min(utcnow() + self.lease, self.deadline)
             if until <= utcnow():
                 return  # the time limit has passed: the lease is left to run out
@@ -83,3 +92,6 @@ class Heartbeat:
                 return
             except Exception as exc:  # noqa: BLE001 - storage down: try again at the next beat
                 log.warning("lease renewal failed: %s", exc, extra={"job_id": self.current.job.id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.every)
+                return  # stopped

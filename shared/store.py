@@ -96,7 +96,9 @@ class JobStore:
         job = await self._offload(job)
         entity = self._to_entity(job)
         if job.idempotency_key is None:
-            meta = await self.table.create_entity(entity)
+            # Only the ETag is needed: without this the service echoes the whole record back, and
+            # the SDK parses every property of it (about a tenth of an insert's CPU). Same call.
+            meta = await self.table.create_entity(entity, response_preference="return-no-content")
             return Versioned(job, meta["etag"])
         idem = {
             "PartitionKey": entity["PartitionKey"],
