@@ -147,6 +147,8 @@ class Worker:
         verdict = await self._admit(spec, job, message)
         if not isinstance(verdict, Start):
             return await self._hold(verdict, message, priority, job, snap.etag, snap)
+        if verdict.slot is not None:
+            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
         try:
             claimed = await self.store.update(
                 job.claim(message.attempt, self._lease(spec), now), snap.etag, CLAIM_FIELDS
@@ -186,6 +188,8 @@ class Worker:
         if not isinstance(verdict, Start):
             held = await self._hold(verdict, message, job.priority, job, found.etag, snapshot_of(job, found.etag))
             return held or self._drop(job, Outcome.DUPLICATE, "the job changed meanwhile")
+        if verdict.slot is not None:
+            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
         try:
             claimed = await self.store.update(
                 job.claim(message.attempt, self._lease(spec), now), found.etag, CLAIM_FIELDS

@@ -71,7 +71,7 @@ def test_a_schedule_every_2_seconds_makes_jobs_stops_when_paused_and_goes_on_whe
     assert requests.delete(host.url(f"/api/schedules/{sid}"), timeout=10).status_code == 204
     assert requests.get(host.url(f"/api/schedules/{sid}"), timeout=10).status_code == 404
     # The host ran the scheduler's own timer function (the reconciler fires schedules too).
-    assert "Executing 'Functions.fire_schedules'" in host.log()
+    assert "Executed 'Functions.fire_schedules' (Succeeded" in host.log()
 
 
 def test_a_problem_for_a_bad_cron_and_a_listing_of_what_exists(host):
