@@ -308,9 +308,7 @@ def _submission(app: Services, body: Any) -> Submission:
     query=c.ListQuery,
 )  # fmt: skip
 async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
-    # `code` is the function key, when a client sends it in the query; an empty value is no value.
-    query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
-    q = _model(c.ListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
+    q = query_model(c.ListQuery, request)
     try:
         page = await app.service.list(
             q.status, q.type, q.limit, q.continuation, since=q.since, until=q.until, order=q.order
@@ -545,6 +543,13 @@ def _json_body(request: ApiRequest, max_bytes: int) -> Any:
         return parse_json(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def query_model(model: type[M], request: ApiRequest) -> M:
+    """A route's query parameters, validated. `code` is the function key, when a client sends it
+    in the query; an empty value is no value."""
+    query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
+    return _model(model, query, unknown="unknown_parameter", invalid="invalid_parameter")
 
 
 def _model(model: type[M], data: Any, unknown: str = "unknown_field", invalid: str = "invalid_field") -> M:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems, query_model
 from shared.api import _idempotency_key as idempotency_key  # the same header rules as for jobs
 from shared.api import _json_body as json_body
 from shared.api import _model as model
@@ -57,8 +57,7 @@ async def create_schedule(app: Services, request: ApiRequest) -> ApiResponse:
 )  # fmt: skip
 async def list_schedules(app: Services, request: ApiRequest) -> ApiResponse:
     """One query per page, whatever else the table holds."""
-    query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
-    q = model(c.ScheduleListQuery, query, unknown="unknown_parameter", invalid="invalid_parameter")
+    q = query_model(c.ScheduleListQuery, request)
     try:
         schedules, continuation = await app.schedules.page(q.limit, q.continuation)
     except BadContinuation as exc:
