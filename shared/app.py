@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shared import config as config_module
@@ -64,15 +65,31 @@ def build(
 
 
 _services: Services | None = None
+_lifetime: AsyncIterator[Services] | None = None
+
+
+async def _live() -> AsyncIterator[Services]:
+    """The services for as long as the event loop that first asked for them runs, then their
+    storage clients closed on that loop. The Python worker has no shutdown hook for an app, but
+    `asyncio.run` finalises the async generators still open before it closes its loop, so this
+    `finally` runs on a normal stop (the local host's, or the worker's); a killed process leaves
+    its sockets to the operating system."""
+    services = build(config_module.get())
+    try:
+        while True:
+            yield services
+    finally:
+        await services.storage.close()
 
 
 async def services() -> Services:
     """The process-wide services, so storage clients are created once and reused. Every function
     runs on the worker's one event loop, so no lock is needed to build them once; the first calls
     may both ensure the table and queues exist, which is harmless."""
-    global _services
+    global _services, _lifetime
     if _services is None:
         telemetry_module.configure()
-        _services = build(config_module.get())
+        _lifetime = _live()
+        _services = await anext(_lifetime)
     await _services.storage.ensure_resources()
     return _services

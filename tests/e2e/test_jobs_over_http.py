@@ -26,6 +26,18 @@ def test_echo_job_succeeds(host):
     assert location.status_code == 200 and location.json()["id"] == job["id"]
 
 
+def test_a_stopped_host_closes_the_apps_storage_clients(host):
+    # The app's clients live as long as the worker's event loop: a normal stop closes them there,
+    # so aiohttp has no unclosed session or connector to complain about at exit.
+    host.wait_for(host.submit({"type": "echo", "payload": 1}).json()["id"], finished)
+    os.killpg(host.proc.pid, signal.SIGTERM)
+    host.proc.wait(timeout=30)
+    text = host.log()
+    assert "Host stopped (instance 0)" in text
+    for bad in ("Unclosed", "Task was destroyed", "Traceback"):
+        assert bad not in text, text[-3000:]
+
+
 def test_fail_twice_then_succeeds_on_third_attempt(host):
     job_id = host.submit({"type": "fail", "payload": {"times": 2}}).json()["id"]
     job = host.wait_for(job_id, finished)
