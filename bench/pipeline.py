@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -35,24 +37,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import requests
 from azure.core import MatchConditions
+from azure.core.exceptions import AzureError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
+from bench.raw import BATCH, NEW_BATCH_THRESHOLD, NO_CONTENT, raw_ceiling_async
 from shared.storage import transport_options
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
-BATCH = 16  # host.json's queues.batchSize and newBatchThreshold, unless the app's host.json says otherwise
-NEW_BATCH_THRESHOLD = 8
-NO_CONTENT = "return-no-content"  # the insert as the app makes it: only the ETag comes back
 TERMINAL = ("succeeded", "dead_lettered", "cancelled")
 OUT = REPO_ROOT / "bench" / "out"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -187,82 +189,35 @@ def raw_ceiling(
     return jobs / elapsed
 
 
-def raw_ceiling_async(
-    conn: str, jobs: int, concurrency: int, batch: int = BATCH, threshold: int = NEW_BATCH_THRESHOLD
-) -> float:
-    """The same calls as `raw_ceiling` with the SDKs' async clients (aiohttp) on one event loop,
-    as the app makes them since its functions are async: `concurrency` submitting tasks, and a
-    receive loop that fetches `batch` more messages whenever no more than `threshold` are in
-    flight, as the host does."""
-    from azure.data.tables.aio import TableClient as AsyncTableClient
-    from azure.storage.queue.aio import QueueClient as AsyncQueueClient
-
-    async def run() -> float:
-        name = "raw" + uuid.uuid4().hex[:10]
-        options = transport_options(os.environ)
-        async with (
-            AsyncTableClient.from_connection_string(conn, name, **options) as table,
-            AsyncQueueClient.from_connection_string(conn, name, **options) as queue,
-        ):
-            await table.create_table()
-            await queue.create_queue()
-            payload = json.dumps({"n": 1})
-            todo = iter(range(jobs))
-            completed = 0
-
-            async def submitter() -> None:
-                for i in todo:
-                    keys = {"PartitionKey": f"p{i % 4:02d}", "RowKey": f"{i:023d}"}
-                    meta = await table.create_entity(
-                        {**keys, "status": "queued", "payload": payload, "attempt": 1}, response_preference=NO_CONTENT
-                    )
-                    body = {"id": i, "attempt": 1, "etag": meta["etag"], "payload": payload}
-                    await queue.send_message(json.dumps(body))
-
-            async def work(message: Any) -> None:
-                nonlocal completed
-                body = json.loads(message.content)
-                keys = {"PartitionKey": f"p{body['id'] % 4:02d}", "RowKey": f"{body['id']:023d}"}
-                meta = await table.update_entity(
-                    {**keys, "status": "running"}, mode=UpdateMode.MERGE, etag=body["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )  # fmt: skip
-                await table.update_entity(
-                    {**keys, "status": "succeeded", "result": payload}, mode=UpdateMode.MERGE, etag=meta["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )  # fmt: skip
-                await queue.delete_message(message)
-                completed += 1
-
-            start = time.perf_counter()
-            submitters = [asyncio.create_task(submitter()) for _ in range(concurrency)]
-            in_flight: set[asyncio.Task] = set()
-            deadline = time.monotonic() + 300
-            while completed < jobs:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("async raw ceiling run did not finish in time")
-                for task in [t for t in in_flight if t.done()]:
-                    task.result()
-                in_flight = {t for t in in_flight if not t.done()}
-                if len(in_flight) > threshold:
-                    await asyncio.sleep(0.002)
-                    continue
-                pages = queue.receive_messages(messages_per_page=batch, visibility_timeout=300).by_page()
-                try:
-                    received = [m async for m in await pages.__anext__()]
-                except StopAsyncIteration:
-                    received = []
-                if not received:
-                    await asyncio.sleep(0.01)
-                    continue
-                in_flight |= {asyncio.create_task(work(m)) for m in received}
-            await asyncio.gather(*submitters)
-            elapsed = time.perf_counter() - start
-            await table.delete_table()
-            await queue.delete_queue()
-            return jobs / elapsed
-
-    return asyncio.run(run())
+def raw_over_http(
+    conn: str, jobs: int, concurrency: int, batch: int, threshold: int, azurite_pid: int | None
+) -> tuple[float, dict[str, float]]:
+    """Jobs/s and CPU ms per job of the ceiling's calls with the submit behind a bare HTTP endpoint
+    in its own process (`bench.raw`), submitted by this bench's client as the pipeline is."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.raw", "--port", str(port), "--batch", str(batch), "--threshold", str(threshold)],
+        cwd=REPO_ROOT, env={**os.environ, "AzureWebJobsStorage": conn}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the raw HTTP ceiling did not start")
+        base = f"http://127.0.0.1:{port}/api"
+        meter = CpuMeter(azurite_pid, proc.pid)
+        start = time.time()
+        submit_all(base, [{"n": i} for i in range(jobs)], concurrency)
+        deadline = time.monotonic() + 300
+        while (done := requests.get(f"{base}/done", timeout=10).json())["completed"] < jobs:
+            if time.monotonic() > deadline:
+                raise RuntimeError("raw HTTP ceiling run did not finish in time")
+            time.sleep(0.05)
+        return jobs / (done["last_done"] - start), meter.per_job(jobs)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 # --- counting transactions from Azurite's access log -------------------------------------------
@@ -352,10 +307,15 @@ class LocalHosts:
         fields = ["status", "created_at", "finished_at", "started_at", "not_before"]
         return list(self.table.query_entities(self.JOB_ROWS, select=fields))
 
-    def unfinished(self) -> int:
-        """How many jobs are not in a terminal state yet."""
+    def any_unfinished(self) -> bool:
+        """Whether some job is not in a terminal state yet. Pages of one entity: a poll costs
+        Azurite about 1.5 ms of CPU whatever is left, where counting every unfinished job cost it
+        6.5 ms with 1,000 left (and the bench as much to parse them), on the cores the run shares."""
         query = self.JOB_ROWS + "".join(f" and status ne '{s}'" for s in TERMINAL)
-        return sum(1 for _ in self.table.query_entities(query, select=["status"]))
+        for page in self.table.query_entities(query, select=["status"], results_per_page=1).by_page():
+            for _ in page:
+                return True
+        return False
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -400,8 +360,6 @@ def workload(kind: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def _ms(a: str | None, b: str | None) -> float | None:
-    from datetime import datetime
-
     if not a or not b:
         return None
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() * 1000
@@ -451,22 +409,24 @@ def run_workload(
     offset = log.mark()
     meter = CpuMeter(azurite_pid, hosts.proc.pid)
     start = time.perf_counter()
+    started_at = datetime.now(UTC)
     submit_all(hosts.base, jobs, concurrency)
     submitted = time.perf_counter()
     deadline = time.monotonic() + 600
-    # Every record exists once its submit answered: poll for the ones not finished yet, which
-    # Azurite filters for us (reading every record 4 times a second cost it more CPU than the
-    # jobs it was timing), and read them all once at the end for the latencies.
-    while (left := hosts.unfinished()) > 0:
+    # Every record exists once its submit answered: poll until none is left unfinished (Azurite
+    # filters for us), then read them all once for the latencies and the time the last one ended.
+    while hosts.any_unfinished():
         if time.monotonic() > deadline:
             raise RuntimeError("jobs did not finish in time")
-        print(f"    {len(jobs) - left}/{len(jobs)} finished", end="\r", flush=True)
+        print(f"    {time.perf_counter() - start:.1f} s", end="\r", flush=True)
         time.sleep(0.1)
-    elapsed = time.perf_counter() - start
     cpu = meter.per_job(len(jobs))
     rows = hosts.records()
     counts = log.count_since(offset)
     counts["table"] -= hosts.counter.calls  # the bench's own polling
+    # The run ends when the last job did, not at the poll that noticed it (up to 0.1 s later).
+    elapsed = max(datetime.fromisoformat(r["finished_at"]) for r in rows if r.get("finished_at")) - started_at
+    elapsed = elapsed.total_seconds()
     latency = [v for r in rows if (v := _ms(r.get("created_at"), r.get("finished_at"))) is not None]
     wait = [v for r in rows if (v := _ms(r.get("not_before"), r.get("started_at"))) is not None]
     return {
@@ -533,6 +493,17 @@ def draw(summary: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+@contextlib.contextmanager
+def warm_azurite(log_path: Path, concurrency: int, batch: tuple[int, int]) -> Iterator[Azurite]:
+    """A fresh Azurite for each measurement, warmed up first (a new one is several times slower
+    until its JIT has warmed up). Fresh because its in-memory queue store's clean-up, every 60 s,
+    grows faster than linearly with the messages put since the last one: after a few thousand it
+    took tens of seconds of CPU, and a run it met stalled for about 100 s."""
+    with Azurite(log_path=str(log_path), access_log=True) as azurite:
+        raw_ceiling_async(azurite.connection_string, 500, concurrency, *batch)
+        yield azurite
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
@@ -555,31 +526,46 @@ def main() -> int:
     ceilings: list[float] = []
     ceiling_cpu: list[dict[str, float]] = []
     sync_ceilings: list[float] = []
+    http_ceilings: list[float] = []
+    http_ceiling_cpu: list[dict[str, float]] = []
     idle: list[float] = []
+    batch = queue_concurrency(Path(args.app_dir))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with Azurite(log_path=str(folder / "azurite.log"), access_log=True) as azurite:
-            pid = azurite.proc.pid if azurite.proc else None
-            batch = queue_concurrency(Path(args.app_dir))
-            # A fresh Azurite is several times slower until its JIT has warmed up: the first ceiling
-            # would meet a cold one and every later pipeline run a warm one.
-            raw_ceiling_async(azurite.connection_string, min(args.jobs, 500), args.concurrency, *batch)
-            for run in range(args.runs):
-                # The app's clients are async: its ceiling is the async SDK's (the sync one, for reference).
-                meter = CpuMeter(pid)
+
+        def fresh() -> contextlib.AbstractContextManager[Azurite]:
+            return warm_azurite(folder / "azurite.log", args.concurrency, batch)
+
+        for run in range(args.runs):
+            # The app's clients are async: its ceiling is the async SDK's (the sync one, for reference).
+            with fresh() as azurite:
+                meter = CpuMeter(azurite.pid)
                 ceilings.append(raw_ceiling_async(azurite.connection_string, args.jobs, args.concurrency, *batch))
                 ceiling_cpu.append(meter.per_job(args.jobs))
-                sync_ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency, *batch))
-                print(f"run {run + 1}: raw SDK ceiling {ceilings[-1]:.1f} jobs/s async ({ceiling_cpu[-1]} CPU ms/job), "
-                      f"{sync_ceilings[-1]:.1f} sync", flush=True)  # fmt: skip
-                for m in instance_counts:
-                    for kind in kinds:  # fresh hosts and table per workload: figures do not mix
+            with fresh() as azurite:
+                try:
+                    sync_ceilings.append(raw_ceiling(azurite.connection_string, args.jobs, args.concurrency, *batch))
+                except AzureError as exc:  # a reference figure only: Azurite resets a pooled connection now and then
+                    print(f"run {run + 1}: the sync ceiling failed ({exc}); left out", flush=True)
+                    sync_ceilings.append(float("nan"))
+            with fresh() as azurite:
+                rate, cpu = raw_over_http(azurite.connection_string, args.jobs, args.concurrency, *batch, azurite.pid)
+                http_ceilings.append(rate)
+                http_ceiling_cpu.append(cpu)
+            print(f"run {run + 1}: raw SDK ceiling {ceilings[-1]:.1f} jobs/s async ({ceiling_cpu[-1]} CPU ms/job), "
+                  f"{sync_ceilings[-1]:.1f} sync; over HTTP {rate:.1f} ({cpu})", flush=True)  # fmt: skip
+            for m in instance_counts:
+                for kind in kinds:  # fresh hosts, table and Azurite per workload: figures do not mix
+                    with fresh() as azurite:
                         hosts = LocalHosts(azurite.connection_string, m, folder, Path(args.app_dir))
                         log = AccessLog(folder / "azurite.log", hosts.names)
                         try:
-                            figures = run_workload(hosts, log, workload(kind, args.jobs, rng), args.concurrency, pid)
-                            if kind == "echo":  # against the ceiling of this same run: the machine is shared
-                                figures["fraction_of_ceiling"] = round(figures["jobs_per_s"] / ceilings[-1], 3)
+                            figures = run_workload(hosts, log, workload(kind, args.jobs, rng), args.concurrency,
+                                                   azurite.pid)  # fmt: skip
+                            if kind == "echo":  # against the ceilings of this same run: the machine is shared
+                                rate = figures["jobs_per_s"]
+                                figures["fraction_of_ceiling"] = round(rate / ceilings[-1], 3)
+                                figures["fraction_of_http_ceiling"] = round(rate / http_ceilings[-1], 3)
                             results[str(m)][kind].append(figures)
                             print(f"run {run + 1}: {m} instance(s), {kind}: {json.dumps(figures)}", flush=True)
                             if m == 1 and kind == kinds[0] and not args.no_idle:
@@ -588,6 +574,7 @@ def main() -> int:
                         finally:
                             hosts.stop()
     ceiling = statistics.median(ceilings)
+    sync_ok = [x for x in sync_ceilings if not math.isnan(x)]
     azurite_version = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]["azurite"]
     summary = {
         "machine": f"{os.cpu_count()} cores, Linux, Azurite {azurite_version} on loopback",
@@ -597,13 +584,16 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "ceiling_jobs_per_s": round(ceiling, 1),
         "ceiling_cpu_ms_per_job": median_of(ceiling_cpu),
-        "sync_ceiling_jobs_per_s": round(statistics.median(sync_ceilings), 1),
+        "sync_ceiling_jobs_per_s": round(statistics.median(sync_ok), 1) if sync_ok else None,
+        "http_ceiling_jobs_per_s": round(statistics.median(http_ceilings), 1),
+        "http_ceiling_cpu_ms_per_job": median_of(http_ceiling_cpu),
         "idle_latency_s": statistics.median(idle) if idle else None,
         "results": {m: {k: median_of(v) for k, v in per.items() if v} for m, per in results.items()},
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "runs": results, "ceilings": ceilings, "ceiling_cpu": ceiling_cpu,
+                               "http_ceilings": http_ceilings, "http_ceiling_cpu": http_ceiling_cpu,
                                "idle": idle}, indent=2))  # fmt: skip
     draw(summary, out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))

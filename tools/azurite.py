@@ -64,6 +64,10 @@ class Azurite:
         return connection_string(self.blob_port, self.queue_port, self.table_port)
 
     @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
     def ports(self) -> tuple[int, int, int]:
         return (self.blob_port, self.queue_port, self.table_port)
 
