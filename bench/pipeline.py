@@ -35,26 +35,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import requests
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.data.tables import TableClient, UpdateMode
-from azure.storage.queue import QueueClient
+from azure.data.tables import TableClient
 
-from bench.raw import BATCH, NEW_BATCH_THRESHOLD, NO_CONTENT, raw_ceiling_async
-from shared.storage import transport_options
+from bench.raw import raw_ceiling, raw_ceiling_async
 from tools.azurite import REPO_ROOT, Azurite, free_port
 
 TERMINAL = ("succeeded", "dead_lettered", "cancelled")
@@ -120,75 +115,6 @@ def queue_concurrency(app_dir: Path) -> tuple[int, int]:
 
     queues = load_host_json(app_dir).queues
     return queues.batch_size, queues.new_batch_threshold
-
-
-def raw_ceiling(
-    conn: str, jobs: int, concurrency: int, batch: int = BATCH, threshold: int = NEW_BATCH_THRESHOLD
-) -> float:
-    """Jobs/s when the SDK makes exactly the calls our pipeline makes for one job (insert, put,
-    receive in batches, conditional claim, conditional result, delete), with no app in between."""
-    name = "raw" + uuid.uuid4().hex[:10]
-    options = transport_options(os.environ)  # the same HTTP transport settings as the app's clients
-    table = TableClient.from_connection_string(conn, name, **options)
-    queue = QueueClient.from_connection_string(conn, name, **options)
-    table.create_table()
-    queue.create_queue()
-    payload = json.dumps({"n": 1})
-
-    def submit(i: int) -> None:
-        keys = {"PartitionKey": f"p{i % 4:02d}", "RowKey": f"{i:023d}"}
-        meta = table.create_entity(
-            {**keys, "status": "queued", "payload": payload, "attempt": 1}, response_preference=NO_CONTENT
-        )
-        queue.send_message(json.dumps({"id": i, "attempt": 1, "etag": meta["etag"], "payload": payload}))
-
-    completed = 0
-    lock = threading.Lock()
-
-    def work(message: Any) -> None:
-        nonlocal completed
-        body = json.loads(message.content)
-        keys = {"PartitionKey": f"p{body['id'] % 4:02d}", "RowKey": f"{body['id']:023d}"}
-        meta = table.update_entity(
-            {**keys, "status": "running"}, mode=UpdateMode.MERGE, etag=body["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )  # fmt: skip
-        table.update_entity(
-            {**keys, "status": "succeeded", "result": payload}, mode=UpdateMode.MERGE, etag=meta["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )  # fmt: skip
-        queue.delete_message(message)
-        with lock:
-            completed += 1
-
-    deadline = time.monotonic() + 300
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as submitters, ThreadPoolExecutor(batch) as workers:
-        submits = [submitters.submit(submit, i) for i in range(jobs)]
-        in_flight: list = []
-        while completed < jobs:
-            if time.monotonic() > deadline:
-                raise RuntimeError("raw ceiling run did not finish in time")
-            for f in in_flight:
-                if f.done() and f.exception():
-                    raise f.exception()
-            in_flight = [f for f in in_flight if not f.done()]
-            if len(in_flight) > threshold:  # fetch more when down to newBatchThreshold, as the host does
-                time.sleep(0.002)
-                continue
-            # Hidden for 5 minutes, not the default 30 s: a message may wait longer than that behind a
-            # backlog, and a second delivery would fail the ceiling run.
-            received = list(next(queue.receive_messages(messages_per_page=batch, visibility_timeout=300).by_page(), []))
-            if not received:
-                time.sleep(0.01)
-                continue
-            in_flight += [workers.submit(work, m) for m in received]
-        for f in submits:
-            f.result()
-    elapsed = time.perf_counter() - start
-    table.delete_table()
-    queue.delete_queue()
-    return jobs / elapsed
 
 
 def raw_over_http(

@@ -1,5 +1,5 @@
-"""The ceiling: the storage calls one job costs, made by the SDK's async clients with no app in
-between, in two shapes.
+"""The ceiling: the storage calls one job costs, made by the SDK with no app in between, in three
+shapes.
 
 - `raw_ceiling_async`: one process submits (insert, put) from `concurrency` tasks and works the
   queue (receive in batches, conditional claim, conditional result, delete), as the pipeline's
@@ -8,6 +8,7 @@ between, in two shapes.
   a process of its own, as a host has it, and submitted over HTTP by the bench's client. What
   it reaches against `raw_ceiling_async` is what the HTTP hop alone costs on the same cores; the
   pipeline against it is what the app and the local host cost beyond that hop.
+- `raw_ceiling`: the same calls with the sync clients from threads, for reference.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +38,30 @@ BATCH = 16  # host.json's queues.batchSize and newBatchThreshold, unless the app
 NEW_BATCH_THRESHOLD = 8
 NO_CONTENT = "return-no-content"  # the insert as the app makes it: only the ETag comes back
 PAYLOAD = json.dumps({"n": 1})
+
+
+# One job's rows and message, the same for the sync and async ceilings.
+def keys(i: int) -> dict[str, str]:
+    return {"PartitionKey": f"p{i % 4:02d}", "RowKey": f"{i:023d}"}
+
+
+def queued(i: int) -> dict[str, Any]:
+    return {**keys(i), "status": "queued", "payload": PAYLOAD, "attempt": 1}
+
+
+def message(i: int, etag: str) -> str:
+    return json.dumps({"id": i, "attempt": 1, "etag": etag, "payload": PAYLOAD})
+
+
+def running(i: int) -> dict[str, Any]:
+    return {**keys(i), "status": "running"}
+
+
+def succeeded(i: int) -> dict[str, Any]:
+    return {**keys(i), "status": "succeeded", "result": PAYLOAD}
+
+
+IF_MATCH = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
 
 
 class RawJobs:
@@ -61,24 +88,14 @@ class RawJobs:
         await self.queue.close()
 
     async def submit(self, i: int) -> None:
-        keys = {"PartitionKey": f"p{i % 4:02d}", "RowKey": f"{i:023d}"}
-        meta = await self.table.create_entity(
-            {**keys, "status": "queued", "payload": PAYLOAD, "attempt": 1}, response_preference=NO_CONTENT
-        )
-        await self.queue.send_message(json.dumps({"id": i, "attempt": 1, "etag": meta["etag"], "payload": PAYLOAD}))
+        meta = await self.table.create_entity(queued(i), response_preference=NO_CONTENT)
+        await self.queue.send_message(message(i, meta["etag"]))
 
-    async def work(self, message: Any) -> None:
-        body = json.loads(message.content)
-        keys = {"PartitionKey": f"p{body['id'] % 4:02d}", "RowKey": f"{body['id']:023d}"}
-        meta = await self.table.update_entity(
-            {**keys, "status": "running"}, mode=UpdateMode.MERGE, etag=body["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )  # fmt: skip
-        await self.table.update_entity(
-            {**keys, "status": "succeeded", "result": PAYLOAD}, mode=UpdateMode.MERGE, etag=meta["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )  # fmt: skip
-        await self.queue.delete_message(message)
+    async def work(self, received: Any) -> None:
+        body = json.loads(received.content)
+        meta = await self.table.update_entity(running(body["id"]), etag=body["etag"], **IF_MATCH)
+        await self.table.update_entity(succeeded(body["id"]), etag=meta["etag"], **IF_MATCH)
+        await self.queue.delete_message(received)
         self.completed += 1
         self.last_done = time.time()
 
@@ -130,6 +147,65 @@ def raw_ceiling_async(
             return jobs / (time.perf_counter() - start)
 
     return asyncio.run(run())
+
+
+def raw_ceiling(
+    conn: str, jobs: int, concurrency: int, batch: int = BATCH, threshold: int = NEW_BATCH_THRESHOLD
+) -> float:
+    """The same calls with the SDKs' sync clients (requests), from threads: a reference for the
+    engine before it was async."""
+    from azure.data.tables import TableClient as SyncTableClient
+    from azure.storage.queue import QueueClient as SyncQueueClient
+
+    name = "raw" + uuid.uuid4().hex[:10]
+    options = transport_options(os.environ)
+    table = SyncTableClient.from_connection_string(conn, name, **options)
+    queue = SyncQueueClient.from_connection_string(conn, name, **options)
+    table.create_table()
+    queue.create_queue()
+
+    def submit(i: int) -> None:
+        meta = table.create_entity(queued(i), response_preference=NO_CONTENT)
+        queue.send_message(message(i, meta["etag"]))
+
+    completed = 0
+    lock = threading.Lock()
+
+    def work(received: Any) -> None:
+        nonlocal completed
+        body = json.loads(received.content)
+        meta = table.update_entity(running(body["id"]), etag=body["etag"], **IF_MATCH)
+        table.update_entity(succeeded(body["id"]), etag=meta["etag"], **IF_MATCH)
+        queue.delete_message(received)
+        with lock:
+            completed += 1
+
+    deadline = time.monotonic() + 300
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as submitters, ThreadPoolExecutor(batch) as workers:
+        submits = [submitters.submit(submit, i) for i in range(jobs)]
+        in_flight: list = []
+        while completed < jobs:
+            if time.monotonic() > deadline:
+                raise RuntimeError("raw ceiling run did not finish in time")
+            for f in in_flight:
+                if f.done() and f.exception():
+                    raise f.exception()
+            in_flight = [f for f in in_flight if not f.done()]
+            if len(in_flight) > threshold:  # fetch more when down to newBatchThreshold, as the host does
+                time.sleep(0.002)
+                continue
+            received = list(next(queue.receive_messages(messages_per_page=batch, visibility_timeout=300).by_page(), []))
+            if not received:
+                time.sleep(0.01)
+                continue
+            in_flight += [workers.submit(work, m) for m in received]
+        for f in submits:
+            f.result()
+    elapsed = time.perf_counter() - start
+    table.delete_table()
+    queue.delete_queue()
+    return jobs / elapsed
 
 
 async def serve(conn: str, port: int, batch: int, threshold: int) -> None:

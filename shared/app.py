@@ -65,7 +65,7 @@ def build(
 
 
 _services: Services | None = None
-_lifetime: AsyncIterator[Services] | None = None
+_lifetime: AsyncIterator[Services] | None = None  # held here: the loop tracks it only weakly
 
 
 async def _live() -> AsyncIterator[Services]:
