@@ -3,6 +3,7 @@ removed in the same entity-group transaction, so listing those states reads the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -15,17 +16,25 @@ from tests.integration.conftest import deliver, run_until
 
 
 def insert_history(services, count: int, status: Status = Status.SUCCEEDED) -> None:
-    """`count` finished jobs straight into the table, 100 per entity-group transaction."""
+    """`count` finished jobs straight into the table, 100 per entity-group transaction, the
+    partitions written side by side (so the client builds one while Azurite stores another)."""
     now = utcnow()
-    for shard in range(services.config.partitions):
-        share = count // services.config.partitions
+    store = unwrap(services).store
+    share = count // services.config.partitions
+
+    async def fill(shard: int) -> None:
         for start in range(0, share, 100):
             jobs = [
                 replace(Job.new("echo", i, 1, shard, now=now - timedelta(seconds=i)), status=status, finished_at=now)
                 for i in range(start, min(start + 100, share))
             ]
-            results, _ = services.store.insert_batch(jobs)
+            results, _ = await store.insert_batch(jobs)
             assert all(not isinstance(r, Exception) for r in results)
+
+    async def fill_all() -> None:
+        await asyncio.gather(*(fill(shard) for shard in range(services.config.partitions)))
+
+    services._portal.run(fill_all())
 
 
 def dead_letter(services, count: int) -> list[str]:
