@@ -759,6 +759,66 @@ def show_schedule_command(ctx: typer.Context, schedule_id: ScheduleId, json_flag
         show_schedule(settings, client.get_schedule(given_id(schedule_id)))
 
 
+@schedules_app.command("update")
+def update_schedule(
+    ctx: typer.Context,
+    schedule_id: ScheduleId,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="A new cron expression; it fires next from now.", show_default=False)
+    ] = None,
+    time_zone: Annotated[
+        str | None, typer.Option("--tz", "--time-zone", help="A new IANA time zone.", show_default=False)
+    ] = None,
+    job_type: Annotated[
+        str | None, typer.Option("--type", help="The job type each fire submits from now on.", show_default=False)
+    ] = None,
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="The jobs' payload, as JSON (replaces it).", show_default=False)
+    ] = None,
+    max_attempts: Annotated[
+        str | None, typer.Option("--max-attempts", help="Attempts of each job, 1-100; 'default': the type's.")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option("--priority", help="high, normal or low; 'default': the type's.", show_default=False)
+    ] = None,
+    overlap: Annotated[Overlap | None, typer.Option("--overlap", help="allow or skip.", show_default=False)] = None,
+    catch_up: Annotated[CatchUp | None, typer.Option("--catch-up", help="once or skip.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A new name.", show_default=False)] = None,
+    no_name: Annotated[bool, typer.Option("--no-name", help="Remove the name.")] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Change a schedule's fields (the others stay); prints it with its next five fire times."""
+    changes: dict[str, Any] = {}
+    if cron is not None:
+        changes["cron"] = cron
+    if time_zone is not None:
+        changes["time_zone"] = time_zone
+    if job_type is not None:
+        changes["type"] = job_type
+    if payload is not None:
+        changes["payload"] = parse_json(payload, "--payload")
+    if max_attempts is not None:
+        if max_attempts != "default" and not (max_attempts.isdigit() and 1 <= int(max_attempts) <= 100):
+            usage(f"{max_attempts!r} is not a number from 1 to 100, nor 'default'", "--max-attempts")
+        changes["max_attempts"] = None if max_attempts == "default" else int(max_attempts)
+    if priority is not None:
+        if priority != "default" and priority not in {p.value for p in Priority}:
+            usage(f"{priority!r} is not high, normal, low or 'default'", "--priority")
+        changes["priority"] = None if priority == "default" else priority
+    if overlap is not None:
+        changes["overlap"] = overlap.value
+    if catch_up is not None:
+        changes["catch_up"] = catch_up.value
+    if name is not None and no_name:
+        usage("give --name or --no-name, not both", "--name")
+    if name is not None or no_name:
+        changes["name"] = name
+    if not changes:
+        usage("nothing to change: give at least one option (see --help)", "ID")
+    with session(ctx, json_flag) as (client, settings):
+        show_schedule(settings, client.update_schedule(given_id(schedule_id), **changes))
+
+
 @schedules_app.command("pause")
 def pause_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
     """Pause a schedule: it fires nothing until resumed."""

@@ -355,6 +355,32 @@ def test_schedules_create_show_list_pause_resume_delete(host):
     assert jobs("schedules", "delete", sid, url=host.base).returncode == 3
 
 
+def test_schedules_update_changes_only_the_fields_given_and_refuses_what_it_cannot_send(host):
+    r = jobs("schedules", "create", "echo", "--cron", "30 2 * * *", "--payload", '{"a": 1}', "--max-attempts", "2",
+             "--priority", "high", "--name", "nightly", "--json", url=host.base)  # fmt: skip
+    sid = json.loads(r.stdout)["id"]
+    r = jobs("schedules", "update", sid, "--cron", "*/10 * * * * *", "--tz", "Asia/Tokyo", "--payload", '{"b": 2}',
+             "--max-attempts", "default", "--overlap", "skip", "--no-name", "--json", url=host.base)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    updated = json.loads(r.stdout)
+    assert (updated["cron"], updated["time_zone"], updated["overlap"]) == ("*/10 * * * * *", "Asia/Tokyo", "skip")
+    assert updated["job"]["payload"] == {"b": 2} and updated["job"].get("max_attempts") is None  # the type's again
+    assert updated["job"]["priority"] == "high" and updated.get("name") is None  # untouched; removed
+    assert updated["catch_up"] == "once" and updated["paused"] is False
+    r = jobs("schedules", "update", sid, "--priority", "default", "--name", "hourly", url=host.base)
+    assert r.returncode == 0 and "hourly" in r.stdout and "Asia/Tokyo" in r.stdout  # the facts, as `show` prints them
+    assert host.services.schedules.get(sid).job.priority is None
+    # Refused before anything is sent (usage, exit 2), by the API (4), or not found (3).
+    assert jobs("schedules", "update", sid, url=host.base).returncode == 2  # nothing to change
+    assert jobs("schedules", "update", sid, "--name", "x", "--no-name", url=host.base).returncode == 2
+    assert jobs("schedules", "update", sid, "--max-attempts", "0", url=host.base).returncode == 2
+    assert jobs("schedules", "update", sid, "--priority", "urgent", url=host.base).returncode == 2
+    assert jobs("schedules", "update", sid, "--payload", "{bad", url=host.base).returncode == 2
+    r = jobs("schedules", "update", sid, "--cron", "every day", "--json", url=host.base)
+    assert r.returncode == 4 and json.loads(r.stderr)["code"] == "invalid_cron"
+    assert jobs("schedules", "update", "nope", "--name", "x", url=host.base).returncode == 3
+
+
 def test_schedules_create_refusals_have_their_exit_codes(host):
     r = jobs("schedules", "create", "echo", "--cron", "every day", "--json", url=host.base)
     assert r.returncode == 4 and json.loads(r.stderr)["code"] == "invalid_cron"
