@@ -1,5 +1,6 @@
 // One schedule: its definition, its next five fire times (in UTC, in its zone and in yours), its
-// last fire and the job that made, the fires seen while the page is open, Pause / Resume, Delete.
+// last fire and the job that made, the fires seen while the page is open, Pause / Resume, Edit
+// (the create form, filled in; only what changed is sent), Delete.
 //
 // Per refresh (every 5 s): GET /api/schedules/{id} (one point read), and GET /api/jobs/{id} for
 // the last fire's job while it is new or not finished (one point read).
@@ -7,7 +8,7 @@
 import { ApiError, api } from "./api.js";
 import { announce, fill, h, setText } from "./dom.js";
 import { PRIORITY_LABELS, STATUS_LABELS, TERMINAL, ago, dateTime, number, priorityBadge, shortId, statusBadge, utcText, zoneText } from "./format.js";
-import { askDelete, lastFireCell, policiesText, scheduleTitle, setPaused, stateBadge } from "./schedules.js";
+import { askDelete, lastFireCell, openScheduleForm, policiesText, scheduleTitle, setPaused, stateBadge } from "./schedules.js";
 
 const KEPT_FIRES = 20;
 
@@ -60,6 +61,7 @@ export function createSchedulePage(id, ctx) {
     fill(
       actions,
       h("button", { type: "button", class: "button", id: "schedule-toggle", disabled: busy, onclick: toggle }, schedule.paused ? "Resume" : "Pause"),
+      h("button", { type: "button", class: "button", id: "schedule-edit", disabled: busy, onclick: edit }, "Edit…"),
       h("button", { type: "button", class: "button danger", id: "schedule-delete", disabled: busy, onclick: remove }, "Delete…"),
     );
     if (focused) document.getElementById(focused)?.focus();
@@ -180,6 +182,27 @@ export function createSchedulePage(id, ctx) {
     } finally {
       busy = false;
       render();
+      ctx.refreshNow();
+    }
+  }
+
+  async function edit() {
+    if (busy) return;
+    busy = true;
+    renderActions();
+    try {
+      const changed = await openScheduleForm(schedule);
+      if (changed) {
+        schedule = changed;
+        signature = "";
+        const text = schedule.next_fire_at ? `Saved: next fire ${utcText(schedule.next_fire_at)}.` : "Saved.";
+        setText(message, text);
+        announce(text);
+      }
+    } finally {
+      busy = false;
+      render();
+      document.getElementById("schedule-edit")?.focus();
       ctx.refreshNow();
     }
   }

@@ -87,10 +87,31 @@ const CODES = {
   payload_too_large: "job.payload",
 };
 
-/** The form in a dialog; resolves with the schedule created, or null. */
-export function openCreate() {
+/** A text field's value as the API takes it: the JSON of a payload (empty: null). Throws on bad JSON. */
+function payloadOf(text) {
+  return text.trim() ? JSON.parse(text) : null;
+}
+
+/** What an edit changes: only the fields that differ from `before` (a new cron or zone restarts
+ *  the fire times from now, so unchanged ones are not sent). */
+function changesOf(before, after) {
+  const body = {};
+  for (const key of ["cron", "time_zone", "overlap", "catch_up"]) if (after[key] !== before[key]) body[key] = after[key];
+  if ((after.name ?? null) !== (before.name ?? null)) body.name = after.name ?? null;
+  const job = {};
+  if (after.job.type !== before.job.type) job.type = after.job.type;
+  if (JSON.stringify(after.job.payload ?? null) !== JSON.stringify(before.job.payload ?? null)) job.payload = after.job.payload ?? null;
+  for (const key of ["priority", "max_attempts"]) if ((after.job[key] ?? null) !== (before.job[key] ?? null)) job[key] = after.job[key] ?? null;
+  if (Object.keys(job).length) body.job = job;
+  return body;
+}
+
+/** The form in a dialog: a new schedule, or `existing` to edit (only what changed is sent).
+ *  Resolves with the schedule created or changed, or null. */
+export function openScheduleForm(existing = null) {
   return new Promise((resolve) => {
     const key = idempotencyKey(); // one per form: a create sent twice makes one schedule
+    const editing = existing !== null;
     let created = null;
     const name = h("input", { id: "s-name", name: "name", type: "text", autocomplete: "off", maxlength: "200" });
     const cron = h("input", { id: "s-cron", name: "cron", type: "text", autocomplete: "off", spellcheck: "false", required: true, list: "s-cron-examples", class: "mono" });
@@ -126,12 +147,14 @@ export function openCreate() {
     fields.job = fields["job.type"];
     const general = h("p", { class: "error-text", id: "schedule-form-error", role: "alert", hidden: true });
     const status = h("p", { class: "hint", id: "schedule-form-status", role: "status" });
-    const save = h("button", { type: "submit", class: "button primary", id: "schedule-create" }, "Create schedule");
+    const save = editing
+      ? h("button", { type: "submit", class: "button primary", id: "schedule-save" }, "Save changes")
+      : h("button", { type: "submit", class: "button primary", id: "schedule-create" }, "Create schedule");
     const close = h("button", { type: "button", class: "button", id: "schedule-cancel" }, "Cancel");
     const form = h(
       "form",
       { id: "schedule-form", novalidate: true },
-      h("h2", { id: "schedule-form-title" }, "New schedule"),
+      h("h2", { id: "schedule-form-title" }, editing ? "Edit schedule" : "New schedule"),
       h(
         "div",
         { class: "form-grid" },
@@ -147,13 +170,25 @@ export function openCreate() {
         h("div", { class: "span-all" }, fields["job.payload"].wrap),
         fields.overlap.wrap,
         fields.catch_up.wrap,
-        h("div", { class: "field checkbox" }, h("label", { for: "s-paused" }, paused, " Create it paused (it fires nothing until resumed)")),
+        // Pausing an existing schedule is the page's own button.
+        editing ? null : h("div", { class: "field checkbox" }, h("label", { for: "s-paused" }, paused, " Create it paused (it fires nothing until resumed)")),
       ),
       general,
       status,
       h("div", { class: "dialog-buttons" }, save, close),
     );
     const dialog = h("dialog", { id: "schedule-dialog", class: "wide-dialog", "aria-labelledby": "schedule-form-title" }, form);
+    if (editing) {
+      name.value = existing.name ?? "";
+      cron.value = existing.cron;
+      zone.value = existing.time_zone;
+      type.value = existing.job.type;
+      payload.value = existing.job.payload == null ? "" : JSON.stringify(existing.job.payload, null, 2);
+      priority.value = existing.job.priority ?? "";
+      attempts.value = existing.job.max_attempts ?? "";
+      overlap.value = existing.overlap;
+      catchUp.value = existing.catch_up;
+    }
 
     apiDocument()
       .then((doc) => {
@@ -173,14 +208,12 @@ export function openCreate() {
       if (name.value.trim()) body.name = name.value.trim();
       if (paused.checked) body.paused = true;
       const job = { type: type.value.trim() };
-      if (payload.value.trim()) {
-        try {
-          job.payload = JSON.parse(payload.value);
-        } catch (exc) {
-          fields["job.payload"].setError(`Not valid JSON: ${exc.message}`);
-          payload.focus();
-          return;
-        }
+      try {
+        job.payload = payloadOf(payload.value);
+      } catch (exc) {
+        fields["job.payload"].setError(`Not valid JSON: ${exc.message}`);
+        payload.focus();
+        return;
       }
       if (priority.value) job.priority = priority.value;
       if (attempts.validity.badInput) {
@@ -190,10 +223,15 @@ export function openCreate() {
       }
       if (attempts.value.trim()) job.max_attempts = Number(attempts.value);
       body.job = job;
+      const changes = editing ? changesOf(existing, { ...body, name: name.value.trim() || null }) : null;
+      if (editing && !Object.keys(changes).length) {
+        dialog.close(); // nothing changed: nothing to send
+        return;
+      }
       save.disabled = true;
-      setText(status, "Creating…");
+      setText(status, editing ? "Saving…" : "Creating…");
       try {
-        const { data } = await api.createSchedule(body, key);
+        const { data } = editing ? await api.changeSchedule(existing.id, changes) : await api.createSchedule(body, key);
         created = data;
         dialog.close();
       } catch (error) {
@@ -387,7 +425,7 @@ export function createSchedules(params, ctx) {
   }
 
   async function startCreate() {
-    const made = await openCreate();
+    const made = await openScheduleForm();
     if (!made) {
       create.focus();
       return;

@@ -706,7 +706,7 @@ def api_schedule(host, schedule_id: str) -> requests.Response:
     return requests.get(host.url(f"/api/schedules/{schedule_id}"), timeout=10)
 
 
-def test_a_schedule_is_created_paused_resumed_and_deleted_from_the_page_and_its_jobs_appear(host, browser_page):
+def test_a_schedule_is_created_paused_resumed_edited_and_deleted_from_the_page_and_its_jobs_appear(host, browser_page):
     page = browser_page.page
     open_dashboard(browser_page, host, "#/schedules")
     page.locator("#schedules-empty").filter(has_text="No schedules yet").wait_for()
@@ -774,12 +774,53 @@ def test_a_schedule_is_created_paused_resumed_and_deleted_from_the_page_and_its_
     page.locator("#job-status .badge.priority-high").wait_for(timeout=10_000)
     assert XSS in page.locator("#job-payload").inner_text()
 
+    # Edit: the create form, filled in; a refusal shows beside its field; only what changed is sent.
+    patches: list = []
+    page.on("request", lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None)
+    page.evaluate(f"location.hash = '#/schedules/{schedule_id}'")
+    page.locator("#schedule-edit").click()
+    page.locator("#schedule-dialog[open]").wait_for()
+    assert page.locator("#schedule-form-title").inner_text() == "Edit schedule"
+    assert (page.locator("#s-cron").input_value(), page.locator("#s-zone").input_value()) == (
+        "*/2 * * * * *",
+        "Europe/Berlin",
+    )
+    assert page.locator("#s-priority").input_value() == "high" and XSS in page.locator("#s-payload").input_value()
+    assert page.locator("#s-paused").count() == 0  # pausing is the page's own button
+    page.locator("#s-cron").fill("61 * * * *")
+    page.locator("#schedule-save").click()
+    page.locator("#s-cron-error").wait_for(timeout=10_000)
+    assert api_schedule(host, schedule_id).json()["cron"] == "*/2 * * * * *"
+    page.locator("#s-cron").fill("*/3 * * * * *")
+    page.locator("#s-name").fill(f"every 3 s {XSS}")
+    page.locator("#s-priority").select_option("")
+    page.locator("#s-overlap").select_option("skip")
+    page.locator("#schedule-save").click()
+    page.locator("#schedule-message").filter(has_text="Saved").wait_for(timeout=10_000)
+    assert page.locator("#schedule-dialog").count() == 0
+    assert page.locator("#schedule-title").inner_text() == f"every 3 s {XSS}"
+    assert page.evaluate("document.activeElement.id") == "schedule-edit"
+    assert patches[-1] == {
+        "cron": "*/3 * * * * *",
+        "overlap": "skip",
+        "name": f"every 3 s {XSS}",
+        "job": {"priority": None},
+    }
+    edited = api_schedule(host, schedule_id).json()
+    assert (edited["cron"], edited["time_zone"], edited["overlap"], edited["catch_up"]) == (
+        "*/3 * * * * *", "Europe/Berlin", "skip", "once")  # fmt: skip
+    assert edited["job"] == {"type": "echo", "payload": {"html": XSS}, "max_attempts": None, "priority": None}
+    page.locator("#schedule-edit").click()  # saving an unchanged form sends nothing
+    page.locator("#schedule-save").click()
+    page.locator("#schedule-dialog").wait_for(state="detached")
+    assert len(patches) == 2 and patches[0]["cron"] == "61 * * * *"
+
     # The list: one row, its name as text; Delete asks first, then the schedule is gone.
     page.locator("nav a[data-view='schedules']").click()
     row = page.locator(f"#schedules-table tbody tr[data-id='{schedule_id}']")
     row.wait_for()
-    assert f"every 2 s {XSS}" in row.inner_text() and "*/2 * * * * *" in row.inner_text()
-    assert "Europe/Berlin" in row.inner_text() and "overlap: allow\ncatch-up: once" in row.inner_text()
+    assert f"every 3 s {XSS}" in row.inner_text() and "*/3 * * * * *" in row.inner_text()
+    assert "Europe/Berlin" in row.inner_text() and "overlap: skip\ncatch-up: once" in row.inner_text()
     row.locator("button.delete-schedule").click()
     page.locator("#delete-schedule-dialog").wait_for()
     assert page.evaluate("document.activeElement.id") == "delete-schedule-dialog-back"
