@@ -187,6 +187,16 @@ def outcome(thing: Job | Operation) -> int:
     return OK if thing.succeeded else UNSUCCESSFUL
 
 
+def number_or_default(text: str, param: str, high: int | None = None) -> int | None:
+    """A whole number from 1 (to `high`), or None for 'default' (the code's or the type's own)."""
+    if text == "default":
+        return None
+    if text.isdigit() and int(text) >= 1 and (high is None or int(text) <= high):
+        return int(text)
+    bounds = f"from 1 to {high}" if high else "of at least 1"
+    usage(f"{text!r} is not a number {bounds}, nor 'default'", param)
+
+
 def parse_json(text: str, param: str) -> Any:
     try:
         return json.loads(text)
@@ -635,12 +645,7 @@ def limit(
         usage("give --concurrency, --rate or both", "--concurrency")
     max_concurrency: int | None | Literal["unchanged"] = "unchanged"
     if concurrency is not None:
-        if concurrency == "default":
-            max_concurrency = None
-        elif concurrency.isdigit() and int(concurrency) >= 1:
-            max_concurrency = int(concurrency)
-        else:
-            usage(f"{concurrency!r} is not a number of at least 1, nor 'default'", "--concurrency")
+        max_concurrency = number_or_default(concurrency, "--concurrency")
     rate_limit: str | None | Literal["unchanged"] = "unchanged"
     if rate is not None:
         rate_limit = None if rate == "default" else rate
@@ -798,9 +803,7 @@ def update_schedule(
     if payload is not None:
         changes["payload"] = parse_json(payload, "--payload")
     if max_attempts is not None:
-        if max_attempts != "default" and not (max_attempts.isdigit() and 1 <= int(max_attempts) <= 100):
-            usage(f"{max_attempts!r} is not a number from 1 to 100, nor 'default'", "--max-attempts")
-        changes["max_attempts"] = None if max_attempts == "default" else int(max_attempts)
+        changes["max_attempts"] = number_or_default(max_attempts, "--max-attempts", high=100)
     if priority is not None:
         if priority != "default" and priority not in {p.value for p in Priority}:
             usage(f"{priority!r} is not high, normal, low or 'default'", "--priority")

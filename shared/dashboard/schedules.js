@@ -112,7 +112,7 @@ export function openScheduleForm(existing = null) {
   return new Promise((resolve) => {
     const key = idempotencyKey(); // one per form: a create sent twice makes one schedule
     const editing = existing !== null;
-    let created = null;
+    let saved = null; // the schedule created or changed
     const name = h("input", { id: "s-name", name: "name", type: "text", autocomplete: "off", maxlength: "200" });
     const cron = h("input", { id: "s-cron", name: "cron", type: "text", autocomplete: "off", spellcheck: "false", required: true, list: "s-cron-examples", class: "mono" });
     const cronExamples = h("datalist", { id: "s-cron-examples" }, CRON_EXAMPLES.map((c) => h("option", { value: c })));
@@ -232,7 +232,7 @@ export function openScheduleForm(existing = null) {
       setText(status, editing ? "Saving…" : "Creating…");
       try {
         const { data } = editing ? await api.changeSchedule(existing.id, changes) : await api.createSchedule(body, key);
-        created = data;
+        saved = data;
         dialog.close();
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
@@ -245,7 +245,7 @@ export function openScheduleForm(existing = null) {
     close.addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
       dialog.remove();
-      resolve(created);
+      resolve(saved);
     });
     document.body.append(dialog);
     dialog.showModal();
