@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 7071
+# Test processes: each starts its own Azurite; a file's tests stay in one process (module fixtures).
+TEST_WORKERS ?= 2
 
 .PHONY: install browser run test lint format clean bench chaos dashboards
 
@@ -34,7 +36,7 @@ browser: install
 
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench.pipeline --out bench/out/pipeline.json $(BENCH_ARGS)
