@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.storage.queue import QueueMessage
+
 from shared.job import Job, JobKey, Priority, utcnow
 from shared.storage import Storage
 
@@ -146,11 +148,14 @@ async def enqueue(storage: Storage, job: Job, etag: str | None = None, now: date
     return True
 
 
-async def send_later(storage: Storage, message: JobMessage, priority: Priority, until: datetime) -> None:
-    """Put the message on the queue of `priority` again, hidden until `until` (a job that waits)."""
+async def send_later(storage: Storage, message: JobMessage, priority: Priority, until: datetime) -> QueueMessage:
+    """Put the message on the queue of `priority` again, hidden until `until` (a job that waits).
+    What the queue answered: the id and pop receipt let it be made visible sooner."""
     delay = visibility_delay(until)
     delay = MAX_VISIBILITY_SECONDS if delay is None else delay  # past 7 days it asks again then
-    await storage.queues[priority].send_message(message.encode(), visibility_timeout=delay or None, time_to_live=-1)
+    return await storage.queues[priority].send_message(
+        message.encode(), visibility_timeout=delay or None, time_to_live=-1
+    )
 
 
 async def set_aside(storage: Storage, body: bytes | str, reason: str) -> None:

@@ -236,7 +236,9 @@ class Worker:
             snapshot = snapshot and replace(snapshot, etag=written.etag, due_ms=to_ms(verdict.until))
         reserved = to_ms(verdict.reserved) if verdict.reserved else None
         later = replace(message, snapshot=snapshot, waits=message.waits + 1, reserved_ms=reserved)
-        await send_later(self.storage, later, priority, verdict.until)
+        sent = await send_later(self.storage, later, priority, verdict.until)
+        if verdict.for_slot:
+            await self.flow.wait_for_slot(job, priority, sent, verdict.until)
         log.debug("job waits for its type's limit until %s", verdict.until, extra=job_attributes(job))
         return Outcome.WAITING
 

@@ -2,7 +2,8 @@
 
 - its type is paused: park it (parking.py); it does not run and spends no attempt;
 - its type is at its concurrency limit: wait, with the message hidden for a back-off that grows
-  with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again;
+  with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again; a slot given back meanwhile
+  wakes a waiting job sooner (slots.py);
 - its type is at its rate limit: wait until the start time reserved for it (rate.py);
 - otherwise: start, holding a concurrency slot if the type has a limit.
 A job that waits keeps its attempt: nothing is claimed until it may start.
@@ -12,19 +13,25 @@ A type with no pause and no limit costs no storage call here: the settings are c
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueMessage
 
 from shared.config import Config
 from shared.flow.parking import Parking
 from shared.flow.rate import RESERVATION_SLACK, RateLimiter
 from shared.flow.settings import ALL, FlowSettings, FlowState
 from shared.flow.slots import Slot, Slots
-from shared.job import Job, utcnow
+from shared.job import Job, Priority, utcnow
 from shared.registry import Registry
 from shared.storage import Storage
 from shared.store import JobStore
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 10.0
 PARK_RECHECK_SECONDS = 1.0  # a pause seen in settings older than this is read again before parking
@@ -43,6 +50,7 @@ class Start:
 class Wait:
     until: datetime
     reserved: datetime | None = None  # a start time held for this job (a rate limit)
+    for_slot: bool = False  # every concurrency slot was held: whoever gives one back may wake it
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,10 @@ class FlowControl:
         now = utcnow()
         slot = None
         if flow.max_concurrency is not None:
-            slot = await self.slots.take(job.type, flow.max_concurrency, f"{job.id}:{job.attempt}", now + lease, now)
+            holder, waited = f"{job.id}:{job.attempt}", job.id if waits else None
+            slot = await self.slots.take(job.type, flow.max_concurrency, holder, now + lease, now, job_id=waited)
             if slot is None:
-                return Wait(now + timedelta(seconds=backoff(waits)))
+                return Wait(now + timedelta(seconds=backoff(waits)), for_slot=True)
         if flow.rate_limit is not None and not (reserved and reserved - timedelta(seconds=1) <= now <= reserved
                                                  + RESERVATION_SLACK):  # fmt: skip
             start = await self.rate.reserve(job.type, flow.rate_limit, now)
@@ -95,6 +104,14 @@ class FlowControl:
     async def give_back(self, slot: Slot | None) -> None:
         if slot is not None:
             await self.slots.give_back(slot)
+
+    async def wait_for_slot(self, job: Job, priority: Priority, sent: QueueMessage, back: datetime) -> None:
+        """Leave word that the job waits for a slot, with the message just sent for it. Only a
+        shortcut: if this write fails, the message still comes back after its back-off."""
+        try:
+            await self.slots.wait(job.type, job.id, priority, sent.id, sent.pop_receipt, back)
+        except AzureError as exc:
+            log.warning("could not record a job waiting for a slot (%s); it asks again at %s", exc, back)
 
     # --- pause and resume --------------------------------------------------------------------
 

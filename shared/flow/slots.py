@@ -5,22 +5,48 @@ of the type's slots (1 call) and a conditional write of a free one (1); giving i
 conditional write. A slot is leased like the attempt holding it (JOBS_LEASE_SECONDS, renewed with
 the attempt's heartbeat), so the slot of a holder that crashed comes back when its lease runs out.
 
+A job that finds every slot held sends its message again, hidden for a back-off, and leaves a
+waiter row `slot.<type>.w.<job id>` naming that message (1 upsert). Whoever gives back a slot
+while jobs wait wakes one: it reads a page of waiters (1), takes the row (a conditional delete, 1)
+and makes its message visible at once (1). The back-off stays the way back for a job no one
+wakes, or whose waker died. Waiter rows sort after the slot rows, so taking a slot tells whether
+jobs wait at no extra cost. A holder looks for a waiter to wake if it saw one then, or if it held
+its slot over a second (jobs that began to wait during a shorter run are back as soon by
+themselves): short jobs of a type nobody waits for pay nothing for this.
+
 A holder is counted wherever its row is, so lowering N while jobs run never lets more than the
 old N run, and new ones wait until fewer than the new N do.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
-from shared.job import isoformat, parse_time
+from shared.job import Priority, isoformat, parse_time, to_ms, utcnow
 from shared.storage import Storage
 
+log = logging.getLogger(__name__)
+
 TAKE_RETRIES = 3  # another instance took the slot we picked: look again
+WAITERS_READ = 50  # waiter rows a give-back reads to choose the one it wakes
+# A holder that saw no waiter when it took its slot looks for one only after holding it this long:
+# a job that began to wait during a shorter run comes back by itself as soon (its first back-off).
+LOOK_AFTER_HOLDING = timedelta(seconds=1)
+WAKE_TRIES = 3  # waiters whose message is gone (they came back or ended) before giving up
+ORPHANS_CLEARED = 5  # rows of messages long gone, deleted by one wake at most
+# A waiter row this long past the time its message comes back by itself names a message that is
+# gone: the job ran or waits under a newer row. Whoever reads it deletes it.
+ORPHANED_AFTER = timedelta(seconds=30)
+_RANK = {p: i for i, p in enumerate(Priority)}
 
 
 @dataclass(frozen=True)
@@ -29,54 +55,168 @@ class Slot:
     row: str
     holder: str
     etag: str
+    contended: bool = False  # jobs waited when it was taken: wake one when giving it back
+    taken: datetime | None = None
 
 
 def _prefix(job_type: str) -> str:
     return f"slot.{job_type}."
 
 
+def _waiters(job_type: str) -> str:
+    return f"{_prefix(job_type)}w."
+
+
+def waiter_row(job_type: str, job_id: str) -> str:
+    return f"{_waiters(job_type)}{job_id}"
+
+
+def _range(prefix: str) -> str:
+    return f"PartitionKey eq '{PARTITION}' and RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}/'"
+
+
 class Slots:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    async def _rows(self, job_type: str) -> list[dict]:
-        prefix = _prefix(job_type)
-        query = f"PartitionKey eq '{PARTITION}' and RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}/'"
-        return [row async for row in self.storage.table.query_entities(query)]
+    async def _rows(self, job_type: str) -> tuple[dict[str, dict], list[dict]]:
+        """The type's slot rows by key, and the waiter rows of the same pages: one query while the
+        slots fit a page. Pages after the first with a waiter are not read."""
+        slots: dict[str, dict] = {}
+        waiters: list[dict] = []
+        waiting = _waiters(job_type)
+        async for page in self.storage.table.query_entities(_range(_prefix(job_type))).by_page():
+            async for row in page:
+                if row["RowKey"].startswith(waiting):
+                    waiters.append(row)
+                else:
+                    slots[row["RowKey"]] = row
+            if waiters:
+                break
+        return slots, waiters
 
     async def held(self, job_type: str, now: datetime) -> int:
         """How many attempts of the type hold a slot now (one query)."""
-        return sum(1 for row in await self._rows(job_type) if _live(row, now))
+        slots, _ = await self._rows(job_type)
+        return sum(1 for row in slots.values() if _live(row, now))
 
-    async def take(self, job_type: str, limit: int, holder: str, until: datetime, now: datetime) -> Slot | None:
-        """A slot for `holder` until `until`, or None while `limit` attempts hold one."""
+    async def take(
+        self, job_type: str, limit: int, holder: str, until: datetime, now: datetime, job_id: str | None = None
+    ) -> Slot | None:
+        """A slot for `holder` until `until`, or None while `limit` attempts hold one. A job that
+        waited and came back by itself (`job_id`) removes its waiter row once it has a slot."""
         for _ in range(TAKE_RETRIES):
-            rows = {row["RowKey"]: row for row in await self._rows(job_type)}
-            if sum(1 for row in rows.values() if _live(row, now)) >= limit:
+            slots, waiters = await self._rows(job_type)
+            live = sum(1 for row in slots.values() if _live(row, now))
+            if live >= limit:
                 return None
             free = [f"{_prefix(job_type)}{i:03d}" for i in range(limit)]
-            free = [key for key in free if key not in rows or not _live(rows[key], now)]
+            free = [key for key in free if key not in slots or not _live(slots[key], now)]
             key = random.choice(free)  # spread instances over the free rows: fewer lost races
             entity = {"PartitionKey": PARTITION, "RowKey": key, "holder": holder, "lease_until": isoformat(until)}
             etag = await write_if_unchanged(
-                self.storage.table, entity, rows[key].metadata["etag"] if key in rows else None
+                self.storage.table, entity, slots[key].metadata["etag"] if key in slots else None
             )
-            if etag is not None:
-                return Slot(job_type, key, holder, etag)
+            if etag is None:
+                continue
+            mine = waiter_row(job_type, job_id) if job_id else None
+            others = [row for row in waiters if row["RowKey"] != mine]
+            if len(others) < len(waiters):
+                await self._delete(mine, None)
+            return Slot(job_type, key, holder, etag, contended=bool(others), taken=now)
         return None
 
     async def renew(self, slot: Slot, until: datetime) -> Slot | None:
         """Extend the lease; None if the slot was taken over (its lease had run out)."""
         entity = {"PartitionKey": PARTITION, "RowKey": slot.row, "holder": slot.holder, "lease_until": isoformat(until)}
         etag = await write_if_unchanged(self.storage.table, entity, slot.etag)
-        return Slot(slot.job_type, slot.row, slot.holder, etag) if etag else None
+        return replace(slot, etag=etag) if etag else None
 
-    async def give_back(self, slot: Slot) -> None:
-        """Free the slot, unless someone else holds it now."""
+    async def give_back(self, slot: Slot, now: datetime | None = None) -> bool:
+        """Free the slot, unless someone else holds it now; then, if jobs may be waiting for it,
+        wake one. Whether one was woken."""
         entity = {"PartitionKey": PARTITION, "RowKey": slot.row, "holder": "", "lease_until": ""}
         await write_if_unchanged(self.storage.table, entity, slot.etag)
+        now = now or utcnow()
+        # Jobs that began to wait after it was taken are back within a first back-off anyway.
+        looked_long = slot.taken is not None and now - slot.taken >= LOOK_AFTER_HOLDING
+        return (slot.contended or looked_long) and await self.wake_one(slot.job_type, now)
+
+    async def wait(
+        self, job_type: str, job_id: str, priority: Priority, message_id: str, pop_receipt: str, back: datetime
+    ) -> None:
+        """Record that a job waits for a slot, with the hidden message that brings it `back`."""
+        await self.storage.table.upsert_entity(
+            {
+                "PartitionKey": PARTITION,
+                "RowKey": waiter_row(job_type, job_id),
+                "priority": str(priority),
+                "message_id": message_id,
+                "pop_receipt": pop_receipt,
+                "back": isoformat(back),
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    async def wake_one(self, job_type: str, now: datetime) -> bool:
+        """Make the message of one waiting job visible now: the highest priority, then the one
+        that comes back last by itself. Rows of messages that are gone are deleted on the way."""
+        rows: list[dict] = []
+        query = self.storage.table.query_entities(_range(_waiters(job_type)), results_per_page=WAITERS_READ)
+        async for page in query.by_page():  # the first page only
+            rows = [row async for row in page]
+            break
+        waiting, cleared = [], 0
+        for row in rows:
+            back = parse_time(row.get("back")) or now
+            if back < now - ORPHANED_AFTER:
+                if cleared < ORPHANS_CLEARED:
+                    cleared += 1
+                    await self._delete(row["RowKey"], None)
+            elif back > now + timedelta(seconds=1):  # not on its way back already
+                waiting.append(row)
+        for row in sorted(waiting, key=_wake_order)[:WAKE_TRIES]:
+            if not await self._delete(row["RowKey"], row.metadata["etag"]):
+                continue  # another give-back is waking it
+            try:
+                priority = Priority(row.get("priority") or Priority.NORMAL)
+                await self.storage.queues[priority].update_message(
+                    row["message_id"], row["pop_receipt"], visibility_timeout=0
+                )
+            except (ValueError, KeyError):
+                continue
+            except HttpResponseError as exc:
+                if exc.status_code in (400, 404):  # received meanwhile, or the job ended
+                    continue
+                raise
+            return True
+        return False
+
+    async def _delete(self, row: str, etag: str | None) -> bool:
+        """Delete a waiter row (only if unchanged since `etag`, when given); False if it was not there."""
+        try:
+            if etag is None:
+                await self.storage.table.delete_entity(PARTITION, row)
+            else:
+                await self.storage.table.delete_entity(
+                    PARTITION, row, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except ResourceNotFoundError:
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 412):
+                return False
+            raise
+        return True
 
 
 def _live(row: dict, now: datetime) -> bool:
     until = parse_time(row.get("lease_until") or None)
     return bool(row.get("holder")) and until is not None and until > now
+
+
+def _wake_order(row: dict) -> tuple[int, int]:
+    """Higher priorities first; then the job that would wait longest without a wake."""
+    back = parse_time(row.get("back"))
+    rank = _RANK.get(str(row.get("priority")), _RANK[Priority.NORMAL])
+    return rank, -(to_ms(back) if back else 0)

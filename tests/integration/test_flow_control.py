@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from shared.api import ApiRequest
 from shared.flow import routes
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL
-from shared.job import Status, utcnow
+from shared.job import Priority, Status, utcnow
 from shared.messages import JobMessage
 from shared.registry import Registry
 from shared.worker import Outcome
@@ -210,6 +211,78 @@ def test_a_job_over_its_concurrency_limit_waits_without_spending_an_attempt(serv
             services.storage.queue.delete_message(m)
         time.sleep(0.1)
     assert services.service.get(second.id).attempt == 1
+
+
+def waiter_rows(services, job_type: str) -> list[str]:
+    prefix = f"slot.{job_type}.w."
+    query = f"PartitionKey eq 'flow' and RowKey ge '{prefix}' and RowKey lt 'slot.{job_type}.w/'"
+    return [row["RowKey"] for row in services.storage.table.query_entities(query)]
+
+
+def test_a_slot_given_back_wakes_the_job_waiting_for_it_at_once_and_what_waking_costs(services):
+    second, m2, running = one_held_and_one_more(services)
+    long_wait = replace(JobMessage.decode(m2.content), waits=4)  # its back-off: 4 to 12 s
+    unwrap(services).flow.settings.cache_seconds = 60  # an instance reads them once per 5 s: not counted
+    services.flow.settings.read()
+    counter = services.storage.counter
+    counter.reset()
+    assert services.worker.process(long_wait.encode()) is Outcome.WAITING
+    services.storage.queue.delete_message(m2)  # as the host does once the function returns
+    assert counter.snapshot() == {
+        ("table", "GET"): 1,  # the type's slots: full
+        ("queue", "POST"): 1,  # its message, sent again hidden
+        ("table", "PUT"): 1,  # the waiter row naming that message
+        ("queue", "DELETE"): 1,
+    }
+    assert waiter_rows(services, "held") == [f"slot.held.w.{second.id}"] and visible(services) == 0
+
+    time.sleep(1)  # the first holder saw no waiter when it started: it looks for one after a second
+    counter.reset()
+    release_gate.set()
+    assert running.result(10) is Outcome.SUCCEEDED
+    woke = {k: v for k, v in counter.snapshot().items() if k != ("table", "PATCH")}  # the result
+    assert visible(services) == 1  # woken: not 4 s or more later
+    assert woke == {
+        ("table", "PUT"): 1,  # the slot given back
+        ("table", "GET"): 1,  # a page of waiters
+        ("table", "DELETE"): 1,  # the waiter's row, taken
+        ("queue", "PUT"): 1,  # its message made visible
+    }
+    assert waiter_rows(services, "held") == []
+
+    [woken] = messages(services)
+    assert JobMessage.decode(woken.content).waits == 5
+    counter.reset()
+    assert services.worker.process(woken.content) is Outcome.SUCCEEDED
+    assert counter.snapshot()[("table", "GET")] == 1 and ("table", "DELETE") not in counter.snapshot()
+    assert services.service.get(second.id).attempt == 1
+
+
+def test_waiter_rows_wake_high_priority_first_and_do_not_outlive_their_messages(services):
+    slots, now = services.flow.slots, utcnow()
+    minute = timedelta(seconds=60)
+    queues = services.storage.queues
+    sent = {p: queues[p].send_message(f"waiting {p}", visibility_timeout=60) for p in (Priority.NORMAL, Priority.HIGH)}
+    slots.wait("pair", "normal-job", Priority.NORMAL, sent[Priority.NORMAL].id, sent[Priority.NORMAL].pop_receipt,
+               now + minute)  # fmt: skip
+    slots.wait("pair", "high-job", Priority.HIGH, sent[Priority.HIGH].id, sent[Priority.HIGH].pop_receipt,
+               now + minute)  # fmt: skip
+    slots.wait("pair", "gone-job", Priority.NORMAL, "no-such-message", "no-receipt", now - minute)  # long past
+
+    a = slots.take("pair", 2, "a:1", now + minute, now)
+    assert a is not None and a.contended  # jobs wait: whoever gives a slot back wakes one
+    slots.give_back(a)
+    assert [m.content for m in queues[Priority.HIGH].peek_messages()] == ["waiting high"]
+    assert queues[Priority.NORMAL].peek_messages() == []
+    assert waiter_rows(services, "pair") == ["slot.pair.w.normal-job"]  # the orphaned row went too
+
+    b = slots.take("pair", 2, "normal-job:1", now + minute, now, job_id="normal-job")  # came back by itself
+    assert b is not None and waiter_rows(services, "pair") == []
+    assert not b.contended  # nobody waits: its give-back reads nothing
+    counter = services.storage.counter
+    counter.reset()
+    assert slots.give_back(b) is False
+    assert counter.total() == 1
 
 
 def test_a_limit_of_2_holds_when_10_jobs_are_handled_at_once_and_all_run(services):
