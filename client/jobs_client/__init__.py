@@ -24,6 +24,7 @@ from jobs_client.errors import (
     WaitTimeout,
 )
 from jobs_client.models import (
+    Fire,
     FireTime,
     Job,
     JobError,
@@ -47,6 +48,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ContentTooLarge",
+    "Fire",
     "FireTime",
     "Job",
     "JobError",

@@ -293,6 +293,8 @@ def schedule_facts(s: Schedule) -> Text:
     for n, fire in enumerate(s.next_fires):
         local = fire.local.isoformat() if fire.local else ""
         rows.append(("next fires" if n == 0 else "", f"{_when(fire.at)} UTC   {local}"))
+    for n, made in enumerate(s.recent_fires):
+        rows.append(("recent fires" if n == 0 else "", f"{_when(made.at)} UTC   job {made.job_id}"))
     return _facts(rows)
 
 

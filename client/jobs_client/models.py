@@ -314,6 +314,18 @@ class FireTime:
 
 
 @dataclass(frozen=True)
+class Fire:
+    """A fire of a schedule that made a job: the fire time (UTC) and the job's id."""
+
+    at: datetime | None
+    job_id: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fire:
+        return cls(parse_time(data.get("at")), str(data.get("job_id", "")))
+
+
+@dataclass(frozen=True)
 class ScheduledJob:
     """The job each fire of a schedule submits (None: the job type's default)."""
 
@@ -344,6 +356,7 @@ class Schedule:
     next_fires: tuple[FireTime, ...]
     last_fire_at: datetime | None
     last_job_id: str | None
+    recent_fires: tuple[Fire, ...]  # the last 10 that made a job, newest first
     fired: int
     skipped: int
     last_skip_at: datetime | None
@@ -370,6 +383,7 @@ class Schedule:
             next_fires=tuple(FireTime.from_dict(f) for f in _dicts(data.get("next_fires"))),
             last_fire_at=parse_time(last_fire.get("at")),
             last_job_id=_opt_str(last_fire.get("job_id")),
+            recent_fires=tuple(Fire.from_dict(f) for f in _dicts(data.get("recent_fires"))),
             fired=_int(data.get("fired")),
             skipped=_int(data.get("skipped")),
             last_skip_at=parse_time(last_skip.get("at")),

@@ -1,5 +1,5 @@
 // One schedule: its definition, its next five fire times (in UTC, in its zone and in yours), its
-// last fire and the job that made, the fires seen while the page is open, Pause / Resume, Edit
+// last fire and the job that made, its last 10 fires with their jobs, Pause / Resume, Edit
 // (the create form, filled in; only what changed is sent), Delete.
 //
 // Per refresh (every 5 s): GET /api/schedules/{id} (one point read), and GET /api/jobs/{id} for
@@ -10,8 +10,6 @@ import { announce, fill, h, setText } from "./dom.js";
 import { PRIORITY_LABELS, STATUS_LABELS, TERMINAL, ago, dateTime, number, priorityBadge, shortId, statusBadge, utcText, zoneText } from "./format.js";
 import { askDelete, lastFireCell, openScheduleForm, policiesText, scheduleTitle, setPaused, stateBadge } from "./schedules.js";
 
-const KEPT_FIRES = 20;
-
 function fact(label, value, title) {
   return h("div", { class: "fact" }, h("dt", {}, label), h("dd", { title }, value));
 }
@@ -21,7 +19,6 @@ export function createSchedulePage(id, ctx) {
   let signature = "";
   let lastJob = null; // the last fire's job, as last read
   let busy = false;
-  const seen = []; // fires seen while the page is open: {at, job_id}, newest first
 
   const title = h("span", { id: "schedule-title" }, id);
   const stateSlot = h("span", { id: "schedule-state" });
@@ -110,15 +107,15 @@ export function createSchedulePage(id, ctx) {
         ),
       );
     }
-    if (seen.length > 1 || (seen.length === 1 && seen[0].job_id !== last?.job_id)) {
+    const recent = schedule.recent_fires || [];
+    if (recent.length > 1) {
       items.push(
-        h("h3", { class: "small-heading" }, "Last fires seen by this page, newest first"),
+        h("h3", { class: "small-heading" }, `Its last ${recent.length} fires, newest first`),
         h(
           "ul",
-          { class: "fires-seen", id: "schedule-fires" },
-          seen.map((f) => h("li", {}, h("time", { datetime: f.at }, utcText(f.at)), " → ", h("a", { href: `#/jobs/${encodeURIComponent(f.job_id)}`, class: "mono", title: f.job_id }, shortId(f.job_id)))),
+          { class: "recent-fires", id: "schedule-fires" },
+          recent.map((f) => h("li", {}, h("time", { datetime: f.at }, utcText(f.at)), " → ", h("a", { href: `#/jobs/${encodeURIComponent(f.job_id)}`, class: "mono", title: f.job_id }, shortId(f.job_id)))),
         ),
-        h("p", { class: "hint" }, "Each refresh (every 5 s) sees the last fire only: a schedule that fires faster makes more jobs than are listed here."),
       );
     }
     items.push(
@@ -127,9 +124,9 @@ export function createSchedulePage(id, ctx) {
         { class: "hint" },
         `${number(schedule.fired)} made, ${number(schedule.skipped)} skipped`,
         schedule.last_skip ? ` (the last at ${utcText(schedule.last_skip.at)}: ${schedule.last_skip.reason})` : "",
-        ". The API lists jobs by status and type, not by schedule: ",
+        ". The schedule keeps its last 10 fires; older jobs are among ",
         h("a", { href: `#/jobs?type=${encodeURIComponent(schedule.job.type)}`, id: "schedule-type-jobs" }, `the jobs of type ${schedule.job.type}`),
-        " hold this schedule's among any others of that type.",
+        ".",
       ),
     );
     fill(jobs, items);
@@ -219,10 +216,6 @@ export function createSchedulePage(id, ctx) {
   async function readLastJob(signal) {
     const last = schedule.last_fire;
     if (!last) return;
-    if (!seen.some((f) => f.job_id === last.job_id)) {
-      seen.unshift({ at: last.at, job_id: last.job_id });
-      seen.length = Math.min(seen.length, KEPT_FIRES);
-    }
     if (lastJob && lastJob.id === last.job_id && TERMINAL.has(lastJob.status)) return; // nothing more to learn
     try {
       const previous = lastJob;
@@ -246,7 +239,7 @@ export function createSchedulePage(id, ctx) {
         const first = schedule === null;
         schedule = response.data;
         await readLastJob(signal);
-        const sig = JSON.stringify([schedule, lastJob && lastJob.status, seen.length]);
+        const sig = JSON.stringify([schedule, lastJob && lastJob.status]);
         if (first) layout();
         if (sig !== signature) {
           signature = sig;

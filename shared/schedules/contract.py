@@ -152,6 +152,9 @@ class ScheduleResource(BaseModel):
     next_fire_at: datetime | None = Field(description="When it fires next (null while paused).")
     next_fires: list[FireTime] = Field(description="The next five fire times (none while paused).")
     last_fire: LastFire | None
+    recent_fires: list[LastFire] = Field(
+        description="The last 10 fires that made a job, newest first: the way to this schedule's jobs."
+    )
     fired: int = Field(description="Jobs made.")
     skipped: int = Field(description="Fire times that made no job (overlap, or missed and not caught up).")
     last_skip: LastSkip | None

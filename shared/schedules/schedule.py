@@ -17,6 +17,7 @@ from shared.job import Priority, isoformat, to_ms
 from shared.schedules.cron import Cron
 
 UPCOMING = 5  # fire times a schedule's resource shows
+RECENT = 10  # fires that made a job, kept on the schedule (newest first) so its jobs can be found
 
 
 class Overlap(StrEnum):
@@ -76,6 +77,7 @@ class Schedule:
     name: str | None = None
     last_fire: datetime | None = None  # the fire time of the last job made
     last_job_id: str | None = None
+    recent: tuple[tuple[datetime, str], ...] = ()  # (fire time, job id) of the last RECENT jobs made
     fired: int = 0  # jobs made
     skipped: int = 0  # fire times that made no job
     last_skip: datetime | None = None
@@ -111,7 +113,7 @@ class Schedule:
     def fired_at(self, fire: datetime, job_id: str, following: datetime, missed: int, now: datetime) -> Schedule:
         """A job was made for `fire`; `missed` other fire times were folded into it (catch-up)."""
         out = replace(self, next_fire=following, last_fire=fire, last_job_id=job_id, fired=self.fired + 1,
-                      updated_at=now)  # fmt: skip
+                      recent=self._with_recent(fire, job_id), updated_at=now)  # fmt: skip
         return out._skip(fire, missed, SkipReason.MISSED) if missed else out
 
     def skipped_at(
@@ -121,7 +123,12 @@ class Schedule:
 
     def recorded(self, fire: datetime, job_id: str, now: datetime) -> Schedule:
         """A job an earlier reading of the schedule made, noted without moving the next fire."""
-        return replace(self, last_fire=fire, last_job_id=job_id, fired=self.fired + 1, updated_at=now)
+        return replace(self, last_fire=fire, last_job_id=job_id, fired=self.fired + 1,
+                       recent=self._with_recent(fire, job_id), updated_at=now)  # fmt: skip
+
+    def _with_recent(self, fire: datetime, job_id: str) -> tuple[tuple[datetime, str], ...]:
+        kept = [(at, made) for at, made in self.recent if made != job_id]
+        return tuple(sorted([(fire, job_id), *kept], reverse=True)[:RECENT])
 
     def _skip(self, fire: datetime, count: int, reason: SkipReason) -> Schedule:
         return replace(self, skipped=self.skipped + count, last_skip=fire, last_skip_reason=reason)
@@ -148,6 +155,7 @@ class Schedule:
             if upcoming
             else [],
             "last_fire": {"at": isoformat(self.last_fire), "job_id": self.last_job_id} if self.last_job_id else None,
+            "recent_fires": [{"at": isoformat(at), "job_id": job_id} for at, job_id in self.recent],
             "fired": self.fired,
             "skipped": self.skipped,
             "last_skip": {"at": isoformat(self.last_skip), "reason": str(self.last_skip_reason)}

@@ -203,6 +203,9 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "updated_at": isoformat(s.updated_at),
         "last_fire": isoformat(s.last_fire),
         "last_job": s.last_job_id,
+        "recent": json.dumps([[to_ms(at), job_id] for at, job_id in s.recent], separators=(",", ":"))
+        if s.recent
+        else None,
         "last_skip": isoformat(s.last_skip),
         "last_skip_reason": str(s.last_skip_reason) if s.last_skip_reason else None,
         "idem": s.idempotency_key,
@@ -233,6 +236,7 @@ def _from_entity(e: dict[str, Any]) -> Schedule:
         name=e.get("name"),
         last_fire=parse_time(e.get("last_fire")),
         last_job_id=e.get("last_job"),
+        recent=_recent(e.get("recent")),
         fired=int(e.get("fired") or 0),
         skipped=int(e.get("skipped") or 0),
         last_skip=parse_time(e.get("last_skip")),
@@ -262,3 +266,12 @@ def _decode(token: str | None) -> str | None:
         if raw.startswith("s:") and is_id(raw[2:]):
             return raw[2:]
     raise BadContinuation("continuation token is not one this service issued")
+
+
+def _recent(text: Any) -> tuple[tuple[datetime, str], ...]:
+    """The recent fires as stored: [[fire time in ms, job id], ...]; none if unreadable."""
+    try:
+        pairs = json.loads(text) if isinstance(text, str) else []
+        return tuple((datetime.fromtimestamp(ms / 1000, UTC), str(job_id)) for ms, job_id in pairs)
+    except (ValueError, TypeError, OverflowError):
+        return ()

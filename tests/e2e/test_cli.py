@@ -355,6 +355,17 @@ def test_schedules_create_show_list_pause_resume_delete(host):
     assert jobs("schedules", "delete", sid, url=host.base).returncode == 3
 
 
+def test_schedules_show_lists_the_recent_fires_with_the_jobs_they_made():
+    from jobs_client import Schedule
+    from jobs_client._render import schedule_facts
+
+    fires = [{"at": f"2026-11-25T0{n}:30:00.000Z", "job_id": f"job-{n}"} for n in (3, 2, 1)]
+    text = schedule_facts(Schedule.from_dict({"id": "s1", "cron": "30 * * * *", "recent_fires": fires})).plain
+    lines = [line for line in text.splitlines() if "job-" in line]
+    assert lines[0].startswith("recent fires") and [line.split()[-1] for line in lines] == ["job-3", "job-2", "job-1"]
+    assert "2026-11-25 03:30:00 UTC" in lines[0]
+
+
 def test_schedules_update_changes_only_the_fields_given_and_refuses_what_it_cannot_send(host):
     r = jobs("schedules", "create", "echo", "--cron", "30 2 * * *", "--payload", '{"a": 1}', "--max-attempts", "2",
              "--priority", "high", "--name", "nightly", "--json", url=host.base)  # fmt: skip

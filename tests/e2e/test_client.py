@@ -26,6 +26,7 @@ from jobs_client import (
     BadRequest,
     BatchIncomplete,
     Conflict,
+    Fire,
     Job,
     JobError,
     JobRequest,
@@ -566,6 +567,9 @@ def test_schedules_round_trip_as_typed_values_and_a_retried_create_makes_one(cli
     assert len(s.next_fires) == 5 and s.next_fires[0].at == s.next_fire_at
     assert all(f.local.utcoffset() in (timedelta(hours=1), timedelta(hours=2)) for f in s.next_fires)
     assert all(f.local == f.at for f in s.next_fires)  # the same moments, told in two ways
+    assert s.recent_fires == ()  # it has not fired; once it has, each fire names its job:
+    fired = Schedule.from_dict({**s.raw, "recent_fires": [{"at": "2026-11-25T01:30:00.000Z", "job_id": "j1"}]})
+    assert fired.recent_fires == (Fire(datetime(2026, 11, 25, 1, 30, tzinfo=UTC), "j1"),)
     assert client.get_schedule(s.id).raw == s.raw
     assert [x.id for x in client.list_schedules(page_size=1)] == [s.id]
     paused = client.pause_schedule(s.id)

@@ -52,6 +52,11 @@ def test_a_schedule_every_2_seconds_makes_jobs_stops_when_paused_and_goes_on_whe
     host.wait_for(made[-1]["id"], lambda j: j["status"] == "succeeded")  # they run like any job
     shown = requests.get(host.url(f"/api/schedules/{sid}"), timeout=10).json()
     assert shown["fired"] >= 3 and shown["last_fire"]["job_id"] in {j["id"] for j in jobs_of(host, sid)}
+    recent = shown["recent_fires"]  # the way from a schedule to its jobs
+    times = [f["at"] for f in recent]
+    assert recent[0] == shown["last_fire"] and times == sorted(times, reverse=True)
+    assert len(recent) == min(shown["fired"], 10)
+    assert {f["job_id"] for f in recent} <= {j["id"] for j in jobs_of(host, sid)}
     # One job per fire time: their due times are distinct even seconds.
     dues = [j["created_at"] for j in jobs_of(host, sid)]
     assert len(dues) == len(set(dues))

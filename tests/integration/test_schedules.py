@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.job import Priority, Status, utcnow
+from shared.job import Priority, Status, isoformat, utcnow
 from shared.schedules.firing import fire_key
 from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, SkipReason
 from shared.schedules.store import DEFINITION, INDEX, KEY, PARTITION, index_row
@@ -148,6 +148,21 @@ def test_a_crashed_fire_found_missed_later_is_recorded_not_skipped(services):
     after = services.schedules.get(s.id)
     assert (after.fired, after.last_job_id, after.skipped) == (1, orphan.id, 12)  # the other 12 missed
     assert done == {"schedules_fired": 1, "schedules_skipped": 12}
+
+
+def test_a_schedule_keeps_its_last_10_fires_newest_first_each_naming_the_job_it_made(services):
+    s = create(services, "*/5 * * * *")
+    fires = [T0 + 5 * MINUTE * n for n in range(1, 13)]
+    for fire in fires:
+        assert services.schedules.fire_due(now=fire + timedelta(seconds=1)) == {"schedules_fired": 1}
+    after = services.schedules.get(s.id)
+    made = {job.id: job for job in jobs(services)}
+    assert len(made) == 12 and after.fired == 12
+    assert [at for at, _ in after.recent] == fires[::-1][:10]  # the last 10, newest first
+    assert all(job_id in made for _, job_id in after.recent)
+    assert after.recent[0] == (after.last_fire, after.last_job_id)
+    shown = after.to_resource()["recent_fires"]
+    assert shown[0] == {"at": isoformat(fires[-1]), "job_id": after.last_job_id} and len(shown) == 10
 
 
 # --- catch-up after downtime ---------------------------------------------------------------------
