@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.flow.rows import write_if_unchanged
@@ -122,7 +122,7 @@ class Slots:
             mine = waiter_row(job_type, job_id) if job_id else None
             others = [row for row in waiters if row["RowKey"] != mine]
             if len(others) < len(waiters):
-                await self._delete(mine, None)
+                await self._forget(mine)
             return Slot(job_type, key, holder, etag, contended=bool(others), taken=now)
         return None
 
@@ -140,7 +140,13 @@ class Slots:
         now = now or utcnow()
         # Jobs that began to wait after it was taken are back within a first back-off anyway.
         looked_long = slot.taken is not None and now - slot.taken >= LOOK_AFTER_HOLDING
-        return (slot.contended or looked_long) and await self.wake_one(slot.job_type, now)
+        if not (slot.contended or looked_long):
+            return False
+        try:
+            return await self.wake_one(slot.job_type, now)
+        except AzureError as exc:  # only a shortcut: the waiters come back after their back-off
+            log.warning("could not wake a job waiting for a %s slot: %s", slot.job_type, exc)
+            return False
 
     async def wait(
         self, job_type: str, job_id: str, priority: Priority, message_id: str, pop_receipt: str, back: datetime
@@ -191,6 +197,14 @@ class Slots:
                 raise
             return True
         return False
+
+    async def _forget(self, row: str) -> None:
+        """Delete the row of a job that waited and now holds a slot; left for a later wake to
+        clear if storage refuses now (the slot is held: this must not fail the attempt)."""
+        try:
+            await self._delete(row, None)
+        except AzureError as exc:
+            log.warning("could not delete waiter row %s: %s", row, exc)
 
     async def _delete(self, row: str, etag: str | None) -> bool:
         """Delete a waiter row (only if unchanged since `etag`, when given); False if it was not there."""
