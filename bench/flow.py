@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from bench.pipeline import AccessLog, LocalHosts
+from bench.priority import submit
 from bench.results import report
 from shared.flow.settings import CACHE_SECONDS
 from tools.azurite import REPO_ROOT, Azurite
@@ -43,10 +44,7 @@ def one_run(log_path: Path, hosts: LocalHosts, jobs: int, limit: int, seconds: f
 
     offset, started = log.mark(), time.monotonic()
     hosts.counter.calls = 0
-    body = {"jobs": [{"type": "sleep", "payload": {"seconds": seconds}} for _ in range(jobs)]}
-    for start in range(0, jobs, 100):
-        part = {"jobs": body["jobs"][start : start + 100]}
-        requests.post(f"{hosts.base}/jobs/batch", json=part, timeout=60).raise_for_status()
+    submit(hosts.base, [{"type": "sleep", "payload": {"seconds": seconds}}] * jobs)
     deadline = started + 600
     while hosts.any_unfinished():
         if time.monotonic() > deadline:

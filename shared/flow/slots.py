@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import UpdateMode
 
 from shared.flow.rows import write_if_unchanged
@@ -183,7 +183,7 @@ class Slots:
                 waiting.append(row)
         for row in sorted(waiting, key=_wake_order)[:WAKE_TRIES]:
             if not await self._delete(row["RowKey"], row.metadata["etag"]):
-                continue  # another give-back is waking it
+                continue  # it waits again, under a newer message: its own back-off is short
             try:
                 priority = Priority(row.get("priority") or Priority.NORMAL)
                 await self.storage.queues[priority].update_message(
@@ -207,18 +207,14 @@ class Slots:
             log.warning("could not delete waiter row %s: %s", row, exc)
 
     async def _delete(self, row: str, etag: str | None) -> bool:
-        """Delete a waiter row (only if unchanged since `etag`, when given); False if it was not there."""
+        """Delete a waiter row, only if unchanged since `etag` when one is given: False if it
+        changed. A row already gone counts as deleted (the SDK ignores a 404): the message update
+        that follows tells two wakers apart."""
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
-            if etag is None:
-                await self.storage.table.delete_entity(PARTITION, row)
-            else:
-                await self.storage.table.delete_entity(
-                    PARTITION, row, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-        except ResourceNotFoundError:
-            return False
+            await self.storage.table.delete_entity(PARTITION, row, **condition)
         except HttpResponseError as exc:
-            if exc.status_code in (404, 412):
+            if exc.status_code == 412:
                 return False
             raise
         return True

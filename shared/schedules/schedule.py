@@ -75,9 +75,7 @@ class Schedule:
     created_at: datetime
     updated_at: datetime
     name: str | None = None
-    last_fire: datetime | None = None  # the fire time of the last job made
-    last_job_id: str | None = None
-    recent: tuple[tuple[datetime, str], ...] = ()  # (fire time, job id) of the last RECENT jobs made
+    recent: tuple[tuple[datetime, str], ...] = ()  # (fire time, job id) of the last RECENT jobs made, newest first
     fired: int = 0  # jobs made
     skipped: int = 0  # fire times that made no job
     last_skip: datetime | None = None
@@ -89,6 +87,15 @@ class Schedule:
     @property
     def paused(self) -> bool:
         return self.next_fire is None
+
+    @property
+    def last_fire(self) -> datetime | None:
+        """The fire time of the last job made."""
+        return self.recent[0][0] if self.recent else None
+
+    @property
+    def last_job_id(self) -> str | None:
+        return self.recent[0][1] if self.recent else None
 
     def timing(self) -> Cron:
         return Cron(self.cron, self.time_zone)
@@ -112,8 +119,8 @@ class Schedule:
 
     def fired_at(self, fire: datetime, job_id: str, following: datetime, missed: int, now: datetime) -> Schedule:
         """A job was made for `fire`; `missed` other fire times were folded into it (catch-up)."""
-        out = replace(self, next_fire=following, last_fire=fire, last_job_id=job_id, fired=self.fired + 1,
-                      recent=self._with_recent(fire, job_id), updated_at=now)  # fmt: skip
+        out = replace(self, next_fire=following, fired=self.fired + 1, recent=self._with_recent(fire, job_id),
+                      updated_at=now)  # fmt: skip
         return out._skip(fire, missed, SkipReason.MISSED) if missed else out
 
     def skipped_at(
@@ -123,8 +130,7 @@ class Schedule:
 
     def recorded(self, fire: datetime, job_id: str, now: datetime) -> Schedule:
         """A job an earlier reading of the schedule made, noted without moving the next fire."""
-        return replace(self, last_fire=fire, last_job_id=job_id, fired=self.fired + 1,
-                       recent=self._with_recent(fire, job_id), updated_at=now)  # fmt: skip
+        return replace(self, fired=self.fired + 1, recent=self._with_recent(fire, job_id), updated_at=now)
 
     def _with_recent(self, fire: datetime, job_id: str) -> tuple[tuple[datetime, str], ...]:
         kept = [(at, made) for at, made in self.recent if made != job_id]

@@ -201,8 +201,6 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "next_fire": isoformat(s.next_fire),
         "created_at": isoformat(s.created_at),
         "updated_at": isoformat(s.updated_at),
-        "last_fire": isoformat(s.last_fire),
-        "last_job": s.last_job_id,
         "recent": json.dumps([[to_ms(at), job_id] for at, job_id in s.recent], separators=(",", ":"))
         if s.recent
         else None,
@@ -234,9 +232,7 @@ def _from_entity(e: dict[str, Any]) -> Schedule:
         created_at=created,
         updated_at=parse_time(e.get("updated_at")) or created,
         name=e.get("name"),
-        last_fire=parse_time(e.get("last_fire")),
-        last_job_id=e.get("last_job"),
-        recent=_recent(e.get("recent")),
+        recent=_recent(e),
         fired=int(e.get("fired") or 0),
         skipped=int(e.get("skipped") or 0),
         last_skip=parse_time(e.get("last_skip")),
@@ -268,10 +264,13 @@ def _decode(token: str | None) -> str | None:
     raise BadContinuation("continuation token is not one this service issued")
 
 
-def _recent(text: Any) -> tuple[tuple[datetime, str], ...]:
-    """The recent fires as stored: [[fire time in ms, job id], ...]; none if unreadable."""
+def _recent(e: dict[str, Any]) -> tuple[tuple[datetime, str], ...]:
+    """The recent fires as stored: [[fire time in ms, job id], ...]. A schedule written before they
+    were kept has its last fire only (`last_fire`, `last_job`)."""
     try:
-        pairs = json.loads(text) if isinstance(text, str) else []
-        return tuple((datetime.fromtimestamp(ms / 1000, UTC), str(job_id)) for ms, job_id in pairs)
+        pairs = json.loads(e["recent"]) if isinstance(e.get("recent"), str) else []
+        recent = tuple((datetime.fromtimestamp(ms / 1000, UTC), str(job_id)) for ms, job_id in pairs)
     except (ValueError, TypeError, OverflowError):
-        return ()
+        recent = ()
+    last = parse_time(e.get("last_fire"))
+    return recent or (((last, e["last_job"]),) if last and e.get("last_job") else ())

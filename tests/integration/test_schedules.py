@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.job import Priority, Status, isoformat, utcnow
+from shared.schedules import store
 from shared.schedules.firing import fire_key
 from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, SkipReason
 from shared.schedules.store import DEFINITION, INDEX, KEY, PARTITION, index_row
@@ -163,6 +164,10 @@ def test_a_schedule_keeps_its_last_10_fires_newest_first_each_naming_the_job_it_
     assert after.recent[0] == (after.last_fire, after.last_job_id)
     shown = after.to_resource()["recent_fires"]
     assert shown[0] == {"at": isoformat(fires[-1]), "job_id": after.last_job_id} and len(shown) == 10
+    # A schedule stored before recent fires were kept had its last fire only: it still shows it.
+    older = {k: v for k, v in store._to_entity(after).items() if k != "recent"}
+    older |= {"last_fire": isoformat(fires[0]), "last_job": "j0"}
+    assert store._from_entity(older).recent == ((fires[0], "j0"),)
 
 
 # --- catch-up after downtime ---------------------------------------------------------------------
