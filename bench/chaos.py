@@ -195,17 +195,29 @@ def submit_all(hosts: Hosts, jobs: list[dict], deadline: float, ids: list[str], 
     for start in range(0, len(jobs), 100):
         if start:
             time.sleep(pause)
-        chunk = jobs[start : start + 100]
-        while True:  # a host may be down or Azurite restarting: try another, until the deadline
+        pending = jobs[start : start + 100]
+        # The same key on every try: a batch whose answer was lost is not stored twice. A 207 (storage
+        # failed between groups, as when Azurite restarts mid-batch) keeps what it stored; the rest go
+        # again under a new key, since the first would only replay the same partial answer.
+        key, rounds = f"chaos-{hosts.env['JOBS_QUEUE_NAME']}-{start}", 0
+        while pending:  # a host may be down or Azurite restarting: try another, until the deadline
             try:
-                # The same key on every try: a batch whose answer was lost is not stored twice.
-                key = {"Idempotency-Key": f"chaos-{hosts.env['JOBS_QUEUE_NAME']}-{start}"}
-                r = requests.post(f"{hosts.url()}/jobs/batch", json={"jobs": chunk}, headers=key, timeout=30)
+                r = requests.post(f"{hosts.url()}/jobs/batch", json={"jobs": pending},
+                                  headers={"Idempotency-Key": key}, timeout=30)  # fmt: skip
                 if r.status_code == 202:
                     ids += [j["id"] for j in r.json()["jobs"]]
-                    break
+                    pending = []
+                elif r.status_code == 207:
+                    results = r.json()["results"]
+                    ids += [res["job"]["id"] for res in results if res["status"] == 202]
+                    pending = [pending[res["index"]] for res in results if res["status"] != 202]
+                    rounds += 1
+                    key = f"chaos-{hosts.env['JOBS_QUEUE_NAME']}-{start}:retry{rounds}"
+                    continue
             except requests.RequestException:
                 pass
+            if not pending:
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError("could not submit the jobs in time")
             time.sleep(0.5)
