@@ -125,7 +125,18 @@ def test_an_asgi_app_is_served_through_its_catch_all_function():
         await send({"type": "http.response.body", "body": f"{scope['method']} {scope['path']}".encode()})
 
     app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
-    results = asyncio.run(_call(app, [("GET", "/api/any/where", {}), ("DELETE", "/api/x", {})]))
+
+    async def serve_then_shut_down() -> list[tuple[int, str]]:
+        try:
+            return await _call(app, [("GET", "/api/any/where", {}), ("DELETE", "/api/x", {})])
+        finally:
+            # As a host stopping does. Left to the library's __del__, the shutdown runs whenever the
+            # app is collected, and fails with a warning if another test's event loop runs then.
+            if app.startup_task_done:
+                await app.middleware.notify_shutdown()
+                app.startup_task_done = False
+
+    results = asyncio.run(serve_then_shut_down())
     assert results == [(200, "GET /api/any/where"), (200, "DELETE /api/x")]
 
 
