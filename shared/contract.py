@@ -360,10 +360,20 @@ class TypeResource(BaseModel):
     max_attempts: int
     time_limit_seconds: float
     paused: bool = Field(description="Its jobs wait (it is paused, or everything is).")
+    paused_by: list[Literal["type", "all"]] = Field(
+        description="What pauses it: its own pause (`type`), the pause of every type (`all`), both, or neither. "
+        "Resuming the type lifts only its own; `POST /api/resume` only the other."
+    )
     max_concurrency: int | None = Field(description="In force: set through the API, else in the code; null: none.")
     rate_limit: RateLimitBody | None
     running: int | None = Field(description="Attempts holding a concurrency slot now (null without a limit).")
+    waiting: int | None = Field(
+        description="Jobs that found every slot held and wait for one (null without a limit); counted up to 1,000."
+    )
     released: int | None = Field(None, description="After a resume: jobs this request released (the rest follow).")
+    woken: int | None = Field(
+        None, description="After a raised or removed concurrency limit: waiting jobs this request woke to start now."
+    )
 
 
 class TypeList(BaseModel):

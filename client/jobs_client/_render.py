@@ -161,27 +161,41 @@ def jobs_table(jobs: Iterable[Job], width: int) -> Table:
     return table
 
 
+def type_state(t: JobType) -> Text:
+    """`active`, or `paused` with what pauses it when that is not (only) its own pause."""
+    if not t.paused:
+        return Text("active", style="green")
+    by = "" if list(t.paused_by) in ([], ["type"]) else f" ({', '.join(t.paused_by)})"
+    return Text(f"paused{by}", style="yellow")
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def types_table(types: JobTypes) -> Table:
-    """Each type's priority, whether it is paused, its limits and the attempts holding a slot."""
+    """Each type's priority, whether it is paused, its limits, the attempts holding a slot and
+    the jobs waiting for one."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("TYPE", "PRIORITY", "STATE", "CONCURRENCY", "RATE", "RUNNING"):
+    for name in ("TYPE", "PRIORITY", "STATE", "CONCURRENCY", "RATE", "RUNNING", "WAITING"):
         table.add_column(name, no_wrap=True)
     for t in types.types:
-        state = Text("paused", style="yellow") if t.paused else Text("active", style="green")
-        table.add_row(t.type, t.priority, state, str(t.max_concurrency or "-"), str(t.rate_limit or "-"),
-                      "-" if t.running is None else str(t.running))  # fmt: skip
+        table.add_row(t.type, t.priority, type_state(t), str(t.max_concurrency or "-"), str(t.rate_limit or "-"),
+                      _count(t.running), _count(t.waiting))  # fmt: skip
     return table
 
 
 def type_facts(t: JobType) -> Text:
     rows: list[tuple[str, str | Text]] = [
         ("type", t.type),
-        ("state", Text("paused", style="yellow") if t.paused else Text("active", style="green")),
+        ("state", type_state(t)),
         ("priority", t.priority),
         ("max concurrency", str(t.max_concurrency or "none")),
         ("rate limit", str(t.rate_limit or "none")),
         ("running", "" if t.running is None else str(t.running)),
+        ("waiting", "" if t.waiting is None else f"{t.waiting} for a slot"),
         ("released", "" if t.released is None else f"{t.released} parked jobs released"),
+        ("woken", "" if not t.woken else f"{t.woken} waiting jobs woken to start now"),
     ]
     return _facts(rows)
 

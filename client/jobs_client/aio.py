@@ -214,7 +214,8 @@ class AsyncJobsClient:
         rate_limit: RateLimit | str | None | Literal["unchanged"] = "unchanged",
     ) -> JobType:
         """Set a type's concurrency limit and rate limit (`"10/m"`, `"20/30s"` or a RateLimit),
-        across every instance; None goes back to what the code declares."""
+        across every instance; None goes back to what the code declares. Raising the concurrency
+        limit, or removing it, wakes jobs waiting for a slot: the answer's `woken` counts them."""
         body = limits_body(max_concurrency, rate_limit)
         return await self._run(self._core.change_type(type, body))
 

@@ -251,6 +251,10 @@ class JobType:
     rate_limit: RateLimit | None
     running: int | None  # attempts holding a concurrency slot now (None without a limit)
     released: int | None = None  # after a resume: jobs released by that request
+    # What pauses it: "type" (its own pause), "all" (every type's), both or neither.
+    paused_by: tuple[str, ...] = ()
+    waiting: int | None = None  # jobs waiting for a concurrency slot (None without a limit)
+    woken: int | None = None  # after a raised or removed limit: waiting jobs that request woke
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -268,6 +272,9 @@ class JobType:
             else None,
             running=_opt_int(data.get("running")),
             released=_opt_int(data.get("released")),
+            paused_by=tuple(str(p) for p in data.get("paused_by") or () if isinstance(p, str)),
+            waiting=_opt_int(data.get("waiting")),
+            woken=_opt_int(data.get("woken")),
             raw=dict(data),
         )
 

@@ -1,23 +1,31 @@
-// Types: every registered job type with how its jobs flow now: its priority, paused or active,
-// its concurrency limit with the attempts running now, its rate limit. Pause and resume a type, or
+// Types: every registered job type with how its jobs flow now: its priority, paused or active (by
+// its own pause, everything's, or both), its concurrency limit with the attempts running now and
+// the jobs waiting for a slot, its rate limit. Pause and resume a type, or
 // every type (with a confirmation); set a type's limits, or give them back to the code.
 //
 // Per refresh: GET /api/types (one table query for the flow settings, plus one per type with a
-// concurrency limit, to count the slots held), every 5 s.
+// concurrency limit, to count the slots held and the jobs waiting), every 5 s.
 
 import { ApiError, api } from "./api.js";
 import { announce, fill, h, setText } from "./dom.js";
 import { clearProblem, confirmAction, field, showProblem } from "./forms.js";
 import { PRIORITY_LABELS, duration, number, plural, priorityBadge, rateText } from "./format.js";
 
-function stateBadge(paused, all) {
-  const label = paused ? (all ? "Paused (all)" : "Paused") : "Active";
-  return h("span", { class: ["state", paused ? "state-paused" : "state-active"] }, h("span", { class: "dot", "aria-hidden": "true" }), label);
+// What pauses a type: its own pause ("type"), everything's ("all"), both, or neither.
+function pausedBy(type, all) {
+  return type.paused_by ?? (type.paused ? (all ? ["all"] : ["type"]) : []);
+}
+
+function stateBadge(type, all) {
+  const by = pausedBy(type, all);
+  const label = !type.paused ? "Active" : by.includes("all") ? (by.includes("type") ? "Paused (itself and all)" : "Paused (all)") : "Paused";
+  return h("span", { class: ["state", type.paused ? "state-paused" : "state-active"] }, h("span", { class: "dot", "aria-hidden": "true" }), label);
 }
 
 function concurrencyText(type) {
   if (type.max_concurrency === null || type.max_concurrency === undefined) return "No limit";
-  return `${number(type.running ?? 0)} running of ${number(type.max_concurrency)}`;
+  const running = `${number(type.running ?? 0)} running of ${number(type.max_concurrency)}`;
+  return type.waiting ? `${running}, ${number(type.waiting)}${type.waiting >= 1000 ? "+" : ""} waiting` : running;
 }
 
 function limitsSentence(type) {
@@ -115,7 +123,7 @@ export function createTypes(params, ctx) {
     fill(row.cells.priority, priorityBadge(type.priority) ?? h("span", { class: "muted" }, PRIORITY_LABELS[type.priority] || type.priority));
     fill(
       row.cells.state,
-      stateBadge(type.paused, all),
+      stateBadge(type, all),
       type.paused ? h("a", { href: `#/jobs?type=${encodeURIComponent(type.type)}&status=queued`, class: "state-link" }, "queued jobs") : null,
     );
     fill(row.cells.concurrency, type.max_concurrency ? concurrencyText(type) : h("span", { class: "muted" }, "No limit"));
@@ -123,13 +131,15 @@ export function createTypes(params, ctx) {
     setText(row.cells.attempts, number(type.max_attempts));
     const limit = type.time_limit_seconds;
     setText(row.cells.time, limit >= 60 && limit % 60 === 0 ? `${number(limit / 60)} min` : duration(limit * 1000));
-    const action = type.paused && !all ? "resume" : "pause";
+    const own = pausedBy(type, all).includes("type");
+    const action = own ? "resume" : "pause";
     row.toggle.dataset.action = action;
     setText(row.toggle, working ? (action === "resume" ? "Resuming…" : "Pausing…") : action === "resume" ? "Resume" : "Pause");
     row.toggle.setAttribute("aria-label", `${action === "resume" ? "Resume" : "Pause"} ${type.type}`);
-    // While everything is paused, a type's own pause cannot be told from the global one.
-    row.toggle.disabled = working || all;
-    row.toggle.title = all ? "Every type is paused: resume all first." : "";
+    // Its own pause and everything's are separate: under a global pause, pausing a type keeps it
+    // paused after Resume all, and resuming it lifts only its own pause.
+    row.toggle.disabled = working;
+    row.toggle.title = !all ? "" : own ? "Lifts its own pause; it runs once every type is resumed." : "Keeps it paused after Resume all.";
     row.limits.disabled = working;
   }
 
@@ -172,7 +182,7 @@ export function createTypes(params, ctx) {
 
   function replaceType(resource) {
     if (!data) return;
-    const { released, ...type } = resource;
+    const { released, woken, ...type } = resource;
     data = { ...data, types: data.types.map((t) => (t.type === type.type ? type : t)) };
   }
 
@@ -317,7 +327,8 @@ export function createTypes(params, ctx) {
         replaceType(resource);
         render();
         dialog.close();
-        const text = `${what} ${name}: ${limitsSentence(resource)}.`;
+        const woke = resource.woken ? ` ${plural(resource.woken, "waiting job")} woken to start now.` : "";
+        const text = `${what} ${name}: ${limitsSentence(resource)}.${woke}`;
         setText(message, text);
         announce(text);
       } catch (error) {

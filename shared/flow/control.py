@@ -2,8 +2,8 @@
 
 - its type is paused: park it (parking.py); it does not run and spends no attempt;
 - its type is at its concurrency limit: wait, with the message hidden for a back-off that grows
-  with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again; a slot given back meanwhile
-  wakes a waiting job sooner (slots.py);
+  with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again; a slot given back meanwhile,
+  or a limit raised or removed through the API, wakes waiting jobs sooner (slots.py);
 - its type is at its rate limit: wait until the start time reserved for it (rate.py);
 - otherwise: start, holding a concurrency slot if the type has a limit.
 A job that waits keeps its attempt: nothing is claimed until it may start.
@@ -24,7 +24,7 @@ from azure.storage.queue import QueueMessage
 from shared.config import Config
 from shared.flow.parking import Parking
 from shared.flow.rate import RESERVATION_SLACK, RateLimiter
-from shared.flow.settings import ALL, FlowSettings, FlowState
+from shared.flow.settings import ALL, FlowSettings, FlowState, TypeFlow
 from shared.flow.slots import Slot, Slots
 from shared.job import Job, Priority, utcnow
 from shared.registry import Registry
@@ -34,7 +34,8 @@ from shared.store import JobStore
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 10.0
-PARK_RECHECK_SECONDS = 1.0  # a pause seen in settings older than this is read again before parking
+# Settings older than this are read again before a job is parked or made to wait for a slot.
+RECHECK_SECONDS = 1.0
 RELEASE_BUDGET_SECONDS = 5.0  # what a resume request spends releasing; the reconciler does the rest
 RELEASE_PER_RUN = 2000
 # A worker may park a job on a view of the settings this old: keep releasing that long after a resume.
@@ -73,11 +74,26 @@ class FlowControl:
     async def admit(self, job: Job, reserved: datetime | None, waits: int, lease: timedelta) -> Verdict:
         """May this attempt start now? A Start may hold a slot: give it back when the attempt ends."""
         flow = await self.settings.for_type(job.type)
-        if flow.paused and self.settings.age > PARK_RECHECK_SECONDS:
+        if flow.paused:
             # Parking a job after a resume only delays it; still, look again before doing so.
-            flow = self.settings.effective(await self.settings.read(), job.type)
+            flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
+        verdict = await self._decide(job, flow, reserved, waits, lease)
+        if isinstance(verdict, Wait) and verdict.for_slot:
+            # A limit raised or removed reaches a cached view only after CACHE_SECONDS, and the
+            # jobs it wakes would wait again: look once more before waiting (a read at most once
+            # per RECHECK_SECONDS per instance, however many jobs wait).
+            fresh = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
+            if fresh != flow:
+                verdict = await self._decide(job, fresh, reserved, waits, lease)
+        return verdict
+
+    async def _decide(
+        self, job: Job, flow: TypeFlow, reserved: datetime | None, waits: int, lease: timedelta
+    ) -> Verdict:
         if flow.paused:
             return Park()
+        if waits and reserved is None and flow.max_concurrency is None:
+            await self.slots.forget(job.type, job.id)  # it waited for a slot of a limit since removed
         if not flow.limited:
             return Start()
         now = utcnow()
@@ -97,6 +113,20 @@ class FlowControl:
                     return Wait(now + timedelta(seconds=backoff(waits)))
                 return Wait(start, reserved=start)
         return Start(slot)
+
+    async def limit_changed(self, job_type: str, limit: int | None, occupancy: tuple[int, int] | None = None) -> int:
+        """After a type's concurrency limit was set through the API: wake as many waiting jobs as
+        the new limit has free slots, or every one if it has no limit now (for about
+        RELEASE_BUDGET_SECONDS; the rest come back after their back-off). How many were woken.
+        `occupancy`: the slots held and jobs waiting, if just read."""
+        now = utcnow()
+        held, waiting = occupancy or await self.slots.occupancy(job_type, now)
+        if not waiting:
+            return 0
+        if limit is None:
+            return await self.slots.wake(job_type, now, None, RELEASE_BUDGET_SECONDS)
+        free = min(limit - held, waiting)
+        return await self.slots.wake(job_type, now, free, RELEASE_BUDGET_SECONDS) if free > 0 else 0
 
     async def renew(self, slot: Slot, until: datetime) -> Slot | None:
         return await self.slots.renew(slot, until)

@@ -37,7 +37,8 @@ async def get_type(app: Services, request: ApiRequest) -> ApiResponse:
 )  # fmt: skip
 async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     """Pausing takes effect on every instance within 5 s; jobs already running finish. Resuming
-    releases the parked jobs (the reconciler finishes a long backlog)."""
+    releases the parked jobs (the reconciler finishes a long backlog). Raising the concurrency
+    limit, or removing it, wakes the jobs waiting for a slot that may now start."""
     job_type = _known_type(app, request)
     change = _model(c.TypeChange, _json_body(request, 4096))
     fields: dict[str, Any] = {}
@@ -52,7 +53,13 @@ async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
         await app.flow.settings.change(job_type, **fields)
     released = await app.flow.resume(job_type) if change.paused is False else None
     resource = await _type(app, await app.flow.settings.read(), job_type)
-    return ApiResponse(200, {**resource, "released": released})
+    woken = None
+    if "max_concurrency" in fields:
+        limit, running, waiting = resource["max_concurrency"], resource["running"], resource["waiting"]
+        woken = await app.flow.limit_changed(job_type, limit, None if limit is None else (running, waiting))
+        if waiting:
+            resource["waiting"] = max(0, waiting - woken)
+    return ApiResponse(200, {**resource, "released": released, "woken": woken})
 
 
 @endpoint("POST", "pause", "Pause every job type", "flow", {200: LIST_REPLY, **problems()})
@@ -81,20 +88,23 @@ async def _type_list(app: Services, state: FlowState) -> dict[str, Any]:
 
 
 async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any]:
-    """A type's resource; a type with a concurrency limit costs one query (its slots)."""
+    """A type's resource; a type with a concurrency limit costs one query (its slots and the jobs
+    waiting for one, while they fit a page)."""
     spec = app.registry.get(job_type)
     assert spec is not None
     flow = app.flow.settings.effective(state, job_type)
-    running = None
+    running = waiting = None
     if flow.max_concurrency is not None:
-        running = await app.flow.slots.held(job_type, utcnow())
+        running, waiting = await app.flow.slots.occupancy(job_type, utcnow())
     return {
         "type": job_type,
         "priority": str(spec.priority or "normal"),
         "max_attempts": spec.max_attempts or app.config.max_attempts,
         "time_limit_seconds": spec.time_limit_seconds or app.config.time_limit_seconds,
         "paused": flow.paused,
+        "paused_by": state.paused_by(job_type),
         "max_concurrency": flow.max_concurrency,
         "rate_limit": flow.rate_limit.to_dict() if flow.rate_limit else None,
         "running": running,
+        "waiting": waiting,
     }

@@ -93,6 +93,11 @@ class FlowState:
     def paused(self, job_type: str) -> bool:
         return self.all_paused or self.overrides.get(job_type, Override()).paused
 
+    def paused_by(self, job_type: str) -> list[str]:
+        """What pauses the type: its own pause (`type`), the global one (`all`), both, or neither."""
+        own = self.overrides.get(job_type, Override()).paused
+        return [name for name, on in (("type", own), ("all", self.all_paused)) if on]
+
 
 def row_key(job_type: str) -> str:
     return f"type.{job_type}"
@@ -121,10 +126,11 @@ class FlowSettings:
         """Seconds since the settings were last read."""
         return time.monotonic() - self._read_at
 
-    async def current(self) -> FlowState:
-        """The overrides as this instance last read them, read again when older than
-        `cache_seconds`. Concurrent callers share one read."""
-        if self._cached is not None and time.monotonic() - self._read_at < self.cache_seconds:
+    async def current(self, max_age: float | None = None) -> FlowState:
+        """The overrides as this instance last read them, read again when older than `max_age`
+        (default: `cache_seconds`). Concurrent callers share one read."""
+        max_age = self.cache_seconds if max_age is None else min(max_age, self.cache_seconds)
+        if self._cached is not None and time.monotonic() - self._read_at < max_age:
             return self._cached
         if self._reading is None or self._reading.done():
             self._reading = asyncio.ensure_future(self.read())

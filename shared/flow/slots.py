@@ -14,6 +14,10 @@ jobs wait at no extra cost. A holder looks for a waiter to wake if it saw one th
 its slot over a second (jobs that began to wait during a shorter run are back as soon by
 themselves): short jobs of a type nobody waits for pay nothing for this.
 
+Raising a type's limit through the API wakes as many waiters as the new slots free, and removing
+it wakes every waiter (flow/control.py). A job that comes back by itself after the limit was
+removed deletes its own row.
+
 A holder is counted wherever its row is, so lowering N while jobs run never lets more than the
 old N run, and new ones wait until fewer than the new N do.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -43,6 +48,7 @@ WAITERS_READ = 50  # waiter rows a give-back reads to choose the one it wakes
 LOOK_AFTER_HOLDING = timedelta(seconds=1)
 WAKE_TRIES = 3  # waiters whose message is gone (they came back or ended) before giving up
 ORPHANS_CLEARED = 5  # rows of messages long gone, deleted by one wake at most
+WAITING_COUNTED = 1000  # the types API counts waiters up to this (a page): more cost a call per page
 # A waiter row this long past the time its message comes back by itself names a message that is
 # gone: the job ran or waits under a newer row. Whoever reads it deletes it.
 ORPHANED_AFTER = timedelta(seconds=30)
@@ -97,8 +103,22 @@ class Slots:
 
     async def held(self, job_type: str, now: datetime) -> int:
         """How many attempts of the type hold a slot now (one query)."""
-        slots, _ = await self._rows(job_type)
-        return sum(1 for row in slots.values() if _live(row, now))
+        return (await self.occupancy(job_type, now))[0]
+
+    async def occupancy(self, job_type: str, now: datetime) -> tuple[int, int]:
+        """Attempts holding a slot now, and jobs waiting for one (counted up to WAITING_COUNTED):
+        one query while both fit a page."""
+        held = waiting = 0
+        waiters = _waiters(job_type)
+        async for page in self.storage.table.query_entities(_range(_prefix(job_type))).by_page():
+            async for row in page:
+                if not row["RowKey"].startswith(waiters):
+                    held += _live(row, now)
+                elif not _orphaned(row, now):
+                    waiting += 1
+            if waiting >= WAITING_COUNTED:
+                break
+        return held, min(waiting, WAITING_COUNTED)
 
     async def take(
         self, job_type: str, limit: int, holder: str, until: datetime, now: datetime, job_id: str | None = None
@@ -167,36 +187,57 @@ class Slots:
     async def wake_one(self, job_type: str, now: datetime) -> bool:
         """Make the message of one waiting job visible now: the highest priority, then the one
         that comes back last by itself. Rows of messages that are gone are deleted on the way."""
-        rows: list[dict] = []
-        query = self.storage.table.query_entities(_range(_waiters(job_type)), results_per_page=WAITERS_READ)
-        async for page in query.by_page():  # the first page only
-            rows = [row async for row in page]
-            break
-        waiting, cleared = [], 0
-        for row in rows:
-            back = parse_time(row.get("back")) or now
-            if back < now - ORPHANED_AFTER:
-                if cleared < ORPHANS_CLEARED:
-                    cleared += 1
-                    await self._delete(row["RowKey"], None)
-            elif back > now + timedelta(seconds=1):  # not on its way back already
-                waiting.append(row)
-        for row in sorted(waiting, key=_wake_order)[:WAKE_TRIES]:
-            if not await self._delete(row["RowKey"], row.metadata["etag"]):
-                continue  # it waits again, under a newer message: its own back-off is short
-            try:
-                priority = Priority(row.get("priority") or Priority.NORMAL)
-                await self.storage.queues[priority].update_message(
-                    row["message_id"], row["pop_receipt"], visibility_timeout=0
-                )
-            except (ValueError, KeyError):
-                continue
-            except HttpResponseError as exc:
-                if exc.status_code in (400, 404):  # received meanwhile, or the job ended
-                    continue
-                raise
-            return True
-        return False
+        return await self.wake(job_type, now, 1) == 1
+
+    async def wake(self, job_type: str, now: datetime, count: int | None, seconds: float = 5.0) -> int:
+        """Wake up to `count` waiting jobs, in wake order within a page of waiters, or (None) every
+        one for about `seconds`, clearing every orphaned row on the way: how many were woken. A
+        bounded count reads one page of waiters, as many as it needs."""
+        every = count is None
+        size = 1000 if every else max(WAITERS_READ, min(1000, 2 * (count or 0)))
+        deadline = time.monotonic() + seconds
+        woken = tried = cleared = 0
+        query = self.storage.table.query_entities(_range(_waiters(job_type)), results_per_page=size)
+        async for page in query.by_page():
+            waiting = []
+            async for row in page:
+                if _orphaned(row, now):
+                    if every or cleared < ORPHANS_CLEARED:
+                        cleared += 1
+                        await self._delete(row["RowKey"], None)
+                elif (parse_time(row.get("back")) or now) > now + timedelta(seconds=1):  # not on its way back
+                    waiting.append(row)
+            for row in sorted(waiting, key=_wake_order):
+                if count is not None and (woken >= count or tried >= count + WAKE_TRIES - 1):
+                    return woken
+                if time.monotonic() > deadline:
+                    return woken
+                tried += 1
+                woken += await self._wake(row)
+            if not every:
+                break
+        return woken
+
+    async def _wake(self, row: dict) -> bool:
+        """Take a waiter's row and make its message visible; False if another waker took it, or
+        the message is gone (it was received meanwhile, or the job ended)."""
+        if not await self._delete(row["RowKey"], row.metadata["etag"]):
+            return False  # it waits again, under a newer message: its own back-off is short
+        try:
+            priority = Priority(row.get("priority") or Priority.NORMAL)
+            queue = self.storage.queues[priority]
+            await queue.update_message(row["message_id"], row["pop_receipt"], visibility_timeout=0)
+        except (ValueError, KeyError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 404):
+                return False
+            raise
+        return True
+
+    async def forget(self, job_type: str, job_id: str) -> None:
+        """Delete the waiter row of a job that no longer waits (its type's limit was removed)."""
+        await self._forget(waiter_row(job_type, job_id))
 
     async def _forget(self, row: str) -> None:
         """Delete the row of a job that waited and now holds a slot; left for a later wake to
@@ -223,6 +264,11 @@ class Slots:
 def _live(row: dict, now: datetime) -> bool:
     until = parse_time(row.get("lease_until") or None)
     return bool(row.get("holder")) and until is not None and until > now
+
+
+def _orphaned(row: dict, now: datetime) -> bool:
+    back = parse_time(row.get("back"))
+    return back is not None and back < now - ORPHANED_AFTER
 
 
 def _wake_order(row: dict) -> tuple[int, int]:

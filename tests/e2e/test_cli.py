@@ -321,8 +321,15 @@ def test_types_pause_resume_and_limit_commands(host):
     assert json.loads(r.stdout)["max_concurrency"] is None
     assert jobs("limit", "sleep", "--rate", "lots", url=host.base).returncode == 2
     assert jobs("pause", url=host.base).returncode == 2  # neither TYPE nor --all
+    r = jobs("limit", "sleep", "--concurrency", "4", url=host.base)
+    assert "running          0" in r.stdout and "waiting          0 for a slot" in r.stdout, r.stdout
     r = jobs("pause", "--all", "--json", url=host.base)
     assert json.loads(r.stdout)["paused_all"] is True
+    jobs("pause", "echo", url=host.base)
+    r = jobs("types", url=host.base)
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
+    assert "paused (type, all)" in rows["echo"] and "paused (all)" in rows["sleep"]
+    assert rows["sleep"].split()[-2:] == ["0", "0"] and rows["fail"].split()[-2:] == ["-", "-"]  # RUNNING, WAITING
     assert json.loads(jobs("resume", "--all", "--json", url=host.base).stdout)["paused_all"] is False
 
 

@@ -537,15 +537,16 @@ def test_types_pause_resume_and_limits_round_trip_through_the_api(client):
     names = {t.type for t in client.types().types}
     assert {"echo", "sleep", "fail"} <= names
     paused = client.pause("echo")
-    assert paused.paused is True
+    assert (paused.paused, paused.paused_by) == (True, ("type",))
     resumed = client.resume("echo")
-    assert (resumed.paused, resumed.released) == (False, 0)
+    assert (resumed.paused, resumed.paused_by, resumed.released) == (False, (), 0)
     limited = client.set_limits("sleep", max_concurrency=3, rate_limit="20/30s")
-    assert (limited.max_concurrency, str(limited.rate_limit), limited.running) == (3, "20/30s", 0)
+    assert (limited.max_concurrency, str(limited.rate_limit), limited.running, limited.waiting) == (3, "20/30s", 0, 0)
+    assert limited.woken == 0  # nobody waited
     cleared = client.set_limits("sleep", max_concurrency=None, rate_limit=None)
-    assert (cleared.max_concurrency, cleared.rate_limit, cleared.running) == (None, None, None)
+    assert (cleared.max_concurrency, cleared.rate_limit, cleared.running, cleared.waiting) == (None, None, None, None)
     everything = client.pause()
-    assert everything.paused_all and all(t.paused for t in everything.types)
+    assert everything.paused_all and all(t.paused_by == ("all",) for t in everything.types)
     assert not client.resume().paused_all
     with pytest.raises(NotFound) as caught:
         client.get_type("nope")

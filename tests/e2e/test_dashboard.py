@@ -582,12 +582,23 @@ def test_pause_a_type_from_the_page_its_jobs_stay_queued_and_resume_runs_them_wi
     assert requests.get(host.url("/api/types"), timeout=10).json()["paused_all"] is True
     assert set(page.locator("#types-table tbody tr").evaluate_all("rs => rs.map((r) => r.dataset.state)")) == {"paused"}
     assert page.locator("#pause-all").is_disabled()
-    assert type_row(page, "echo").locator("button.pause-toggle").is_disabled()
+    # A type's own pause is apart from everything's: paused now, it stays paused after Resume all.
+    echo = type_row(page, "echo")
+    assert "Paused (all)" in echo.locator("td").nth(1).inner_text()
+    echo.locator("button.pause-toggle").filter(has_text="Pause").click()
+    page.locator("#types-message").filter(has_text="Paused echo").wait_for(timeout=10_000)
+    assert "Paused (itself and all)" in echo.inner_text()
+    assert api_type(host, "echo")["paused_by"] == ["type", "all"]
     page.locator("#resume-all").click()
     page.locator("#resume-all-dialog-confirm").click()
     page.locator("#types-message").filter(has_text="Every type resumed").wait_for(timeout=15_000)
     page.locator("#paused-all").wait_for(state="hidden")
     assert requests.get(host.url("/api/types"), timeout=10).json()["paused_all"] is False
+    assert echo.get_attribute("data-state") == "paused"  # its own pause stays
+    assert type_row(page, "sleep").get_attribute("data-state") == "active"
+    echo.locator("button.pause-toggle").filter(has_text="Resume").click()
+    page.locator("#types-message").filter(has_text="Resumed echo").wait_for(timeout=15_000)
+    assert api_type(host, "echo")["paused_by"] == []
     assert_no_problems(browser_page)
 
 
@@ -636,10 +647,26 @@ def test_limits_are_set_and_cleared_through_the_form_and_the_api_errors_show_bes
     assert api_type(host, "sleep")["rate_limit"] == {"limit": 10, "period_seconds": 60}
     until(page, "document.querySelector(\"tr[data-type='sleep'] td.rate\").textContent === '10 per minute'")
 
+    # Jobs over the limit show as waiting; the limit removed, they start.
+    requests.patch(host.url("/api/types/sleep"), json={"max_concurrency": 1}, timeout=10).raise_for_status()
+    settle_flow()
+    ids = submit_batch(host, [{"type": "sleep", "payload": {"seconds": 20}} for _ in range(3)])
+    cell = "document.querySelector(\"tr[data-type='sleep'] td.concurrency\").textContent"
+    until(page, f"{cell} === '1 running of 1, 2 waiting'", 20)
+
     # Back to the code's (which sets none), one limit at a time.
     row.locator("button.limits-open").click()
-    page.locator("#concurrency-default").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        page.locator("#concurrency-default").click()
+    woken = patched.value.json()["woken"]
     page.locator("#limits-dialog").wait_for(state="detached", timeout=10_000)
+    said = page.locator("#types-message").inner_text()
+    # Jobs already on their way back by themselves are not woken: the message counts those that were.
+    assert (f"{woken} waiting job" in said) if woken else ("woken" not in said), said
+    deadline = time.monotonic() + 20
+    while sum(host.services.store.get(i).job.status == "running" for i in ids) < 3:  # at once, no limit now
+        assert time.monotonic() < deadline, "the waiting jobs did not start"
+        time.sleep(0.2)
     assert api_type(host, "sleep")["max_concurrency"] is None
     until(page, "document.querySelector(\"tr[data-type='sleep'] td.concurrency\").textContent === 'No limit'")
     assert api_type(host, "sleep")["rate_limit"] == {"limit": 10, "period_seconds": 60}

@@ -41,12 +41,13 @@ def flow_registry() -> Registry:
 
     registry.handler("metered", rate_limit="3/2s")(lambda ctx: ctx.payload)
 
-    @registry.handler("held", max_concurrency=1)
-    async def held(ctx: Any) -> Any:  # runs until the test opens the gate
+    async def gated(ctx: Any) -> Any:  # runs until the test opens the gate
         while not release_gate.is_set():
             await asyncio.sleep(0.02)
         return ctx.payload
 
+    registry.handler("held", max_concurrency=1)(gated)
+    registry.handler("gated")(gated)  # no limit in the code: the API sets one
     return registry
 
 
@@ -117,6 +118,30 @@ def test_pausing_everything_parks_every_type_and_a_type_paused_on_its_own_stays_
     assert services.flow.resume("other") == 1
     assert deliver(services) == [Outcome.SUCCEEDED]
     assert {services.service.get(i).status for i in (a, b)} == {Status.SUCCEEDED}
+
+
+def type_resource(services, job_type: str, body: dict | None = None) -> dict:
+    """GET (or, with a body, PATCH) /api/types/{type}, through the API's own routing."""
+    if body is None:
+        request = ApiRequest("GET", {"type": job_type}, {}, {}, b"")
+        response = call_api(services, routes.get_type, request)
+    else:
+        headers = {"content-type": "application/json"}
+        request = ApiRequest("PATCH", {"type": job_type}, {}, headers, json.dumps(body).encode())
+        response = call_api(services, routes.change_type, request)
+    assert response.status == 200, response.body
+    return response.body
+
+
+def test_a_type_says_whether_its_own_pause_or_everythings_pauses_it(services):
+    assert type_resource(services, "echo")["paused_by"] == []
+    services.flow.pause(ALL)
+    assert [type_resource(services, t)["paused_by"] for t in ("echo", "other")] == [["all"], ["all"]]
+    assert type_resource(services, "other", {"paused": True})["paused_by"] == ["type", "all"]
+    assert services.flow.resume(ALL) == 0
+    assert [type_resource(services, t)["paused_by"] for t in ("echo", "other")] == [[], ["type"]]
+    resumed = type_resource(services, "other", {"paused": False})
+    assert (resumed["paused"], resumed["paused_by"]) == (False, [])
 
 
 def test_a_job_cancelled_while_parked_is_not_released(services):
@@ -283,6 +308,57 @@ def test_waiter_rows_wake_high_priority_first_and_do_not_outlive_their_messages(
     counter.reset()
     assert slots.give_back(b) is False
     assert counter.total() == 1
+
+
+def test_raising_a_limit_wakes_as_many_waiters_as_it_frees_and_removing_it_wakes_every_one(services):
+    services.flow.settings.change("gated", max_concurrency=1)
+    first = services.service.submit("gated", 0).job
+    first_message = messages(services)[0]
+    running = asyncio.run_coroutine_threadsafe(unwrap(services).worker.process(first_message.content),
+                                               services._portal.loop)  # fmt: skip
+    deadline = time.monotonic() + 10
+    while services.service.get(first.id).status is not Status.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ids = [services.service.submit("gated", n).job.id for n in range(1, 5)]
+    for m in messages(services):  # each has waited 4 times: its back-off is 4 to 12 s
+        assert services.worker.process(replace(JobMessage.decode(m.content), waits=4).encode()) is Outcome.WAITING
+        services.storage.queue.delete_message(m)
+    assert (type_resource(services, "gated")["running"], type_resource(services, "gated")["waiting"]) == (1, 4)
+    stale = services.flow.settings.read()  # what another instance still sees: a limit of 1
+
+    raised = type_resource(services, "gated", {"max_concurrency": 3})
+    assert (raised["running"], raised["waiting"], raised["woken"]) == (1, 2, 2)  # 2 free slots, 2 woken
+    assert visible(services) == 2 and len(waiter_rows(services, "gated")) == 2
+    assert type_resource(services, "gated", {"max_concurrency": 1})["woken"] == 0  # no slot free: nobody woken
+    removed = type_resource(services, "gated", {"max_concurrency": None})
+    assert (removed["max_concurrency"], removed["running"], removed["waiting"]) == (None, None, None)
+    assert removed["woken"] == 2
+    assert visible(services) == 4 and waiter_rows(services, "gated") == []
+
+    # An instance whose view of the settings is 2 s old looks again before making a job wait.
+    settings = unwrap(services).flow.settings
+    settings.cache_seconds = 60
+    settings._cached, settings._read_at = stale, time.monotonic() - 2
+    woken = messages(services)
+    assert len(woken) == 4
+    started = [asyncio.run_coroutine_threadsafe(unwrap(services).worker.process(m.content), services._portal.loop)
+               for m in woken]  # fmt: skip
+    deadline = time.monotonic() + 10
+    while sum(services.service.get(i).status is Status.RUNNING for i in ids) < 4:
+        assert time.monotonic() < deadline, [services.service.get(i).status for i in ids]
+        time.sleep(0.05)
+    release_gate.set()
+    assert [f.result(10) for f in [running, *started]] == [Outcome.SUCCEEDED] * 5
+    assert {services.service.get(i).attempt for i in ids} == {1}
+
+
+def test_a_job_back_after_its_limit_was_removed_deletes_its_waiter_row(services):
+    job = services.service.submit("echo", 1).job
+    services.flow.slots.wait("echo", job.id, Priority.NORMAL, "its-message", "receipt", utcnow() + timedelta(seconds=5))
+    [m] = messages(services)
+    assert services.worker.process(replace(JobMessage.decode(m.content), waits=2).encode()) is Outcome.SUCCEEDED
+    assert waiter_rows(services, "echo") == []
 
 
 def test_a_limit_of_2_holds_when_10_jobs_are_handled_at_once_and_all_run(services):

@@ -1,0 +1,17 @@
+"""The client package's README (what `pip` shows for jobs-client) is the main README's section on the
+client and CLI, word for word: one text to keep right, not two that drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_client_readme_is_the_readmes_section_on_the_client():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Python client and CLI\n")
+    section = readme[start : readme.index("\n## ", start + 1) + 1]
+    assert (ROOT / "client" / "README.md").read_text(encoding="utf-8") == section, (
+        "client/README.md differs from README.md's section: copy the section over"
+    )
