@@ -13,6 +13,7 @@ A type with no pause and no limit costs no storage call here: the settings are c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 10.0
 # Settings older than this are read again before a job is parked or made to wait for a slot.
 RECHECK_SECONDS = 1.0
+WAKE_MARGIN_SECONDS = 0.5  # a changed limit wakes its waiters RECHECK_SECONDS + this after the change
 RELEASE_BUDGET_SECONDS = 5.0  # what a resume request spends releasing; the reconciler does the rest
 RELEASE_PER_RUN = 2000
 # A worker may park a job on a view of the settings this old: keep releasing that long after a resume.
@@ -119,14 +121,16 @@ class FlowControl:
         the new limit has free slots, or every one if it has no limit now (for about
         RELEASE_BUDGET_SECONDS; the rest come back after their back-off). How many were woken.
         `occupancy`: the slots held and jobs waiting, if just read."""
-        now = utcnow()
-        held, waiting = occupancy or await self.slots.occupancy(job_type, now)
-        if not waiting:
+        held, waiting = occupancy or await self.slots.occupancy(job_type, utcnow())
+        free = waiting if limit is None else min(limit - held, waiting)
+        if free <= 0:
             return 0
-        if limit is None:
-            return await self.slots.wake(job_type, now, None, RELEASE_BUDGET_SECONDS)
-        free = min(limit - held, waiting)
-        return await self.slots.wake(job_type, now, free, RELEASE_BUDGET_SECONDS) if free > 0 else 0
+        # A woken job may reach an instance whose settings predate the change. One that read them
+        # over RECHECK_SECONDS before it makes the job wait reads them again; waking only once that
+        # long has passed since the change means one that read them sooner has read the change.
+        await asyncio.sleep(RECHECK_SECONDS + WAKE_MARGIN_SECONDS)
+        every = None if limit is None else free
+        return await self.slots.wake(job_type, utcnow(), every, RELEASE_BUDGET_SECONDS)
 
     async def renew(self, slot: Slot, until: datetime) -> Slot | None:
         return await self.slots.renew(slot, until)

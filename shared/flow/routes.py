@@ -38,7 +38,8 @@ async def get_type(app: Services, request: ApiRequest) -> ApiResponse:
 async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     """Pausing takes effect on every instance within 5 s; jobs already running finish. Resuming
     releases the parked jobs (the reconciler finishes a long backlog). Raising the concurrency
-    limit, or removing it, wakes the jobs waiting for a slot that may now start."""
+    limit, or removing it, wakes the jobs waiting for a slot that may now start (`woken`); the
+    answer then comes 1.5 s later, once every instance will look at the new limit."""
     job_type = _known_type(app, request)
     change = _model(c.TypeChange, _json_body(request, 4096))
     fields: dict[str, Any] = {}

@@ -113,12 +113,13 @@ class FlowSettings:
         self._reading: asyncio.Task[FlowState] | None = None
 
     async def read(self) -> FlowState:
-        """The overrides as stored now: one query."""
+        """The overrides as stored now: one query. Their age counts from when it was sent."""
+        asked = time.monotonic()
         rows = self.storage.table.query_entities(
             f"PartitionKey eq '{PARTITION}' and RowKey ge 'type.' and RowKey lt 'type/'"
         )
         state = FlowState({row["RowKey"][len("type.") :]: Override.from_entity(row) async for row in rows})
-        self._cached, self._read_at = state, time.monotonic()
+        self._cached, self._read_at = state, asked
         return state
 
     @property
