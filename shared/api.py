@@ -75,6 +75,7 @@ TITLES = {
     404: "Not Found",
     409: "Conflict",
     413: "Content Too Large",
+    412: "Precondition Failed",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     405: "Method Not Allowed",
@@ -148,12 +149,22 @@ HEADERS = {
         "Any 1-255 visible ASCII characters: the same key returns the same result instead of doing it again.",
         {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
     ),
+    "ETag": (
+        "The resource's revision, quoted: send it back in If-Match to change it only if unchanged.",
+        {"type": "string"},
+    ),  # fmt: skip
+    "If-Match": (
+        "An ETag this resource answered with (or `*`): the change is made only if the resource is still at "
+        "that revision, else 412.",
+        {"type": "string", "maxLength": 1000},
+    ),
 }
 
 PROBLEMS = {
     400: "The request is not valid: `code` and `detail` say why. Nothing was written.",
     404: "No such resource.",
     409: "The resource's state does not allow this.",
+    412: "If-Match named a revision the resource is no longer at: someone changed it since. Read it again.",
     413: "The body or the payload is too large.",
     415: "The body is not JSON.",
     422: "Valid, but not doable: the Idempotency-Key was used before with a different body "

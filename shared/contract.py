@@ -59,6 +59,8 @@ class ProblemCode(StrEnum):
     INVALID_CRON = "invalid_cron"
     UNSATISFIABLE_CRON = "unsatisfiable_cron"
     UNKNOWN_TIME_ZONE = "unknown_time_zone"
+    REVISION_MISMATCH = "revision_mismatch"
+    INVALID_IF_MATCH = "invalid_if_match"
 
 
 def _json_number(value: Any) -> Any:

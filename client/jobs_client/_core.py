@@ -563,20 +563,26 @@ class Core:
         data, _ = yield from self.fetch(Call("GET", "/api/schedules", params=params), "schedules")
         return SchedulePage.from_dict(data)
 
-    def update_schedule(self, schedule_id: str, changes: Mapping[str, Any]) -> Flow[Schedule]:
+    def update_schedule(
+        self, schedule_id: str, changes: Mapping[str, Any], if_revision: int | None = None
+    ) -> Flow[Schedule]:
         """PATCH with the given fields (job fields under `job`). Setting fields is idempotent: the
-        same PATCH sent twice leaves the schedule as once."""
+        same PATCH sent twice leaves the schedule as once. With `if_revision` (If-Match) it is not
+        sent again once it may have arrived: a second one would find the revision moved on."""
         job_fields = ("type", "payload", "max_attempts", "priority")
         body: dict[str, Any] = {k: v for k, v in changes.items() if k not in job_fields and v is not UNSET}
         job = {k: v for k, v in changes.items() if k in job_fields and v is not UNSET}
         if job:
             body["job"] = job
-        data, _ = yield from self.fetch(Call("PATCH", schedule_path(schedule_id), json=body), "id")
+        call = Call("PATCH", schedule_path(schedule_id), json=body, headers=if_match(if_revision),
+                    idempotent=if_revision is None)  # fmt: skip
+        data, _ = yield from self.fetch(call, "id")
         return Schedule.from_dict(data)
 
-    def delete_schedule(self, schedule_id: str) -> Flow[None]:
+    def delete_schedule(self, schedule_id: str, if_revision: int | None = None) -> Flow[None]:
         # Not resent once it may have arrived: a second DELETE of a deleted schedule is a 404.
-        response = yield from self.exchange(Call("DELETE", schedule_path(schedule_id), idempotent=False))
+        call = Call("DELETE", schedule_path(schedule_id), headers=if_match(if_revision), idempotent=False)
+        response = yield from self.exchange(call)
         if response.status_code >= 400:
             decode(response)  # raises the error
         return None
@@ -588,6 +594,15 @@ class _Unset:
 
 
 UNSET: Any = _Unset()  # a field update_schedule leaves as it is (None sends null)
+
+
+def if_match(revision: int | None) -> dict[str, str]:
+    """The If-Match header naming a schedule's revision (its ETag), or none."""
+    if revision is None:
+        return {}
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+        raise ValueError(f"a revision is a positive integer, not {revision!r}")
+    return {"If-Match": f'"{revision}"'}
 
 
 def schedule_path(schedule_id: str) -> str:

@@ -303,6 +303,7 @@ def schedule_facts(s: Schedule) -> Text:
         ("skipped", str(s.skipped) + (f" (last: {s.last_skip_reason}, {_when(s.last_skip_at)} UTC)"
                                       if s.last_skip_reason else "")),
         ("last fire", f"{_when(s.last_fire_at)} UTC, job {s.last_job_id}" if s.last_job_id else ""),
+        ("revision", str(s.revision)),
     ]  # fmt: skip
     for n, fire in enumerate(s.next_fires):
         local = fire.local.isoformat() if fire.local else ""

@@ -28,7 +28,7 @@ OK = 0
 UNSUCCESSFUL = 1  # the job or operation ended dead_lettered, cancelled or failed
 USAGE = 2  # bad flags or arguments (click's own code for usage errors)
 NOT_FOUND = 3
-REJECTED = 4  # 400, 401/403, 409, 413, 415, 422
+REJECTED = 4  # 400, 401/403, 409, 412, 413, 415, 422
 TIMED_OUT = 5
 UNAVAILABLE = 6  # 503/429 after retries, unreachable, any 5xx
 
@@ -38,7 +38,7 @@ Exit codes:
   1  the job or operation ended unsuccessfully (dead_lettered, cancelled, failed)
   2  usage error (bad flags, invalid JSON)
   3  not found (404)
-  4  request rejected (400, 401/403, 409, 413, 415, 422)
+  4  request rejected (400, 401/403, 409, 412, 413, 415, 422)
   5  timed out waiting
   6  service unavailable or unreachable after retries (and any 5xx)"""
 
@@ -672,6 +672,11 @@ schedules_app = typer.Typer(
 )
 app.add_typer(schedules_app, name="schedules")
 ScheduleId = Annotated[str, typer.Argument(metavar="ID", help="The schedule's id.")]
+IfRevision = Annotated[
+    int | None,
+    typer.Option("--if-revision", min=1, show_default=False,
+                 help="Only if the schedule is still at this revision (`schedules show` gives it); else exit 4."),
+]  # fmt: skip
 
 
 class Overlap(str, Enum):
@@ -790,6 +795,7 @@ def update_schedule(
     catch_up: Annotated[CatchUp | None, typer.Option("--catch-up", help="once or skip.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="A new name.", show_default=False)] = None,
     no_name: Annotated[bool, typer.Option("--no-name", help="Remove the name.")] = False,
+    if_revision: IfRevision = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Change a schedule's fields (the others stay); prints it with its next five fire times."""
@@ -819,7 +825,7 @@ def update_schedule(
     if not changes:
         usage("nothing to change: give at least one option (see --help)", "ID")
     with session(ctx, json_flag) as (client, settings):
-        show_schedule(settings, client.update_schedule(given_id(schedule_id), **changes))
+        show_schedule(settings, client.update_schedule(given_id(schedule_id), **changes, if_revision=if_revision))
 
 
 @schedules_app.command("pause")
@@ -837,10 +843,12 @@ def resume_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: Json
 
 
 @schedules_app.command("delete")
-def delete_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
+def delete_schedule(
+    ctx: typer.Context, schedule_id: ScheduleId, if_revision: IfRevision = None, json_flag: JsonFlag = False
+) -> None:
     """Delete a schedule (the jobs it made stay)."""
     with session(ctx, json_flag) as (client, settings):
-        client.delete_schedule(given_id(schedule_id))
+        client.delete_schedule(given_id(schedule_id), if_revision=if_revision)
         if settings.json:
             render.write_json({"id": schedule_id.strip(), "deleted": True})
         else:

@@ -316,13 +316,16 @@ class JobsClient:
         catch_up: str = UNSET,
         name: str | None = UNSET,
         paused: bool = UNSET,
+        if_revision: int | None = None,
     ) -> Schedule:
         """Change the fields given (others stay). None for `max_attempts` or `priority` goes back
-        to the type's default, for `name` removes it. A new cron or zone fires next from now."""
+        to the type's default, for `name` removes it. A new cron or zone fires next from now.
+        With `if_revision` (a `Schedule.revision` read before), only if nobody changed it since:
+        else PreconditionFailed. Fires do not change the revision."""
         changes = {"cron": cron, "time_zone": time_zone, "type": type, "payload": payload,
                    "max_attempts": max_attempts, "priority": priority, "overlap": overlap, "catch_up": catch_up,
                    "name": name, "paused": paused}  # fmt: skip
-        return self._run(self._core.update_schedule(id, changes))
+        return self._run(self._core.update_schedule(id, changes, if_revision))
 
     def pause_schedule(self, id: str) -> Schedule:
         """Stop firing (until resumed). Pausing a paused schedule changes nothing."""
@@ -332,9 +335,10 @@ class JobsClient:
         """Fire again, from now on: fire times missed while paused are not made up."""
         return self.update_schedule(id, paused=False)
 
-    def delete_schedule(self, id: str) -> None:
-        """Delete the schedule (the jobs it made stay); NotFound if there is none."""
-        return self._run(self._core.delete_schedule(id))
+    def delete_schedule(self, id: str, if_revision: int | None = None) -> None:
+        """Delete the schedule (the jobs it made stay); NotFound if there is none. With
+        `if_revision`, only if it is still at that revision (else PreconditionFailed)."""
+        return self._run(self._core.delete_schedule(id, if_revision))
 
     # --- plumbing --------------------------------------------------------------------------
 

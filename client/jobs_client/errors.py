@@ -7,6 +7,7 @@ JobsError
 │   │   ├── Unauthorized          401, 403 (a missing or wrong function key)
 │   │   ├── NotFound              404
 │   │   ├── Conflict              409 (e.g. cancelling a finished job)
+│   │   ├── PreconditionFailed    412 (a schedule changed since the revision given)
 │   │   ├── ContentTooLarge       413
 │   │   ├── UnsupportedMediaType  415
 │   │   ├── UnprocessableContent  422 (e.g. an Idempotency-Key reused with another body)
@@ -63,6 +64,11 @@ class NotFound(ClientError):
 
 class Conflict(ClientError):
     """409: the job's state does not allow the change (code `invalid_state`)."""
+
+
+class PreconditionFailed(ClientError):
+    """412: the schedule is no longer at the revision given (code `revision_mismatch`): someone
+    changed it since it was read. `problem["revision"]` is the revision it is at now."""
 
 
 class ContentTooLarge(ClientError):
@@ -136,6 +142,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     403: Unauthorized,
     404: NotFound,
     409: Conflict,
+    412: PreconditionFailed,
     413: ContentTooLarge,
     415: UnsupportedMediaType,
     422: UnprocessableContent,

@@ -370,6 +370,7 @@ class Schedule:
     last_skip_reason: str | None  # "overlap" or "missed"
     created_at: datetime | None
     updated_at: datetime | None
+    revision: int = 1  # +1 with every change through the API: `if_revision=` to change it only if unchanged
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -397,6 +398,7 @@ class Schedule:
             last_skip_reason=_opt_str(last_skip.get("reason")),
             created_at=parse_time(data.get("created_at")),
             updated_at=parse_time(data.get("updated_at")),
+            revision=_int(data.get("revision")) or 1,
             raw=dict(data),
         )
 

@@ -113,6 +113,10 @@ export async function request(method, path, { query = null, body = undefined, si
   }
 }
 
+function ifMatch(revision) {
+  return revision ? { "If-Match": `"${revision}"` } : {};
+}
+
 export const api = {
   listJobs: (query, signal) => request("GET", "jobs", { query, signal }),
   getJob: (id, signal) => request("GET", `jobs/${encodeURIComponent(id)}`, { signal }),
@@ -132,8 +136,9 @@ export const api = {
   listSchedules: (query, signal) => request("GET", "schedules", { query, signal }),
   getSchedule: (id, signal) => request("GET", `schedules/${encodeURIComponent(id)}`, { signal }),
   createSchedule: (body, key) => request("POST", "schedules", { body, headers: { "Idempotency-Key": key } }),
-  changeSchedule: (id, body) => request("PATCH", `schedules/${encodeURIComponent(id)}`, { body }),
-  deleteSchedule: (id) => request("DELETE", `schedules/${encodeURIComponent(id)}`),
+  // With the revision a change was based on (If-Match): refused with 412 if someone changed it since.
+  changeSchedule: (id, body, revision) => request("PATCH", `schedules/${encodeURIComponent(id)}`, { body, headers: ifMatch(revision) }),
+  deleteSchedule: (id, revision) => request("DELETE", `schedules/${encodeURIComponent(id)}`, { headers: ifMatch(revision) }),
   health: (signal) => request("GET", "health", { signal }),
   document: () => request("GET", "openapi.json"),
 };

@@ -71,7 +71,7 @@ export async function askDelete(schedule) {
     ],
     confirmLabel: "Delete schedule",
     danger: true,
-    run: () => api.deleteSchedule(schedule.id),
+    run: () => api.deleteSchedule(schedule.id, schedule.revision),
   });
   return Boolean(outcome);
 }
@@ -231,12 +231,20 @@ export function openScheduleForm(existing = null) {
       save.disabled = true;
       setText(status, editing ? "Saving…" : "Creating…");
       try {
-        const { data } = editing ? await api.changeSchedule(existing.id, changes) : await api.createSchedule(body, key);
+        const { data } = editing ? await api.changeSchedule(existing.id, changes, existing.revision) : await api.createSchedule(body, key);
         saved = data;
         dialog.close();
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
         setText(status, "");
+        if (error.status === 412) {
+          // Someone else changed it since the form was filled from it: saving would undo their change.
+          const text = "Someone changed this schedule since you opened the form, so nothing was saved. Cancel to see their change, then edit again.";
+          general.hidden = false;
+          setText(general, text);
+          announce(text);
+          return;
+        }
         showProblem(error, fields, general, CODES);
       } finally {
         save.disabled = false;

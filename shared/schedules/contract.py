@@ -160,6 +160,9 @@ class ScheduleResource(BaseModel):
     last_skip: LastSkip | None
     created_at: datetime
     updated_at: datetime
+    revision: int = Field(
+        ge=1, description="+1 with every change through the API (fires do not count); the ETag header, quoted."
+    )
 
 
 class ScheduleList(BaseModel):

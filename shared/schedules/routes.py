@@ -4,6 +4,7 @@ document lists them) and bound in function_app.py like every other route."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems, query_model
@@ -13,7 +14,7 @@ from shared.api import _model as model
 from shared.schedules import contract as c
 from shared.schedules.cron import Cron, CronError, UnknownZone, UnsatisfiableCron
 from shared.schedules.schedule import JobTemplate, Schedule
-from shared.schedules.service import ScheduleBusy, ScheduleNotFound
+from shared.schedules.service import RevisionMismatch, Revisions, ScheduleBusy, ScheduleNotFound
 from shared.schedules.store import ID_PATTERN, BadContinuation
 from shared.store import INLINE_LIMIT_CHARS, IdempotencyMismatch, with_request_hash
 
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 PATH = "/api/schedules"
 MAX_BODY = 128 * 1024
 ID = {"id": {"pattern": ID_PATTERN}}
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
 
 @endpoint(
     "POST", "schedules", "Create a recurring schedule", "schedules",
-    {201: Reply("Created. `next_fires` says when it fires.", c.ScheduleResource, ("Location", "Idempotent-Replayed")),
+    {201: Reply("Created. `next_fires` says when it fires.", c.ScheduleResource,
+                ("Location", "ETag", "Idempotent-Replayed")),
      **problems(400, 413, 415, 422)},
     body=c.ScheduleRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
@@ -44,7 +47,7 @@ async def create_schedule(app: Services, request: ApiRequest) -> ApiResponse:
         )  # fmt: skip
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
-    headers = {"Location": f"{PATH}/{schedule.id}"}
+    headers = {"Location": f"{PATH}/{schedule.id}", "ETag": schedule.entity_tag}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return ApiResponse(201, schedule.to_resource(), headers)
@@ -67,20 +70,23 @@ async def list_schedules(app: Services, request: ApiRequest) -> ApiResponse:
 
 @endpoint(
     "GET", "schedules/{id}", "Get a schedule, with its next five fire times", "schedules",
-    {200: Reply("The schedule.", c.ScheduleResource), **problems(404)}, path_values=ID,
+    {200: Reply("The schedule.", c.ScheduleResource, ("ETag",)), **problems(404)}, path_values=ID,
 )  # fmt: skip
 async def get_schedule(app: Services, request: ApiRequest) -> ApiResponse:
-    return ApiResponse(200, (await found(app, request)).to_resource())
+    return answer(await found(app, request))
 
 
 @endpoint(
     "PATCH", "schedules/{id}", "Change, pause or resume a schedule", "schedules",
-    {200: Reply("The schedule as changed.", c.ScheduleResource), **problems(400, 404, 409, 413, 415, 422)},
-    body=c.SchedulePatch, path_values=ID,
+    {200: Reply("The schedule as changed.", c.ScheduleResource, ("ETag",)),
+     **problems(400, 404, 409, 412, 413, 415, 422)},
+    body=c.SchedulePatch, path_values=ID, request_headers=("If-Match",),
 )  # fmt: skip
 async def update_schedule(app: Services, request: ApiRequest) -> ApiResponse:
     """Only the fields given change (`job`'s fields one by one). `{"paused": true}` pauses,
-    `{"paused": false}` resumes from now."""
+    `{"paused": false}` resumes from now. With `If-Match` (the ETag a read answered with), only if
+    nobody changed the schedule since: fires do not count as changes."""
+    if_revision = revisions(request)
     patch = model(c.SchedulePatch, json_body(request, MAX_BODY))
     current = await found(app, request)
     changes = patch.model_dump(exclude_unset=True, exclude={"job"})
@@ -89,30 +95,65 @@ async def update_schedule(app: Services, request: ApiRequest) -> ApiResponse:
     if job_changes:
         template(app, {**current.job.to_resource(), **job_changes})
     try:
-        schedule = await app.schedules.update(current.id, changes, job_changes)
+        schedule = await app.schedules.update(current.id, changes, job_changes, if_revision=if_revision)
     except ScheduleNotFound:
         raise not_found(current.id) from None
     except ScheduleBusy:
         raise Problem(409, "invalid_state", "the schedule is changing too fast; try again") from None
-    return ApiResponse(200, schedule.to_resource())
+    except RevisionMismatch as exc:
+        raise changed_since(exc) from None
+    return answer(schedule)
 
 
 @endpoint(
     "DELETE", "schedules/{id}", "Delete a schedule (the jobs it made stay)", "schedules",
-    {204: Reply("Deleted: it fires nothing more.", content_type=()), **problems(404, 409)}, path_values=ID,
+    {204: Reply("Deleted: it fires nothing more.", content_type=()), **problems(400, 404, 409, 412)},
+    path_values=ID,
+    request_headers=("If-Match",),
 )  # fmt: skip
 async def delete_schedule(app: Services, request: ApiRequest) -> ApiResponse:
+    """With `If-Match`, only if nobody changed the schedule since that revision."""
     schedule_id = request.route.get("id", "")
     try:
-        await app.schedules.delete(schedule_id)
+        await app.schedules.delete(schedule_id, if_revision=revisions(request))
     except ScheduleNotFound:
         raise not_found(schedule_id) from None
     except ScheduleBusy:
         raise Problem(409, "invalid_state", "the schedule is changing too fast; try again") from None
+    except RevisionMismatch as exc:
+        raise changed_since(exc) from None
     return ApiResponse(204)
 
 
 # --- checks ----------------------------------------------------------------------------------------
+
+
+def answer(schedule: Schedule) -> ApiResponse:
+    return ApiResponse(200, schedule.to_resource(), {"ETag": schedule.entity_tag})
+
+
+def revisions(request: ApiRequest) -> Revisions | None:
+    """What If-Match allows: any revision (`*`, or no header) or those it names as entity tags
+    (`"3"`, or weak `W/"3"`); anything else matches nothing, as RFC 9110 has it for tags that are
+    not the resource's."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    value = header.strip()
+    if len(value) > 1000:
+        raise Problem(400, "invalid_if_match", "If-Match is over 1,000 characters: send the ETag a read answered with")
+    if value == "*":
+        return None
+    named = set(_ENTITY_TAG.findall(value))
+    return lambda revision: str(revision) in named
+
+
+def changed_since(exc: RevisionMismatch) -> Problem:
+    current = exc.current
+    problem = Problem(412, "revision_mismatch", f"the schedule was changed since: it is at revision "
+                      f"{current.revision} now; read it again", revision=current.revision)  # fmt: skip
+    problem.headers["ETag"] = current.entity_tag
+    return problem
 
 
 async def found(app: Services, request: ApiRequest) -> Schedule:

@@ -82,6 +82,9 @@ class Schedule:
     last_skip_reason: SkipReason | None = None
     idempotency_key: str | None = None  # a hash of the creating request's key
     request_hash: str | None = None
+    # +1 with every change made through the API (not with fires): what If-Match compares, so an
+    # edit based on what a client read fails if someone changed the schedule since.
+    revision: int = 1
     etag: str = field(default="", compare=False)
 
     @property
@@ -108,7 +111,7 @@ class Schedule:
         while paused are not made up); a pause takes it out of the index."""
         fields = {k: v for k, v in changes.items() if k != "paused"}
         job = replace(self.job, **job_changes) if job_changes else self.job
-        out = replace(self, **fields, job=job, updated_at=now)
+        out = replace(self, **fields, job=job, updated_at=now, revision=self.revision + 1)
         pause = changes.get("paused", self.paused)
         retimed = (out.cron, out.time_zone) != (self.cron, self.time_zone)
         if pause:
@@ -169,4 +172,10 @@ class Schedule:
             else None,
             "created_at": isoformat(self.created_at),
             "updated_at": isoformat(self.updated_at),
+            "revision": self.revision,
         }
+
+    @property
+    def entity_tag(self) -> str:
+        """The HTTP ETag of its definition: the revision, quoted (fires do not change it)."""
+        return f'"{self.revision}"'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,17 @@ class ScheduleNotFound(Exception):
 
 class ScheduleBusy(Exception):
     """The schedule kept changing under a PATCH or DELETE (a fire every instant, say)."""
+
+
+class RevisionMismatch(Exception):
+    """If-Match named a revision the schedule is no longer at."""
+
+    def __init__(self, current: Schedule) -> None:
+        super().__init__(f"the schedule is at revision {current.revision}")
+        self.current = current
+
+
+Revisions = Callable[[int], bool]  # whether a change may apply to the schedule at this revision
 
 
 @dataclass
@@ -65,26 +77,38 @@ class ScheduleService:
         return await self.store.page(limit, continuation)
 
     async def update(
-        self, schedule_id: str, changes: dict[str, Any], job_changes: dict[str, Any], now: datetime | None = None
+        self,
+        schedule_id: str,
+        changes: dict[str, Any],
+        job_changes: dict[str, Any],
+        now: datetime | None = None,
+        if_revision: Revisions | None = None,
     ) -> Schedule:
-        """Apply a PATCH, decided again on a fresh read if a fire moved the schedule meanwhile."""
+        """Apply a PATCH, decided again on a fresh read if a fire moved the schedule meanwhile (a
+        fire leaves the revision as it was; another change does not)."""
         for _ in range(CONFLICT_RETRIES):
-            current = await self.get(schedule_id)
+            current = await self._at(schedule_id, if_revision)
             try:
                 return await self.store.replace(current.patched(changes, job_changes, now or utcnow()), current)
             except ConcurrencyConflict:
                 continue
         raise ScheduleBusy(schedule_id)
 
-    async def delete(self, schedule_id: str) -> None:
+    async def delete(self, schedule_id: str, if_revision: Revisions | None = None) -> None:
         """Delete it (jobs it made stay). Once gone, it fires nothing more."""
         for _ in range(CONFLICT_RETRIES):
-            current = await self.get(schedule_id)
+            current = await self._at(schedule_id, if_revision)
             try:
                 return await self.store.delete(current)
             except ConcurrencyConflict:
                 continue
         raise ScheduleBusy(schedule_id)
+
+    async def _at(self, schedule_id: str, if_revision: Revisions | None) -> Schedule:
+        current = await self.get(schedule_id)
+        if if_revision is not None and not if_revision(current.revision):
+            raise RevisionMismatch(current)
+        return current
 
     async def fire_due(self, now: datetime | None = None) -> Counter[str]:
         return await self.firing.fire_due(now)

@@ -193,6 +193,7 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "catch_up": str(s.catch_up),
         "fired": s.fired,
         "skipped": s.skipped,
+        "revision": s.revision,
     }
     optional = {
         "name": s.name,
@@ -239,6 +240,7 @@ def _from_entity(e: dict[str, Any]) -> Schedule:
         last_skip_reason=SkipReason(e["last_skip_reason"]) if e.get("last_skip_reason") else None,
         idempotency_key=e.get("idem"),
         request_hash=e.get("request_hash"),
+        revision=int(e.get("revision") or 1),  # stored before revisions were kept: 1
         etag=e.metadata["etag"] if hasattr(e, "metadata") else "",
     )
 

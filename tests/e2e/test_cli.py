@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -397,6 +398,14 @@ def test_schedules_update_changes_only_the_fields_given_and_refuses_what_it_cann
     r = jobs("schedules", "update", sid, "--cron", "every day", "--json", url=host.base)
     assert r.returncode == 4 and json.loads(r.stderr)["code"] == "invalid_cron"
     assert jobs("schedules", "update", "nope", "--name", "x", url=host.base).returncode == 3
+    # --if-revision: only if nobody changed it since that revision (show prints it).
+    assert re.search(r"^revision +3$", jobs("schedules", "show", sid, url=host.base).stdout, re.MULTILINE)
+    r = jobs("schedules", "update", sid, "--name", "late", "--if-revision", "2", "--json", url=host.base)
+    assert r.returncode == 4 and json.loads(r.stderr)["code"] == "revision_mismatch"
+    r = jobs("schedules", "update", sid, "--name", "kept", "--if-revision", "3", "--json", url=host.base)
+    assert r.returncode == 0 and json.loads(r.stdout)["revision"] == 4
+    assert jobs("schedules", "delete", sid, "--if-revision", "3", url=host.base).returncode == 4
+    assert jobs("schedules", "delete", sid, "--if-revision", "4", url=host.base).returncode == 0
 
 
 def test_schedules_create_refusals_have_their_exit_codes(host):

@@ -34,6 +34,7 @@ from jobs_client import (
     NotFound,
     Operation,
     Page,
+    PreconditionFailed,
     Schedule,
     ServiceUnavailable,
     ServiceUnreachable,
@@ -580,7 +581,19 @@ def test_schedules_round_trip_as_typed_values_and_a_retried_create_makes_one(cli
     changed = client.update_schedule(s.id, cron="0 3 * * *", priority="high", name=None)
     assert (changed.cron, changed.job.priority, changed.name, changed.job.payload) == ("0 3 * * *", "high", None,
                                                                                       {"a": 1})  # fmt: skip
-    client.delete_schedule(s.id)
+    # Revisions: each change moves it on; a change based on an older one is refused, not applied.
+    assert (s.revision, paused.revision, resumed.revision, changed.revision) == (1, 2, 3, 4)
+    renamed = client.update_schedule(s.id, name="mine", if_revision=changed.revision)
+    assert (renamed.name, renamed.revision) == ("mine", 5)
+    with pytest.raises(PreconditionFailed) as caught:
+        client.update_schedule(s.id, name="theirs", if_revision=changed.revision)
+    assert (caught.value.status, caught.value.code, caught.value.problem["revision"]) == (412, "revision_mismatch", 5)
+    with pytest.raises(PreconditionFailed):
+        client.delete_schedule(s.id, if_revision=4)
+    with pytest.raises(ValueError):
+        client.update_schedule(s.id, name="x", if_revision=0)
+    assert client.get_schedule(s.id).name == "mine"
+    client.delete_schedule(s.id, if_revision=5)
     with pytest.raises(NotFound) as caught:
         client.get_schedule(s.id)
     assert caught.value.code == "schedule_not_found"

@@ -842,6 +842,21 @@ def test_a_schedule_is_created_paused_resumed_edited_and_deleted_from_the_page_a
     page.locator("#schedule-dialog").wait_for(state="detached")
     assert len(patches) == 2 and patches[0]["cron"] == "61 * * * *"
 
+    # Someone else changes it while the form is open: saving is refused and undoes nothing of theirs.
+    page.locator("#schedule-edit").click()
+    page.locator("#schedule-dialog[open]").wait_for()
+    theirs = {"job": {"max_attempts": 4}}
+    requests.patch(host.url(f"/api/schedules/{schedule_id}"), json=theirs, timeout=10).raise_for_status()
+    page.locator("#s-name").fill("mine")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as refused:
+        page.locator("#schedule-save").click()
+    assert refused.value.status == 412 and refused.value.request.headers["if-match"] == f'"{edited["revision"]}"'
+    page.locator("#schedule-dialog").filter(has_text="Someone changed this schedule").wait_for(timeout=10_000)
+    now = api_schedule(host, schedule_id).json()
+    assert (now["name"], now["job"]["max_attempts"]) == (f"every 3 s {XSS}", 4)
+    page.locator("#schedule-cancel").click()
+    page.locator("#schedule-dialog").wait_for(state="detached")
+
     # The list: one row, its name as text; Delete asks first, then the schedule is gone.
     page.locator("nav a[data-view='schedules']").click()
     row = page.locator(f"#schedules-table tbody tr[data-id='{schedule_id}']")
@@ -859,5 +874,5 @@ def test_a_schedule_is_created_paused_resumed_edited_and_deleted_from_the_page_a
 
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("main img, main script").count() == 0
-    # The browser logs each refused request as a console error: those are expected here.
-    assert_no_problems(browser_page, allowed=r"status of 400")
+    # The browser logs each refused request as a console error (the 400s and the 412): expected here.
+    assert_no_problems(browser_page, allowed=r"status of 4(00|12)")

@@ -4,6 +4,7 @@ problems with their codes, and nothing written on bad input."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -70,6 +71,34 @@ def test_get_list_patch_and_delete(call):
         assert (r.status, r.content_type, r.body["code"]) == (404, api.PROBLEM_JSON, "schedule_not_found")
     r = call(routes.update_schedule, {"paused": True}, id=sid, method="PATCH")
     assert (r.status, r.body["code"]) == (404, "schedule_not_found")
+
+
+def test_if_match_changes_a_schedule_only_at_the_revision_read_and_fires_are_not_changes(call, services):
+    created = call(routes.create_schedule, {**BODY, "cron": "* * * * *"})
+    sid = created.body["id"]
+    assert (created.body["revision"], created.headers["ETag"]) == (1, '"1"')
+    fire = datetime.fromisoformat(created.body["next_fire_at"])
+    assert services.schedules.fire_due(now=fire + timedelta(seconds=1)) == {"schedules_fired": 1}
+    got = call(routes.get_schedule, id=sid, method="GET")
+    assert (got.body["fired"], got.body["revision"], got.headers["ETag"]) == (1, 1, '"1"')  # a fire is no change
+
+    renamed = call(routes.update_schedule, {"name": "mine"}, id=sid, method="PATCH", headers={"if-match": '"1"'})
+    assert (renamed.status, renamed.body["revision"], renamed.headers["ETag"]) == (200, 2, '"2"')
+    # A second editor still holding revision 1 is refused, told the revision now, and changes nothing.
+    late = call(routes.update_schedule, {"name": "theirs"}, id=sid, method="PATCH", headers={"if-match": '"1"'})
+    assert (late.status, late.body["code"], late.body["revision"], late.headers["ETag"]) == (
+        412, "revision_mismatch", 2, '"2"')  # fmt: skip
+    assert call(routes.get_schedule, id=sid, method="GET").body["name"] == "mine"
+    # Weak tags, a list, or `*` match as HTTP says; a header naming none of ours matches nothing.
+    for header, status in (('W/"2"', 200), ('"7", "3"', 200), ("*", 200), ("garbage", 412), ('"1"', 412)):
+        r = call(routes.update_schedule, {"paused": False}, id=sid, method="PATCH", headers={"if-match": header})
+        assert r.status == status, (header, r.body)
+    assert call(routes.get_schedule, id=sid, method="GET").body["revision"] == 5
+    too_long = call(routes.update_schedule, {"paused": False}, id=sid, method="PATCH", headers={"if-match": "x" * 1001})
+    assert (too_long.status, too_long.body["code"]) == (400, "invalid_if_match")
+    refused = call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"4"'})
+    assert (refused.status, refused.body["code"]) == (412, "revision_mismatch")
+    assert call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"5"'}).status == 204
 
 
 def test_listing_pages_by_continuation(call):
