@@ -374,7 +374,9 @@ class TypeResource(BaseModel):
     )
     released: int | None = Field(None, description="After a resume: jobs this request released (the rest follow).")
     woken: int | None = Field(
-        None, description="After a raised or removed concurrency limit: waiting jobs this request woke to start now."
+        None,
+        description="After a change of the concurrency limit: waiting jobs this request woke to start now (those "
+        "whose back-off ended meanwhile came back by themselves and are not counted).",
     )
 
 

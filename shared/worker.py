@@ -258,17 +258,20 @@ class Worker:
         complete: bool,
         slot: Slot | None = None,
     ) -> Outcome:
-        """Run the claimed attempt and record how it ended, then give back its concurrency slot."""
+        """Run the claimed attempt and record how it ended, then give back its concurrency slot
+        (as last renewed: the row's ETag moves with each renewal, and only it frees the row)."""
+        held = [slot]
         try:
-            return await self._attempt(spec, queued, claimed, now, complete, slot)
+            return await self._attempt(spec, queued, claimed, now, complete, held)
         finally:
-            await asyncio.shield(self._give_back(slot))
+            await asyncio.shield(self._give_back(held[0]))
 
     async def _attempt(
-        self, spec: HandlerSpec, queued: Job, claimed: Versioned, now: datetime, complete: bool, slot: Slot | None
+        self, spec: HandlerSpec, queued: Job, claimed: Versioned, now: datetime, complete: bool, held: list[Slot | None]
     ) -> Outcome:
         """`complete` says whether `claimed` holds the whole record (read from the table) or only
-        what the message carried."""
+        what the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
+        heartbeat renews it."""
         job = claimed.job
         wait_ms = (now - queued.not_before).total_seconds() * 1000
         self.telemetry.record(signals.QUEUE_WAIT, wait_ms, job)
@@ -282,15 +285,12 @@ class Worker:
             if running is not None and spec.is_async:
                 running.cancel()
 
-        held = slot
-
         async def renew_slot(until: datetime) -> None:  # a slot is leased like the attempt holding it
-            nonlocal held
-            if held is not None and self.flow is not None:
-                held = await self.flow.renew(held, until) or held
+            if held[0] is not None and self.flow is not None:
+                held[0] = await self.flow.renew(held[0], until) or held[0]
 
         beat = Heartbeat(self.store, claimed, self._lease(spec), self.config.heartbeat_seconds,
-                         now + timedelta(seconds=limit), on_lost, renew_slot if slot else None)  # fmt: skip
+                         now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None)  # fmt: skip
         ctx = JobContext(
             id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_token, _checkpoint=lambda: beat.lost,

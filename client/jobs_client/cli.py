@@ -164,6 +164,7 @@ def session(ctx: typer.Context, json_flag: bool) -> Iterator[tuple[JobsClient, S
 
 
 def usage(message: str, param: str | None = None) -> NoReturn:
+    """A usage error (exit 2), naming `param` when one is to blame."""
     raise typer.BadParameter(message, param_hint=param)
 
 
@@ -593,7 +594,7 @@ def types(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
             render.write_json({"paused_all": found.paused_all, "types": [dict(t.raw) for t in found.types]})
             return
         if found.paused_all:
-            render.note("every type is paused (resume with: resume --all)")
+            render.note("every type is paused (resume with: jobsctl resume --all)")
         render.stdout().print(render.types_table(found))
 
 
@@ -642,7 +643,7 @@ def limit(
 ) -> None:
     """Set a job type's concurrency and rate limits (they hold across every instance)."""
     if concurrency is None and rate is None:
-        usage("give --concurrency, --rate or both", "--concurrency")
+        usage("give --concurrency, --rate or both")
     max_concurrency: int | None | Literal["unchanged"] = "unchanged"
     if concurrency is not None:
         max_concurrency = number_or_default(concurrency, "--concurrency")

@@ -156,7 +156,9 @@ class Slots:
         """Free the slot, unless someone else holds it now; then, if jobs may be waiting for it,
         wake one. Whether one was woken."""
         entity = {"PartitionKey": PARTITION, "RowKey": slot.row, "holder": "", "lease_until": ""}
-        await write_if_unchanged(self.storage.table, entity, slot.etag)
+        if await write_if_unchanged(self.storage.table, entity, slot.etag) is None:
+            # Its lease ran out and another attempt took the row: that one gives it back.
+            log.info("slot %s was taken over before %s gave it back", slot.row, slot.holder)
         now = now or utcnow()
         # Jobs that began to wait after it was taken are back within a first back-off anyway.
         looked_long = slot.taken is not None and now - slot.taken >= LOOK_AFTER_HOLDING

@@ -201,6 +201,23 @@ def test_slots_are_taken_up_to_the_limit_given_back_and_a_dead_holders_comes_bac
     assert slots.take("pair", 2, "e:1", later + minute, later) is None
 
 
+def test_an_attempt_that_renewed_its_slot_gives_it_back_when_it_ends_and_wakes_a_waiter(services_factory):
+    """The slot's row changes with each renewal: the give-back must use the latest, or the row
+    stays held until its lease runs out and nobody is woken (a 1 s job once waited 64 s)."""
+    release_gate.clear()
+    services = services_factory(job_registry=flow_registry(), JOBS_LEASE_SECONDS="30", JOBS_HEARTBEAT_SECONDS="0.3")
+    second, m2, running = one_held_and_one_more(services)
+    assert services.worker.process(replace(JobMessage.decode(m2.content), waits=4).encode()) is Outcome.WAITING
+    services.storage.queue.delete_message(m2)
+    time.sleep(1.2)  # several renewals of the lease and of the slot
+    release_gate.set()
+    assert running.result(10) is Outcome.SUCCEEDED
+    assert services.flow.slots.held("held", utcnow()) == 0  # given back at once, not in 30 s
+    [woken] = messages(services)  # and the waiter was woken, not left to its 4-12 s back-off
+    assert services.worker.process(woken.content) is Outcome.SUCCEEDED
+    assert services.service.get(second.id).status is Status.SUCCEEDED
+
+
 def one_held_and_one_more(services) -> tuple[Any, Any, Any]:
     """Two jobs of the type limited to 1: the first running (until release_gate is set), the
     second's message not yet handled. Returns the second job, its message and the first's future."""
