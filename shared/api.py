@@ -74,8 +74,8 @@ TITLES = {
     400: "Bad Request",
     404: "Not Found",
     409: "Conflict",
-    413: "Content Too Large",
     412: "Precondition Failed",
+    413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     405: "Method Not Allowed",
@@ -152,7 +152,7 @@ HEADERS = {
     "ETag": (
         "The resource's revision, quoted: send it back in If-Match to change it only if unchanged.",
         {"type": "string"},
-    ),  # fmt: skip
+    ),
     "If-Match": (
         "An ETag this resource answered with (or `*`): the change is made only if the resource is still at "
         "that revision, else 412.",

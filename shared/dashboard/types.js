@@ -11,13 +11,8 @@ import { announce, fill, h, setText } from "./dom.js";
 import { clearProblem, confirmAction, field, showProblem } from "./forms.js";
 import { PRIORITY_LABELS, duration, number, plural, priorityBadge, rateText } from "./format.js";
 
-// What pauses a type: its own pause ("type"), everything's ("all"), both, or neither.
-function pausedBy(type, all) {
-  return type.paused_by ?? (type.paused ? (all ? ["all"] : ["type"]) : []);
-}
-
-function stateBadge(type, all) {
-  const by = pausedBy(type, all);
+function stateBadge(type) {
+  const by = type.paused_by; // its own pause ("type"), everything's ("all"), both, or neither
   const label = !type.paused ? "Active" : by.includes("all") ? (by.includes("type") ? "Paused (itself and all)" : "Paused (all)") : "Paused";
   return h("span", { class: ["state", type.paused ? "state-paused" : "state-active"] }, h("span", { class: "dot", "aria-hidden": "true" }), label);
 }
@@ -123,7 +118,7 @@ export function createTypes(params, ctx) {
     fill(row.cells.priority, priorityBadge(type.priority) ?? h("span", { class: "muted" }, PRIORITY_LABELS[type.priority] || type.priority));
     fill(
       row.cells.state,
-      stateBadge(type, all),
+      stateBadge(type),
       type.paused ? h("a", { href: `#/jobs?type=${encodeURIComponent(type.type)}&status=queued`, class: "state-link" }, "queued jobs") : null,
     );
     fill(row.cells.concurrency, type.max_concurrency ? concurrencyText(type) : h("span", { class: "muted" }, "No limit"));
@@ -131,7 +126,7 @@ export function createTypes(params, ctx) {
     setText(row.cells.attempts, number(type.max_attempts));
     const limit = type.time_limit_seconds;
     setText(row.cells.time, limit >= 60 && limit % 60 === 0 ? `${number(limit / 60)} min` : duration(limit * 1000));
-    const own = pausedBy(type, all).includes("type");
+    const own = type.paused_by.includes("type");
     const action = own ? "resume" : "pause";
     row.toggle.dataset.action = action;
     setText(row.toggle, working ? (action === "resume" ? "Resuming…" : "Pausing…") : action === "resume" ? "Resume" : "Pause");

@@ -85,9 +85,9 @@ class Slots:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    async def _rows(self, job_type: str) -> tuple[dict[str, dict], list[dict]]:
-        """The type's slot rows by key, and the waiter rows of the same pages: one query while the
-        slots fit a page. Pages after the first with a waiter are not read."""
+    async def _rows(self, job_type: str, waiters_wanted: int = 1) -> tuple[dict[str, dict], list[dict]]:
+        """The type's slot rows by key, and the waiter rows of the same pages: one query while they
+        fit a page. No page is read once `waiters_wanted` waiter rows are."""
         slots: dict[str, dict] = {}
         waiters: list[dict] = []
         waiting = _waiters(job_type)
@@ -97,7 +97,7 @@ class Slots:
                     waiters.append(row)
                 else:
                     slots[row["RowKey"]] = row
-            if waiters:
+            if len(waiters) >= waiters_wanted:
                 break
         return slots, waiters
 
@@ -108,17 +108,9 @@ class Slots:
     async def occupancy(self, job_type: str, now: datetime) -> tuple[int, int]:
         """Attempts holding a slot now, and jobs waiting for one (counted up to WAITING_COUNTED):
         one query while both fit a page."""
-        held = waiting = 0
-        waiters = _waiters(job_type)
-        async for page in self.storage.table.query_entities(_range(_prefix(job_type))).by_page():
-            async for row in page:
-                if not row["RowKey"].startswith(waiters):
-                    held += _live(row, now)
-                elif not _orphaned(row, now):
-                    waiting += 1
-            if waiting >= WAITING_COUNTED:
-                break
-        return held, min(waiting, WAITING_COUNTED)
+        slots, waiters = await self._rows(job_type, WAITING_COUNTED)
+        held = sum(1 for row in slots.values() if _live(row, now))
+        return held, min(WAITING_COUNTED, sum(1 for row in waiters if not _orphaned(row, now)))
 
     async def take(
         self, job_type: str, limit: int, holder: str, until: datetime, now: datetime, job_id: str | None = None
@@ -196,7 +188,7 @@ class Slots:
         one for about `seconds`, clearing every orphaned row on the way: how many were woken. A
         bounded count reads one page of waiters, as many as it needs."""
         every = count is None
-        size = 1000 if every else max(WAITERS_READ, min(1000, 2 * (count or 0)))
+        size = 1000 if count is None else max(WAITERS_READ, min(1000, 2 * count))
         deadline = time.monotonic() + seconds
         woken = tried = cleared = 0
         query = self.storage.table.query_entities(_range(_waiters(job_type)), results_per_page=size)

@@ -144,8 +144,7 @@ def revisions(request: ApiRequest) -> Revisions | None:
         raise Problem(400, "invalid_if_match", "If-Match is over 1,000 characters: send the ETag a read answered with")
     if value == "*":
         return None
-    named = set(_ENTITY_TAG.findall(value))
-    return lambda revision: str(revision) in named
+    return frozenset(_ENTITY_TAG.findall(value))
 
 
 def changed_since(exc: RevisionMismatch) -> Problem:

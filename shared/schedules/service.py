@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -33,7 +32,8 @@ class RevisionMismatch(Exception):
         self.current = current
 
 
-Revisions = Callable[[int], bool]  # whether a change may apply to the schedule at this revision
+# The revisions If-Match names, as its entity tags hold them: a change applies at those only.
+Revisions = frozenset[str]
 
 
 @dataclass
@@ -106,7 +106,7 @@ class ScheduleService:
 
     async def _at(self, schedule_id: str, if_revision: Revisions | None) -> Schedule:
         current = await self.get(schedule_id)
-        if if_revision is not None and not if_revision(current.revision):
+        if if_revision is not None and str(current.revision) not in if_revision:
             raise RevisionMismatch(current)
         return current
 

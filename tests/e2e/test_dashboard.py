@@ -712,7 +712,8 @@ def test_a_type_name_holding_markup_shows_as_text_on_the_types_view(host, browse
     body = {
         "paused_all": False,
         "types": [{"type": XSS, "priority": "high", "max_attempts": 3, "time_limit_seconds": 60, "paused": True,
-                   "max_concurrency": 2, "running": 1, "rate_limit": {"limit": 5, "period_seconds": 30}}],
+                   "paused_by": ["type"], "max_concurrency": 2, "running": 1,
+                   "rate_limit": {"limit": 5, "period_seconds": 30}}],
     }  # fmt: skip
     page.route("**/api/types", lambda route: route.fulfill(status=200, json=body))
     open_dashboard(browser_page, host, "#/types")
