@@ -75,9 +75,12 @@ def test_a_paused_type_parks_its_jobs_and_resumes_with_all_of_them_run(start_hos
     jobs = [requests.get(host.url(f"/api/jobs/{i}"), timeout=10).json() for i in ids]
     assert {(j["status"], j["attempt"]) for j in jobs} == {("queued", 1)}
     resumed = patch_type(host, "echo", {"paused": False})
-    assert resumed["paused"] is False and resumed["released"] == 30
+    # The request releases them, unless a host's reconciler run (every 30 s) releases some of them
+    # at the same moment: those count there, not here. Either way each is released once and runs.
+    assert resumed["paused"] is False and 0 < resumed["released"] <= 30
     jobs = all_done(host, ids, timeout=60)
     assert [j["result"] for j in jobs] == list(range(30))
+    assert {j["attempt"] for j in jobs} == {1}
 
 
 def test_a_rate_limit_holds_across_3_instances(start_host):
