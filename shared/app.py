@@ -20,6 +20,7 @@ from shared.stats import Stats
 from shared.storage import Storage
 from shared.store import JobStore
 from shared.telemetry import Telemetry
+from shared.watchlist import WatchList
 from shared.worker import Worker
 
 
@@ -51,10 +52,11 @@ def build(
     telemetry = telemetry or Telemetry()
     storage = Storage(config, env)
     store = JobStore(storage)
-    service = JobService(storage, store, reg, config, telemetry)
+    watchlist = WatchList(storage, config)
+    service = JobService(storage, store, reg, config, telemetry, watchlist)
     operations = Operations(storage, service)
     flow = FlowControl(storage, store, reg, config)
-    worker = Worker(storage, store, reg, config, telemetry, operations, flow)
+    worker = Worker(storage, store, reg, config, telemetry, watchlist, operations, flow)
     stats = Stats(storage, store)
     schedules = ScheduleService(ScheduleStore(storage), Firing(ScheduleStore(storage), service, store, config))
     reconciler = Reconciler(

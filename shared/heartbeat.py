@@ -37,6 +37,7 @@ class Heartbeat:
         deadline: datetime,
         on_lost: Callable[[], None],
         also: Callable[[datetime], Awaitable[None]] | None = None,
+        before: Callable[[datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.current = claimed  # the record as last written: the final write is conditional on its ETag
@@ -47,6 +48,7 @@ class Heartbeat:
         self.renewals = 0
         self._on_lost = on_lost
         self._also = also  # renewed with the lease: a concurrency slot the attempt holds
+        self._before = before  # called with each new lease end before it is written
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -79,6 +81,8 @@ class Heartbeat:
             if until <= utcnow():
                 return  # the time limit has passed: the lease is left to run out
             try:
+                if self._before is not None:
+                    await self._before(until)
                 self.current = await self.store.update(
                     replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
                 )

@@ -95,6 +95,11 @@ class JobKey:
     def row_key(self) -> str:
         return f"{self.inverted_ms:013d}{self.suffix}"
 
+    @property
+    def due(self) -> datetime:
+        """The job's first due time, which its row key holds (to the millisecond)."""
+        return datetime.fromtimestamp((MS_CEILING - self.inverted_ms) / 1000, UTC)
+
     @classmethod
     def new(cls, shard: int, due: datetime) -> JobKey:
         return cls(shard, MS_CEILING - to_ms(due), secrets.token_hex(5))

@@ -250,7 +250,7 @@ class Operations:
             # The reconciler's watch entries for the whole page in one call, before any job is
             # written: a crash after a job's write and before its put leaves the entry that finds
             # it. A job that is then not redriven loses its entry at the reconciler's next run.
-            await self.service.watch_many(job_ids)
+            await self.service.watchlist.add_many(job_ids)
         results = await gather_bounded([self._apply_one(op, job_id) for job_id in job_ids], PARALLEL)
         errors = tuple({"id": job_id, "error": r} for job_id, r in zip(job_ids, results, strict=True)
                        if r not in ("applied", "skipped"))  # fmt: skip

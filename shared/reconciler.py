@@ -40,6 +40,7 @@ from shared.stats import Stats
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
 from shared.telemetry import Telemetry, job_attributes
+from shared.watchlist import window as watch_window
 from shared.worker import LEASE_EXPIRED, Worker
 
 log = logging.getLogger("jobs.reconciler")
@@ -55,6 +56,9 @@ RELEASE_SECONDS = 10.0  # spent releasing parked jobs of resumed types per run
 # A job's message is put just after its due time is set; this covers that gap and clock skew
 # between the app and the storage service.
 ENQUEUE_SLACK = timedelta(seconds=60)
+# A watch entry is written just before the write it guards (a redrive's): younger than this, it
+# stays even if its job still looks finished.
+ENTRY_SETTLE = timedelta(seconds=60)
 
 
 @dataclass
@@ -72,8 +76,7 @@ class Reconciler:
 
     @property
     def window(self) -> timedelta:
-        c = self.config
-        return timedelta(seconds=max(3600.0, 2 * (c.lease_seconds + c.reconcile_grace_seconds)))
+        return watch_window(self.config)
 
     async def run(self, now: datetime | None = None) -> Counter[str]:
         now = now or utcnow()
@@ -147,10 +150,20 @@ class Reconciler:
                 await queue.delete_message(message)
 
     async def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str]) -> None:
-        for job_id in await self.service.watched():
-            found = await self.store.get(job_id)
-            if found is None or found.job.status is not Status.QUEUED:
-                await self.service.unwatch(job_id)  # claimed, finished or gone: nothing left to guard
+        """The jobs too old for the window that are live again (shared/watchlist.py), each
+        watched until it ends: a lost message is put again, an expired lease repaired."""
+        watchlist = self.service.watchlist
+        for job_id, since in await watchlist.entries():
+            found = await self.store.get(job_id, load_blobs=False)
+            if found is None or found.job.status.terminal:
+                # Finished or gone: nothing left to guard. A fresh entry may be a redrive's, made
+                # just before its write: it is left for the next run.
+                if since < now - ENTRY_SETTLE:
+                    await watchlist.remove(job_id)
+                continue
+            if found.job.status is Status.RUNNING:
+                if found.job.lease_expired(now):
+                    await self._repair_lease(found, done)
                 continue
             if found.job.parked:
                 continue  # set aside while its type is paused: released on resume
@@ -182,11 +195,16 @@ class Reconciler:
                 await self._requeue(found, now, done)
                 repairs += 1
             elif job.lease_expired(now):
-                with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="lease expired"):
-                    after = await self.worker.fail_attempt(found, LEASE_EXPIRED)
-                done["lease_expired"] += 1 if after is not None else 0
+                await self._repair_lease(found, done)
                 repairs += 1
         return resume
+
+    async def _repair_lease(self, found: Versioned, done: Counter[str]) -> None:
+        """The worker of a running attempt was lost: the next attempt, or the dead letters."""
+        job = found.job
+        with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="lease expired"):
+            after = await self.worker.fail_attempt(found, LEASE_EXPIRED)
+        done["lease_expired"] += 1 if after is not None else 0
 
     def _message_lost(self, found: Versioned, now: datetime) -> bool:
         return found.job.not_before + timedelta(seconds=self.config.reconcile_grace_seconds) <= now

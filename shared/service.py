@@ -10,7 +10,6 @@ Write order is chosen so that a crash between any two calls loses nothing:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
@@ -29,8 +28,8 @@ from shared.registry import Registry
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Page, Versioned, hash_key
 from shared.telemetry import Telemetry, job_attributes
+from shared.watchlist import WatchList
 
-WATCH_PARTITION = "watch"
 log = logging.getLogger("jobs.service")
 CONFLICT_RETRIES = 5
 PARALLEL_PUTS = 8  # a batch's messages put at once
@@ -74,6 +73,7 @@ class JobService:
     registry: Registry
     config: Config
     telemetry: Telemetry
+    watchlist: WatchList  # the reconciler's, for jobs too old for its window
 
     async def submit(
         self,
@@ -187,7 +187,7 @@ class JobService:
 
         async def watch_once(job: Job) -> None:
             if not watched_ids:
-                await self._watch(job.id)
+                await self.watchlist.add(job.id)
                 watched_ids.append(job.id)
 
         written = await self._transition(
@@ -216,25 +216,6 @@ class JobService:
             except ConcurrencyConflict:
                 continue  # a worker moved it meanwhile: decide again on the fresh state
         raise Conflict("the job is changing too fast; try again")
-
-    # --- the reconciler's watch list ---------------------------------------------------------
-
-    async def _watch(self, job_id: str) -> None:
-        await self.storage.table.upsert_entity({"PartitionKey": WATCH_PARTITION, "RowKey": job_id})
-
-    async def watch_many(self, job_ids: list[str]) -> None:
-        """Watch entries for many jobs, 100 per entity-group transaction (they share a partition)."""
-        rows = [("upsert", {"PartitionKey": WATCH_PARTITION, "RowKey": job_id}) for job_id in dict.fromkeys(job_ids)]
-        for start in range(0, len(rows), 100):
-            await self.storage.table.submit_transaction(rows[start : start + 100])
-
-    async def watched(self) -> list[str]:
-        rows = self.storage.table.query_entities(f"PartitionKey eq '{WATCH_PARTITION}'", select=["RowKey"])
-        return [row["RowKey"] async for row in rows]
-
-    async def unwatch(self, job_id: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            await self.storage.table.delete_entity(WATCH_PARTITION, job_id)
 
     # --- health ------------------------------------------------------------------------------
 

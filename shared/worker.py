@@ -54,6 +54,7 @@ from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
 from shared.telemetry import Telemetry, job_attributes
+from shared.watchlist import WatchList
 
 log = logging.getLogger("jobs.worker")
 LEASE_EXPIRED = "lease expired: the worker running this attempt was lost"
@@ -75,6 +76,15 @@ class Outcome(StrEnum):
 
 
 CLAIM_FIELDS = ("status", "started_at", "lease_until", "updated_at")
+
+
+@dataclass(frozen=True)
+class Claim:
+    record: Versioned  # the record as the claim wrote it
+    at: datetime  # when the attempt started
+    watched: bool  # put on the reconciler's watch list first (shared/watchlist.py)
+
+
 RESULT_FIELDS = ("status", "result", "result_blob", "finished_at", "lease_until", "updated_at")
 
 
@@ -85,6 +95,7 @@ class Worker:
     registry: Registry
     config: Config
     telemetry: Telemetry
+    watchlist: WatchList  # jobs too old for the reconciler's window are watched while they run
     operations: Operations | None = None  # bulk operations ride on the jobs queue
     flow: FlowControl | None = None  # pauses and limits per type (shared/flow)
     gate: PriorityGate = field(default_factory=PriorityGate)  # higher priorities go first here
@@ -147,16 +158,10 @@ class Worker:
         verdict = await self._admit(spec, job, message)
         if not isinstance(verdict, Start):
             return await self._hold(verdict, message, priority, job, snap.etag, snap)
-        if verdict.slot is not None:
-            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
-        try:
-            claimed = await self.store.update(
-                job.claim(message.attempt, self._lease(spec), now), snap.etag, CLAIM_FIELDS
-            )
-        except ConcurrencyConflict:
-            await self._give_back(verdict.slot)
+        claim = await self._claim(spec, job, message.attempt, snap.etag, now, verdict.slot)
+        if claim is None:
             return None
-        return await self._run(spec, job, claimed, now, complete=False, slot=verdict.slot)
+        return await self._run(spec, job, claim, complete=False, slot=verdict.slot)
 
     async def _from_record(self, message: JobMessage, body: bytes | str) -> Outcome:
         found = await self.store.get(message.id)
@@ -188,16 +193,31 @@ class Worker:
         if not isinstance(verdict, Start):
             held = await self._hold(verdict, message, job.priority, job, found.etag, snapshot_of(job, found.etag))
             return held or self._drop(job, Outcome.DUPLICATE, "the job changed meanwhile")
-        if verdict.slot is not None:
-            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
-        try:
-            claimed = await self.store.update(
-                job.claim(message.attempt, self._lease(spec), now), found.etag, CLAIM_FIELDS
-            )
-        except ConcurrencyConflict:
-            await self._give_back(verdict.slot)
+        claim = await self._claim(spec, job, message.attempt, found.etag, now, verdict.slot)
+        if claim is None:
             return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
-        return await self._run(spec, job, claimed, now, complete=True, slot=verdict.slot)
+        return await self._run(spec, job, claim, complete=True, slot=verdict.slot)
+
+    async def _claim(
+        self, spec: HandlerSpec, job: Job, attempt: int, etag: str, now: datetime, slot: Slot | None
+    ) -> Claim | None:
+        """queued -> running (one conditional write), or None if the job changed since `etag`. A
+        job whose lease could outlast the reconciler's window is put on its watch list first.
+        Unless the claim is made, the concurrency slot goes back at once, not when its lease ends."""
+        if slot is not None:
+            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
+        running = job.claim(attempt, self._lease(spec), now)
+        assert running.lease_until is not None
+        try:
+            watched = self.watchlist.needed(job.id, running.lease_until)
+            if watched:
+                await self.watchlist.add(job.id)
+            return Claim(await self.store.update(running, etag, CLAIM_FIELDS), now, watched)
+        except BaseException as exc:
+            await asyncio.shield(self._give_back(slot))
+            if isinstance(exc, ConcurrencyConflict):
+                return None
+            raise
 
     # --- flow control: may it start now? ------------------------------------------------------
 
@@ -249,29 +269,22 @@ class Worker:
         """A claim's lease, never past the attempt's time limit."""
         return timedelta(seconds=min(self.config.lease_seconds, self._time_limit(spec)))
 
-    async def _run(
-        self,
-        spec: HandlerSpec,
-        queued: Job,
-        claimed: Versioned,
-        now: datetime,
-        complete: bool,
-        slot: Slot | None = None,
-    ) -> Outcome:
+    async def _run(self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, slot: Slot | None) -> Outcome:
         """Run the claimed attempt and record how it ended, then give back its concurrency slot
         (as last renewed: the row's ETag moves with each renewal, and only it frees the row)."""
         held = [slot]
         try:
-            return await self._attempt(spec, queued, claimed, now, complete, held)
+            return await self._attempt(spec, queued, claim, complete, held)
         finally:
             await asyncio.shield(self._give_back(held[0]))
 
     async def _attempt(
-        self, spec: HandlerSpec, queued: Job, claimed: Versioned, now: datetime, complete: bool, held: list[Slot | None]
+        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None]
     ) -> Outcome:
-        """`complete` says whether `claimed` holds the whole record (read from the table) or only
-        what the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
+        """`complete` says whether the claimed record is whole (read from the table) or only what
+        the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
         heartbeat renews it."""
+        claimed, now = claim.record, claim.at
         job = claimed.job
         wait_ms = (now - queued.not_before).total_seconds() * 1000
         self.telemetry.record(signals.QUEUE_WAIT, wait_ms, job)
@@ -289,8 +302,15 @@ class Worker:
             if held[0] is not None and self.flow is not None:
                 held[0] = await self.flow.renew(held[0], until) or held[0]
 
+        watched = [claim.watched]
+
+        async def watch(until: datetime) -> None:  # before a renewal takes the lease out of the window's reach
+            if not watched[0] and self.watchlist.needed(job.id, until):
+                await self.watchlist.add(job.id)
+                watched[0] = True
+
         beat = Heartbeat(self.store, claimed, self._lease(spec), self.config.heartbeat_seconds,
-                         now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None)  # fmt: skip
+                         now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None, watch)  # fmt: skip
         ctx = JobContext(
             id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_token, _checkpoint=lambda: beat.lost,

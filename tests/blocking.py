@@ -95,11 +95,12 @@ def service_view(services: Any, portal: Portal) -> Any:
     from shared.stats import Stats
     from shared.storage import Storage
     from shared.store import JobStore
+    from shared.watchlist import WatchList
     from shared.worker import Worker
 
     wrapped = (Storage, JobStore, JobService, Worker, Reconciler, Operations, Stats, TableClient, QueueClient,
                ContainerClient, FlowControl, FlowSettings, Slots, RateLimiter, Parking, ScheduleService,
-               ScheduleStore, Firing)  # fmt: skip
+               ScheduleStore, Firing, WatchList)  # fmt: skip
     portal.run(services.storage.ensure_resources())
     return Blocking(services, portal, wrapped)
 

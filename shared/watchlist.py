@@ -1,0 +1,65 @@
+"""The reconciler's watch list: jobs its recent window may not see.
+
+The reconciler's window is a range of row keys, and a job's row key is its first due time, which
+never changes. A job that is still live long after it was first due (redriven from the dead
+letters, claimed after a long pause or backlog, or simply running for hours) is outside that
+window, so nothing would repair it if its message were lost or its worker died. Such a job gets
+an entry here before the write that makes it live again (a redrive, or a claim or lease renewal
+that reaches past the window's reach), and keeps it until it ends. The reconciler reads the entries
+every run; a plain job is never watched and pays nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.config import Config
+from shared.job import JobKey
+from shared.storage import Storage
+
+PARTITION = "watch"
+# A lease that ends within this of the job leaving the window is watched: the reconciler may run
+# late (its cadence, a deferred window, a missed tick) and must still find the job in one place.
+MARGIN = timedelta(minutes=5)
+
+
+def window(config: Config) -> timedelta:
+    """How far back, by first due time, every reconciler run looks."""
+    return timedelta(seconds=max(3600.0, 2 * (config.lease_seconds + config.reconcile_grace_seconds)))
+
+
+def first_due(job_id: str) -> datetime:
+    key = JobKey.parse(job_id)
+    assert key is not None, job_id
+    return key.due
+
+
+class WatchList:
+    def __init__(self, storage: Storage, config: Config) -> None:
+        self.table = storage.table
+        self.window = window(config)
+
+    def needed(self, job_id: str, lease_until: datetime) -> bool:
+        """Whether a lease until `lease_until` may run out after the window has passed the job by."""
+        return lease_until + MARGIN >= first_due(job_id) + self.window
+
+    async def add(self, job_id: str) -> None:
+        await self.table.upsert_entity({"PartitionKey": PARTITION, "RowKey": job_id})
+
+    async def add_many(self, job_ids: list[str]) -> None:
+        """Entries for many jobs, 100 per entity-group transaction (they share a partition)."""
+        rows = [("upsert", {"PartitionKey": PARTITION, "RowKey": job_id}) for job_id in dict.fromkeys(job_ids)]
+        for start in range(0, len(rows), 100):
+            await self.table.submit_transaction(rows[start : start + 100])
+
+    async def entries(self) -> list[tuple[str, datetime]]:
+        """Each watched job's id, with when its entry was last written."""
+        rows = self.table.query_entities(f"PartitionKey eq '{PARTITION}'", select=["RowKey", "Timestamp"])
+        return [(row["RowKey"], row.metadata["timestamp"]) async for row in rows]
+
+    async def remove(self, job_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            await self.table.delete_entity(PARTITION, job_id)

@@ -1,0 +1,98 @@
+"""Jobs too old for the reconciler's window (it reads by first due time, which never changes) are
+on its watch list while they are live, so a worker lost in their attempt is still found: when
+such a job is claimed, or when a renewal takes its lease past the window's reach. A plain job is
+never watched (its cost is pinned in test_pipeline.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import timedelta
+
+from shared.job import Job, Status, utcnow
+from shared.messages import enqueue
+from shared.registry import Registry
+from shared.watchlist import MARGIN
+from shared.worker import Outcome
+from tests.blocking import unwrap
+from tests.integration.conftest import deliver, run_until
+
+
+def submit_first_due(services, job_type: str, first_due) -> Job:
+    """A job as if submitted when it was first due: its row key says so, as a redriven, long
+    parked or long waiting job's does."""
+    raw = unwrap(services)
+    written = services.store.insert(Job.new(job_type, None, 3, shard=0, now=first_due))
+    services._portal.run(enqueue(raw.storage, written.job, written.etag))
+    return written.job
+
+
+def watched(services) -> list[str]:
+    return [job_id for job_id, _ in services.service.watchlist.entries()]
+
+
+def test_an_old_job_whose_worker_is_lost_mid_attempt_is_repaired_though_its_message_is_gone(services_factory):
+    services = services_factory(JOBS_LEASE_SECONDS="3", JOBS_HEARTBEAT_SECONDS="2")
+    raw = unwrap(services)
+    reg = Registry()
+    started = asyncio.Event()
+
+    @reg.handler("old")
+    async def old(ctx):
+        if ctx.attempt == 1:
+            started.set()
+            await asyncio.sleep(3600)
+        return "ok"
+
+    services.worker.registry = services.service.registry = reg
+    job = submit_first_due(services, "old", utcnow() - timedelta(hours=3))
+
+    async def attempt_cut_off() -> None:
+        """The host cancels the invocation mid-attempt (or dies): nothing is written."""
+        message = [m async for m in raw.storage.queue.receive_messages(visibility_timeout=1)][0]
+        task = asyncio.ensure_future(raw.worker.process(message.content))
+        await started.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    services._portal.run(attempt_cut_off())
+    assert services.service.get(job.id).status is Status.RUNNING
+    assert watched(services) == [job.id]  # written before the claim
+
+    time.sleep(1.2)  # the message comes back while the lease holds: a duplicate, deleted
+    assert deliver(services) == [Outcome.DUPLICATE]
+    assert services.storage.queue.peek_messages() == []
+
+    time.sleep(2)  # the lease runs out; the job is three hours outside the reconciler's window
+    assert services.reconciler.run()["lease_expired"] == 1
+    assert (services.service.get(job.id).status, services.service.get(job.id).attempt) == (Status.QUEUED, 2)
+    assert run_until(services, lambda: services.service.get(job.id).status.terminal) == [Outcome.SUCCEEDED]
+    assert services.service.get(job.id).result == "ok"
+
+    services.reconciler.run(now=utcnow() + timedelta(minutes=2))  # ended: the entry goes
+    assert watched(services) == []
+
+
+def test_a_renewal_that_takes_the_lease_past_the_windows_reach_watches_the_job_first(services_factory):
+    services = services_factory(JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")
+    raw = unwrap(services)
+    reg = Registry()
+    seen_early = []
+
+    @reg.handler("long")
+    async def long(ctx):
+        await asyncio.sleep(1)
+        seen_early.extend(job_id for job_id, _ in await raw.service.watchlist.entries())
+        await asyncio.sleep(3.5)
+        return "done"
+
+    services.worker.registry = services.service.registry = reg
+    # Leaves the window 5 s from now (the window less its margin): the claim's 2 s lease ends
+    # before that, a renewal 3 s in takes it past.
+    first_due = utcnow() - raw.reconciler.window + MARGIN + timedelta(seconds=5)
+    job = submit_first_due(services, "long", first_due)
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert seen_early == []
+    assert watched(services) == [job.id]
