@@ -5,8 +5,9 @@ never changes. A job that is still live long after it was first due (redriven fr
 letters, claimed after a long pause or backlog, or simply running for hours) is outside that
 window, so nothing would repair it if its message were lost or its worker died. Such a job gets
 an entry here before the write that makes it live again (a redrive, or a claim or lease renewal
-that reaches past the window's reach), and keeps it until it ends. The reconciler reads the entries
-every run; a plain job is never watched and pays nothing.
+that reaches past the window's reach), and keeps it until it ends: the attempt that ends it
+removes the entry, or the reconciler does, which reads the entries every run. A plain job is never
+watched and pays nothing.
 """
 
 from __future__ import annotations

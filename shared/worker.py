@@ -76,6 +76,7 @@ class Outcome(StrEnum):
 
 
 CLAIM_FIELDS = ("status", "started_at", "lease_until", "updated_at")
+ENDED = frozenset({Outcome.SUCCEEDED, Outcome.DEAD_LETTERED, Outcome.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -272,18 +273,25 @@ class Worker:
     async def _run(self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, slot: Slot | None) -> Outcome:
         """Run the claimed attempt and record how it ended, then give back its concurrency slot
         (as last renewed: the row's ETag moves with each renewal, and only it frees the row)."""
-        held = [slot]
+        held, watched = [slot], [claim.watched]
         try:
-            return await self._attempt(spec, queued, claim, complete, held)
+            outcome = await self._attempt(spec, queued, claim, complete, held, watched)
         finally:
             await asyncio.shield(self._give_back(held[0]))
+        if watched[0] and outcome in ENDED:
+            # Nothing left to guard; the reconciler would read the entry every run until it did this.
+            try:
+                await self.watchlist.remove(queued.id)
+            except Exception as exc:  # noqa: BLE001 - the reconciler removes it on a later run
+                log.warning("could not take the job off the watch list: %s", exc, extra=job_attributes(queued))
+        return outcome
 
     async def _attempt(
-        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None]
+        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None], watched: list[bool]
     ) -> Outcome:
         """`complete` says whether the claimed record is whole (read from the table) or only what
         the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
-        heartbeat renews it."""
+        heartbeat renews it; `watched[0]`: whether the job is on the reconciler's watch list."""
         claimed, now = claim.record, claim.at
         job = claimed.job
         wait_ms = (now - queued.not_before).total_seconds() * 1000
@@ -301,8 +309,6 @@ class Worker:
         async def renew_slot(until: datetime) -> None:  # a slot is leased like the attempt holding it
             if held[0] is not None and self.flow is not None:
                 held[0] = await self.flow.renew(held[0], until) or held[0]
-
-        watched = [claim.watched]
 
         async def watch(until: datetime) -> None:  # before a renewal takes the lease out of the window's reach
             if not watched[0] and self.watchlist.needed(job.id, until):
