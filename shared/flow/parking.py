@@ -79,7 +79,11 @@ class Parking:
 
     async def _page(self, shard: int, job_type: str, size: int = PAGE) -> list[dict[str, Any]]:
         prefix = f"{PREFIX}{job_type}."
-        query = f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}/'"
+        # The range also holds the rows of types whose names extend this one's (`a.b` for `a`).
+        query = (
+            f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}/'"
+            f" and job_type eq '{job_type}'"
+        )
         pages = self.storage.table.query_entities(query, results_per_page=size, select=["RowKey"]).by_page()
         try:
             return [row async for row in await pages.__anext__()]

@@ -36,7 +36,7 @@ from azure.data.tables import UpdateMode
 
 from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
-from shared.job import Priority, isoformat, parse_time, to_ms, utcnow
+from shared.job import JobKey, Priority, isoformat, parse_time, to_ms, utcnow
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,17 @@ def waiter_row(job_type: str, job_id: str) -> str:
     return f"{_waiters(job_type)}{job_id}"
 
 
+def _kind(job_type: str, row_key: str) -> str | None:
+    """What a row in the type's key range is: one of its slots, one of its waiters, or (None) a row
+    of another type whose name begins with this one's and a dot (`a.b`, `a.w` for `a`)."""
+    rest = row_key[len(_prefix(job_type)) :]
+    if rest.isdigit():
+        return "slot"
+    if rest.startswith("w.") and JobKey.parse(rest[2:]) is not None:
+        return "waiter"
+    return None
+
+
 def _range(prefix: str) -> str:
     return f"PartitionKey eq '{PARTITION}' and RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}/'"
 
@@ -90,12 +101,12 @@ class Slots:
         fit a page. No page is read once `waiters_wanted` waiter rows are."""
         slots: dict[str, dict] = {}
         waiters: list[dict] = []
-        waiting = _waiters(job_type)
         async for page in self.storage.table.query_entities(_range(_prefix(job_type))).by_page():
             async for row in page:
-                if row["RowKey"].startswith(waiting):
+                kind = _kind(job_type, row["RowKey"])
+                if kind == "waiter":
                     waiters.append(row)
-                else:
+                elif kind == "slot":
                     slots[row["RowKey"]] = row
             if len(waiters) >= waiters_wanted:
                 break
@@ -195,6 +206,8 @@ class Slots:
         async for page in query.by_page():
             waiting = []
             async for row in page:
+                if _kind(job_type, row["RowKey"]) != "waiter":
+                    continue  # another type's row: its name extends this one's
                 if _orphaned(row, now):
                     if every or cleared < ORPHANS_CLEARED:
                         cleared += 1

@@ -18,7 +18,7 @@ from shared.api import ApiRequest
 from shared.flow import routes
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL
-from shared.job import Priority, Status, utcnow
+from shared.job import Job, JobKey, Priority, Status, utcnow
 from shared.messages import JobMessage
 from shared.registry import Registry
 from shared.worker import Outcome
@@ -303,22 +303,23 @@ def test_a_slot_given_back_wakes_the_job_waiting_for_it_at_once_and_what_waking_
 def test_waiter_rows_wake_high_priority_first_and_do_not_outlive_their_messages(services):
     slots, now = services.flow.slots, utcnow()
     minute = timedelta(seconds=60)
+    normal, high, gone = (JobKey.new(0, now).id for _ in range(3))
     queues = services.storage.queues
     sent = {p: queues[p].send_message(f"waiting {p}", visibility_timeout=60) for p in (Priority.NORMAL, Priority.HIGH)}
-    slots.wait("pair", "normal-job", Priority.NORMAL, sent[Priority.NORMAL].id, sent[Priority.NORMAL].pop_receipt,
+    slots.wait("pair", normal, Priority.NORMAL, sent[Priority.NORMAL].id, sent[Priority.NORMAL].pop_receipt,
                now + minute)  # fmt: skip
-    slots.wait("pair", "high-job", Priority.HIGH, sent[Priority.HIGH].id, sent[Priority.HIGH].pop_receipt,
+    slots.wait("pair", high, Priority.HIGH, sent[Priority.HIGH].id, sent[Priority.HIGH].pop_receipt,
                now + minute)  # fmt: skip
-    slots.wait("pair", "gone-job", Priority.NORMAL, "no-such-message", "no-receipt", now - minute)  # long past
+    slots.wait("pair", gone, Priority.NORMAL, "no-such-message", "no-receipt", now - minute)  # long past
 
     a = slots.take("pair", 2, "a:1", now + minute, now)
     assert a is not None and a.contended  # jobs wait: whoever gives a slot back wakes one
     slots.give_back(a)
     assert [m.content for m in queues[Priority.HIGH].peek_messages()] == ["waiting high"]
     assert queues[Priority.NORMAL].peek_messages() == []
-    assert waiter_rows(services, "pair") == ["slot.pair.w.normal-job"]  # the orphaned row went too
+    assert waiter_rows(services, "pair") == [f"slot.pair.w.{normal}"]  # the orphaned row went too
 
-    b = slots.take("pair", 2, "normal-job:1", now + minute, now, job_id="normal-job")  # came back by itself
+    b = slots.take("pair", 2, f"{normal}:1", now + minute, now, job_id=normal)  # came back by itself
     assert b is not None and waiter_rows(services, "pair") == []
     assert not b.contended  # nobody waits: its give-back reads nothing
     counter = services.storage.counter
@@ -475,6 +476,36 @@ def test_a_job_parked_again_while_its_release_runs_keeps_its_index_row(services)
     assert len(services._portal.run(parking._page(shard, "echo"))) == 1  # the new row stayed
     assert services.flow.resume("echo") == 1
     assert deliver(services) == [Outcome.SUCCEEDED]
+
+
+def test_types_whose_names_extend_each_other_share_no_slots_or_waiters(services):
+    """`a.w`'s rows sort inside `a`'s key range (type names may hold dots): `a` must not count
+    them as its own, and must not wake or clear them."""
+    slots, now = services.flow.slots, utcnow()
+    minute = timedelta(seconds=60)
+    other = slots.take("pair.w", 1, "x:1", now + minute, now)  # its slot row: slot.pair.w.000
+    sent = services.storage.queue.send_message("waiting pair.w", visibility_timeout=60)
+    waiter = JobKey.new(0, now).id
+    slots.wait("pair.w", waiter, Priority.NORMAL, sent.id, sent.pop_receipt, now - 2 * minute)  # looks orphaned
+    assert other is not None
+    assert slots.occupancy("pair", now) == (0, 0)
+    assert slots.take("pair", 1, "y:1", now + minute, now) is not None  # "pair" has its own slot free
+    assert slots.wake("pair", now, None) == 0
+    assert slots.occupancy("pair.w", now) == (1, 0)  # its slot still held (its waiter is orphaned)
+    assert waiter_rows(services, "pair.w") == [f"slot.pair.w.w.{waiter}"]  # not cleared by "pair"
+
+
+def test_resuming_a_type_releases_none_of_a_type_whose_name_extends_its_own(services):
+    services.flow.pause("echo")
+    services.flow.pause("echo.b")
+    jobs = {}
+    for job_type in ("echo", "echo.b"):
+        written = services.store.insert(Job.new(job_type, 1, 3, shard=0))
+        assert services.flow.parking.park(written.job, written.etag)
+        jobs[job_type] = written.job.id
+    assert services.flow.resume("echo") == 1
+    assert services.store.get(jobs["echo"]).job.parked is False
+    assert services.store.get(jobs["echo.b"]).job.parked is True  # still paused: left parked
 
 
 def calls_for_one(services, job_type: str) -> dict:
