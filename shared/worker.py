@@ -350,7 +350,7 @@ class Worker:
         if failure is None:
             try:
                 json.dumps(result)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # nested too deep: RecursionError
                 failure = (f"handler returned a result that is not JSON: {exc}", False, None)
         if failure is not None:
             error, retryable, delay = failure

@@ -155,6 +155,23 @@ def test_result_of_a_cancelled_running_job_is_not_written(services):
     assert final.status is Status.CANCELLED and final.result is None
 
 
+def test_a_result_that_is_not_json_dead_letters_the_job_with_the_reason_not_retried(services):
+    from shared.registry import Registry
+
+    reg = Registry()
+    deep: list = []
+    for _ in range(100_000):  # nested past the interpreter's recursion limit
+        deep = [deep]
+    reg.handler("a_set")(lambda ctx: {1, 2})
+    reg.handler("too_deep")(lambda ctx: deep)
+    services.worker.registry = services.service.registry = reg
+    jobs = [services.service.submit(job_type, None).job for job_type in ("a_set", "too_deep")]
+    assert deliver(services) == [Outcome.DEAD_LETTERED, Outcome.DEAD_LETTERED]
+    for job in jobs:
+        final = status_of(services, job.id)
+        assert final.attempt == 1 and "result that is not JSON" in final.errors[-1]["error"]
+
+
 def test_redrive_dead_lettered_job_runs_a_new_attempt(services):
     job = services.service.submit("fail", {"times": 1}, max_attempts=1).job
     run_until(services, lambda: status_of(services, job.id).status.terminal)
