@@ -4,7 +4,9 @@ A claim gives the attempt a lease of JOBS_LEASE_SECONDS (60 s). While the handle
 is renewed every JOBS_HEARTBEAT_SECONDS (20 s) with a merge of `lease_until`, conditional on the
 record's ETag. So a worker that dies is found when its lease runs out, about a minute later,
 instead of after the whole time limit; and a renewal that fails tells the worker that someone
-else changed the job (a cancel, or the reconciler declaring it lost): the attempt stops.
+else changed the job (a cancel, or the reconciler declaring it lost): the attempt stops. Unless the
+change is its own: the SDK resends a write whose answer was lost, and a first try that landed makes
+the resend's condition fail; one read tells the two apart.
 
 An attempt that ends before the first renewal is due costs nothing more: no renewal is made.
 Renewals stop at the attempt's time limit: a handler that outlives it (a sync one cannot be
@@ -74,6 +76,31 @@ class Heartbeat:
             await self._task
         return self.current
 
+    async def _renew(self, until: datetime) -> None:
+        try:
+            self.current = await self.store.update(
+                replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
+            )
+        except ConcurrencyConflict:
+            if not await self._landed(until):
+                raise
+        self.renewals += 1
+
+    async def _landed(self, until: datetime) -> bool:
+        """Whether a refused renewal is in the record after all. The SDK sends a write again when
+        its answer is lost (a timeout, a 503); if the first try was applied, the second meets its
+        own change, and a condition that fails. The job is still ours if the record holds exactly
+        this lease for this attempt: go on from there."""
+        try:
+            found = await self.store.get(self.current.job.id, load_blobs=False)
+        except Exception:  # noqa: BLE001 - cannot tell: treat the refusal as meant
+            return False
+        job, mine = found.job if found else None, self.current.job
+        if job is None or (job.status, job.attempt, job.lease_until) != (mine.status, mine.attempt, until):
+            return False
+        self.current = Versioned(replace(mine, lease_until=until), found.etag)
+        return True
+
     async def _run(self) -> None:
         """Renew now (the first wait was the timer's), then every `every` seconds until stopped."""
         while not self._stop.is_set():
@@ -83,10 +110,7 @@ class Heartbeat:
             try:
                 if self._before is not None:
                     await self._before(until)
-                self.current = await self.store.update(
-                    replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
-                )
-                self.renewals += 1
+                await self._renew(until)
                 if self._also is not None:
                     await self._also(until)
             except ConcurrencyConflict:

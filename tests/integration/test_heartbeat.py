@@ -7,9 +7,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
+from datetime import timedelta
 
-from shared.job import Status
+import pytest
+
+from shared.heartbeat import Heartbeat
+from shared.job import Status, utcnow
 from shared.registry import Registry
+from shared.store import ConcurrencyConflict
 from shared.worker import Outcome
 from tests.blocking import unwrap
 from tests.integration.conftest import deliver
@@ -164,3 +170,23 @@ def test_sync_handlers_run_in_a_bounded_pool_and_async_ones_on_the_loop(services
         pass
     assert len(threads) <= 2 and all(name.startswith("handler") for name in threads)
     assert loops == [services._portal.loop]  # the worker's own loop, not a new one per job
+
+
+def test_a_renewal_refused_because_its_own_resent_first_try_landed_keeps_the_attempt(services):
+    """The SDK sends a write again when its answer is lost (a timeout, a 503). If the first try
+    was applied, the resend fails its condition: the record then holds exactly this renewal, and
+    the attempt goes on with it. A real change (a cancel) still stops the attempt."""
+    job = services.service.submit("echo", 1).job
+    found = services.store.get(job.id)
+    claimed = services.store.replace(found.job.claim(1, timedelta(seconds=60)), found.etag, was=Status.QUEUED)
+    beat = Heartbeat(unwrap(services.store), claimed, timedelta(seconds=60), 20, utcnow() + timedelta(minutes=5),
+                     on_lost=lambda: None)  # fmt: skip
+    until = utcnow() + timedelta(seconds=60)
+    first_try = services.store.update(replace(claimed.job, lease_until=until), claimed.etag, ("lease_until",))
+
+    services._portal.run(beat._renew(until))  # the resend, with the ETag from before the first try
+    assert (beat.current.etag, beat.renewals) == (first_try.etag, 1)
+
+    services.service.cancel(job.id)
+    with pytest.raises(ConcurrencyConflict):
+        services._portal.run(beat._renew(until + timedelta(seconds=20)))
