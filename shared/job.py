@@ -253,9 +253,11 @@ class Job:
             raise AlreadyApplied(f"operation {operation} already cancelled this job")
         if self.status not in (Status.QUEUED, Status.RUNNING):
             raise InvalidTransition(f"job is {self.status}; only queued or running jobs can be cancelled")
+        # A running attempt learns of the cancel at its next renewal or checkpoint: its lease stays
+        # on the record, as how long it may still run, and a retry waits for it (see redrive).
         return replace(
-            self, status=Status.CANCELLED, finished_at=now, lease_until=None, updated_at=now,
-            operation=operation or self.operation,
+            self, status=Status.CANCELLED, finished_at=now, updated_at=now, operation=operation or self.operation,
+            lease_until=self.lease_until if self.status is Status.RUNNING else None,
         )  # fmt: skip
 
     def redrive(self, extra_attempts: int = 1, now: datetime | None = None, operation: str | None = None) -> Job:
@@ -266,6 +268,11 @@ class Job:
             raise AlreadyApplied(f"operation {operation} already redrove this job")
         if self.status not in (Status.DEAD_LETTERED, Status.CANCELLED):
             raise InvalidTransition(f"job is {self.status}; only dead-lettered or cancelled jobs can be retried")
+        if self.status is Status.CANCELLED and self.lease_until is not None and self.lease_until > now:
+            raise InvalidTransition(
+                f"attempt {self.attempt} was running when the job was cancelled and may go on until"
+                f" {isoformat(self.lease_until)} (its lease); retry after that, so two attempts never run at once"
+            )
         return replace(
             self,
             operation=operation or self.operation,

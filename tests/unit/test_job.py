@@ -102,6 +102,17 @@ def test_redrive_is_a_new_attempt_with_more_to_spend():
         new_job().redrive()
 
 
+def test_a_job_cancelled_while_running_is_retried_only_once_its_attempt_cannot_still_run():
+    """The running attempt learns of the cancel at its next renewal or checkpoint, and its lease
+    says how long it may go on: a retry before then would run two attempts at once."""
+    cancelled = running(new_job()).cancel(now=NOW + timedelta(seconds=5))
+    assert cancelled.lease_until == NOW + timedelta(seconds=30)
+    with pytest.raises(InvalidTransition, match="may go on until .* retry after that"):
+        cancelled.redrive(now=NOW + timedelta(seconds=29))
+    assert cancelled.redrive(now=NOW + timedelta(seconds=31)).status is Status.QUEUED
+    assert new_job().cancel(now=NOW).redrive(now=NOW).status is Status.QUEUED  # never ran: at once
+
+
 def test_backoff_doubles_with_jitter_and_is_capped():
     rand = random.Random(7)
     for attempt, ceiling in [(1, 2), (2, 4), (3, 8), (6, 60), (30, 60)]:
