@@ -332,8 +332,8 @@ class StatsResource(BaseModel):
 class RateLimitBody(Strict):
     """At most `limit` starts in any `period_seconds`, across every instance."""
 
-    limit: int = Field(ge=1, le=1000)
-    period_seconds: float = Field(ge=0.1, le=86400)
+    limit: Annotated[int, Field(ge=1, le=1000), BeforeValidator(_json_number)]
+    period_seconds: Annotated[float, Field(ge=0.1, le=86400), BeforeValidator(_json_number)]
 
 
 def _no_null_paused(schema: dict[str, Any]) -> None:
@@ -348,7 +348,7 @@ class TypeChange(Strict):
     paused: StrictBool = Field(  # type: ignore[assignment]
         None, description="Pause (its jobs stay queued and are set aside) or resume (they run)."
     )
-    max_concurrency: Annotated[int, Field(ge=1, le=10000)] | None = Field(
+    max_concurrency: Annotated[int, Field(ge=1, le=10000), BeforeValidator(_json_number)] | None = Field(
         None, description="At most this many of its attempts run at once, across every instance. Null: the code's."
     )
     rate_limit: RateLimitBody | None = Field(None, description="At most so many starts per period. Null: the code's.")

@@ -117,9 +117,13 @@ def derived_key(key: str, suffix: str) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()}:{suffix}"
 
 
+TYPE_NAME_RULE = "1 to 100 letters, digits, '_', '.', ':' or '-', and not only dots"
+
+
 def type_path(job_type: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", job_type):
-        raise ValueError(f"{job_type!r} is not a job type name")
+    # Only dots would be read as a path segment (`.`, `..`) and name no type.
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", job_type) or not job_type.strip("."):
+        raise ValueError(f"{job_type!r} is not a job type name: {TYPE_NAME_RULE}")
     return f"/api/types/{job_type}"
 
 

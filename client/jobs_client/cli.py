@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 
 from jobs_client import _render as render
-from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url
+from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url, type_path
 from jobs_client.client import JobsClient
 from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
 from jobs_client.models import Job, JobTypes, Operation, Schedule, parse_time
@@ -166,6 +166,15 @@ def session(ctx: typer.Context, json_flag: bool) -> Iterator[tuple[JobsClient, S
 def usage(message: str, param: str | None = None) -> NoReturn:
     """A usage error (exit 2), naming `param` when one is to blame."""
     raise typer.BadParameter(message, param_hint=param)
+
+
+def given_type(value: str) -> str:
+    """A TYPE argument, checked before anything is sent."""
+    try:
+        type_path(value)
+    except ValueError as exc:
+        usage(str(exc), "TYPE")
+    return value
 
 
 def given_id(value: str) -> str:
@@ -472,7 +481,7 @@ def cancel(
         str | None, typer.Argument(metavar="ID", help="The job to cancel; without it, filters pick the jobs.")
     ] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="Bulk: queued (the default) or running.", show_default=False)
+        str | None, typer.Option("--status", help="Bulk: queued or running (without it: both).", show_default=False)
     ] = None,
     job_type: TypeOpt = None,
     since: SinceOpt = None,
@@ -511,7 +520,8 @@ def retry(
         int, typer.Option("--extra-attempts", min=1, max=100, help="Attempts the redriven job(s) may spend.")
     ] = 1,
     status: Annotated[
-        str | None, typer.Option("--status", help="Bulk: dead_lettered (the default) or cancelled.", show_default=False)
+        str | None,
+        typer.Option("--status", help="Bulk: dead_lettered or cancelled (without it: both).", show_default=False),
     ] = None,
     job_type: TypeOpt = None,
     since: SinceOpt = None,
@@ -601,6 +611,8 @@ def types(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
 def _pause_or_resume(ctx: typer.Context, job_type: str | None, every: bool, paused: bool, json_flag: bool) -> None:
     if (job_type is None) == (not every):
         usage("give a TYPE or --all", "TYPE")
+    if job_type is not None:
+        given_type(job_type)
     with session(ctx, json_flag) as (client, settings):
         changed = (client.pause if paused else client.resume)(job_type)
         if settings.json:
@@ -642,6 +654,7 @@ def limit(
     json_flag: JsonFlag = False,
 ) -> None:
     """Set a job type's concurrency and rate limits (they hold across every instance)."""
+    given_type(job_type)
     if concurrency is None and rate is None:
         usage("give --concurrency, --rate or both")
     max_concurrency: int | None | Literal["unchanged"] = "unchanged"

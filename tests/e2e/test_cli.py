@@ -306,6 +306,14 @@ def test_submit_at_a_time_with_a_priority_prints_them_and_refuses_at_with_delay(
     assert r.returncode == 2
 
 
+@pytest.mark.parametrize(
+    "args", [("pause", "a/b"), ("resume", "a?b"), ("pause", ".."), ("limit", "", "--concurrency", "2")]
+)
+def test_a_type_name_no_type_can_have_is_a_usage_error_before_anything_is_sent(args):
+    r = jobs(*args, url="http://127.0.0.1:9")  # nothing listens there: a request would fail otherwise
+    assert r.returncode == 2 and "is not a job type name" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_types_pause_resume_and_limit_commands(host):
     r = jobs("pause", "echo", url=host.base)
     assert r.returncode == 0 and "paused" in r.stdout

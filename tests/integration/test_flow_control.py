@@ -405,6 +405,19 @@ def test_a_limit_set_through_the_api_overrides_the_code_and_null_restores_it(ser
     assert settings.effective(settings.read(), "pair").max_concurrency == 2
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"max_concurrency": "3"}, {"max_concurrency": True}, {"rate_limit": {"limit": "5", "period_seconds": 60}},
+     {"rate_limit": {"limit": 5, "period_seconds": "60"}}, {"rate_limit": {"limit": True, "period_seconds": 60}}],
+)  # fmt: skip
+def test_a_limit_given_as_a_string_or_a_boolean_is_refused_and_changes_nothing(services, body):
+    headers = {"content-type": "application/json"}
+    request = ApiRequest("PATCH", {"type": "gated"}, {}, headers, json.dumps(body).encode())
+    response = call_api(services, routes.change_type, request)
+    assert response.status == 400 and "must be a JSON number" in json.dumps(response.body)
+    assert type_resource(services, "gated")["max_concurrency"] is None
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 
