@@ -431,6 +431,15 @@ def test_reservations_keep_any_window_to_the_limit_and_come_in_order(services):
     assert starts[8] - now < timedelta(seconds=21)  # and no more than that
 
 
+def test_a_raised_rate_limit_applies_to_the_next_job_at_once(services):
+    """The start log is kept per limit: places given under a slower one do not hold new jobs back."""
+    rate, now = services.flow.rate, utcnow()
+    slow = [rate.reserve("metered", RateLimit(1, 300), now) for _ in range(3)]
+    assert [round((t - now).total_seconds()) for t in slow] == [0, 300, 600]
+    assert rate.reserve("metered", RateLimit(100, 1), now) == now  # not after 600 s
+    assert rate.reserve("metered", RateLimit(100, 1), now) == now  # and the log goes on from there
+
+
 def test_a_rate_limited_job_waits_once_until_its_reserved_start_and_the_rate_holds(services):
     ids = [services.service.submit("metered", n).job.id for n in range(7)]
     counter = services.storage.counter
