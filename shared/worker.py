@@ -76,6 +76,7 @@ class Outcome(StrEnum):
 
 
 CLAIM_FIELDS = ("status", "started_at", "lease_until", "updated_at")
+RESULT_FIELDS = ("status", "result", "result_blob", "finished_at", "lease_until", "updated_at")
 ENDED = frozenset({Outcome.SUCCEEDED, Outcome.DEAD_LETTERED, Outcome.CANCELLED})
 
 
@@ -83,10 +84,8 @@ ENDED = frozenset({Outcome.SUCCEEDED, Outcome.DEAD_LETTERED, Outcome.CANCELLED})
 class Claim:
     record: Versioned  # the record as the claim wrote it
     at: datetime  # when the attempt started
+    slot: Slot | None  # the concurrency slot it holds
     watched: bool  # put on the reconciler's watch list first (shared/watchlist.py)
-
-
-RESULT_FIELDS = ("status", "result", "result_blob", "finished_at", "lease_until", "updated_at")
 
 
 @dataclass
@@ -162,7 +161,7 @@ class Worker:
         claim = await self._claim(spec, job, message.attempt, snap.etag, now, verdict.slot)
         if claim is None:
             return None
-        return await self._run(spec, job, claim, complete=False, slot=verdict.slot)
+        return await self._run(spec, job, claim, complete=False)
 
     async def _from_record(self, message: JobMessage, body: bytes | str) -> Outcome:
         found = await self.store.get(message.id)
@@ -197,7 +196,7 @@ class Worker:
         claim = await self._claim(spec, job, message.attempt, found.etag, now, verdict.slot)
         if claim is None:
             return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
-        return await self._run(spec, job, claim, complete=True, slot=verdict.slot)
+        return await self._run(spec, job, claim, complete=True)
 
     async def _claim(
         self, spec: HandlerSpec, job: Job, attempt: int, etag: str, now: datetime, slot: Slot | None
@@ -213,11 +212,12 @@ class Worker:
             watched = self.watchlist.needed(job.id, running.lease_until)
             if watched:
                 await self.watchlist.add(job.id)
-            return Claim(await self.store.update(running, etag, CLAIM_FIELDS), now, watched)
-        except BaseException as exc:
+            return Claim(await self.store.update(running, etag, CLAIM_FIELDS), now, slot, watched)
+        except ConcurrencyConflict:
+            await self._give_back(slot)
+            return None
+        except BaseException:
             await asyncio.shield(self._give_back(slot))
-            if isinstance(exc, ConcurrencyConflict):
-                return None
             raise
 
     # --- flow control: may it start now? ------------------------------------------------------
@@ -270,10 +270,10 @@ class Worker:
         """A claim's lease, never past the attempt's time limit."""
         return timedelta(seconds=min(self.config.lease_seconds, self._time_limit(spec)))
 
-    async def _run(self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, slot: Slot | None) -> Outcome:
+    async def _run(self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool) -> Outcome:
         """Run the claimed attempt and record how it ended, then give back its concurrency slot
         (as last renewed: the row's ETag moves with each renewal, and only it frees the row)."""
-        held, watched = [slot], [claim.watched]
+        held, watched = [claim.slot], [claim.watched]
         try:
             outcome = await self._attempt(spec, queued, claim, complete, held, watched)
         finally:
