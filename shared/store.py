@@ -34,7 +34,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared import oldest
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
@@ -70,6 +70,32 @@ class BadContinuation(ValueError):
 class Versioned:
     job: Job
     etag: str
+
+
+@dataclass(frozen=True)
+class _Deletion:
+    """A finished job retention deletes: its row (at the version read), then its index copy and
+    idempotency record, as (PartitionKey, RowKey) pairs."""
+
+    entity: dict[str, Any]
+    etag: str
+    rows: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, entity: TableEntity) -> _Deletion:
+        pk, row = entity["PartitionKey"], entity["RowKey"]
+        rows = [(pk, row)]
+        if entity["status"] in INDEXED:
+            rows.append((pk, f"{INDEX_PREFIX}{entity['status']}.{row}"))
+        if entity.get("idem"):
+            rows.append((pk, _IDEM_PREFIX + entity["idem"]))
+        return cls(entity, entity.metadata["etag"], rows)
+
+    def operations(self) -> list[tuple[Any, ...]]:
+        (pk, row), *companions = self.rows
+        condition = {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}
+        ops: list[tuple[Any, ...]] = [("delete", {"PartitionKey": pk, "RowKey": row}, condition)]
+        return ops + [("delete", {"PartitionKey": p, "RowKey": r}) for p, r in companions]
 
 
 @dataclass(frozen=True)
@@ -348,7 +374,9 @@ class JobStore:
 
     async def delete_finished_before(self, cutoff: datetime, max_jobs: int) -> int:
         """Delete terminal jobs that were due and finished before `cutoff`, with their blobs and
-        idempotency records, in entity-group transactions of up to 100 rows."""
+        idempotency records, in entity-group transactions of up to 100 rows. Each job's row is
+        deleted only at the version read (a redrive racing this keeps its job), and its blobs only
+        once its row is gone."""
         terminal = " or ".join(f"status eq '{s}'" for s in TERMINAL)
         deleted = 0
         for shard in range(self.partitions):
@@ -356,40 +384,51 @@ class JobStore:
                 f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(cutoff)}' "
                 f"and RowKey lt '{JOB_ROWS_END}' and ({terminal})"
             )
-            batch: list[tuple[str, dict[str, Any]]] = []
+            batch: list[_Deletion] = []
+            seen = 0
             async for entity in self.table.query_entities(query):
                 finished = parse_time(entity.get("finished_at"))
                 if finished is not None and finished >= cutoff:
                     continue
-                ops = [("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]})]
-                if entity["status"] in INDEXED:
-                    copy = f"{INDEX_PREFIX}{entity['status']}.{entity['RowKey']}"
-                    ops.append(("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": copy}))
-                if entity.get("idem"):
-                    ops.append(
-                        ("delete", {"PartitionKey": entity["PartitionKey"], "RowKey": _IDEM_PREFIX + entity["idem"]})
-                    )
-                if len(batch) + len(ops) > BATCH_LIMIT:
-                    await self._submit_deletes(batch)
+                deletion = _Deletion.of(entity)
+                if sum(len(d.rows) for d in batch) + len(deletion.rows) > BATCH_LIMIT:
+                    deleted += await self._submit_deletes(batch)
                     batch = []
-                batch += ops
-                await self._drop_blobs(entity)
-                deleted += 1
-                if deleted >= max_jobs:
+                batch.append(deletion)
+                seen += 1
+                if deleted + seen >= max_jobs:
                     break
             if batch:
-                await self._submit_deletes(batch)
-            if deleted >= max_jobs:
+                deleted += await self._submit_deletes(batch)
+            if deleted + seen >= max_jobs:
                 break
         return deleted
 
-    async def _submit_deletes(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _submit_deletes(self, batch: list[_Deletion]) -> int:
+        """Delete the jobs of `batch`; how many went. One transaction, or one job at a time when it
+        fails (a row already gone, or a job that changed since it was read)."""
         try:
-            await self.table.submit_transaction(batch)
+            await self.table.submit_transaction([op for deletion in batch for op in deletion.operations()])
+            gone = batch
         except TableTransactionError:
-            # One row already gone (a concurrent run): fall back to deleting one by one.
-            for _, entity in batch:
-                await self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+            gone = [deletion for deletion in batch if await self._delete_one(deletion)]
+        for deletion in gone:
+            await self._drop_blobs(deletion.entity)
+        return len(gone)
+
+    async def _delete_one(self, deletion: _Deletion) -> bool:
+        """The job row first, at the version read: if it changed (a redrive), the job and its
+        companion rows stay. A row already gone is one less to delete."""
+        job_row, *companions = deletion.rows
+        try:  # a missing row is no error on delete_entity
+            await self.table.delete_entity(*job_row, etag=deletion.etag, match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        for row in companions:
+            await self.table.delete_entity(*row)
+        return True
 
     # --- entity mapping ----------------------------------------------------------------------
 

@@ -183,6 +183,33 @@ def test_retention_deletes_old_finished_jobs_only(services):
     assert services.service.submit("echo", 1, idempotency_key="old").created
 
 
+def test_retention_keeps_a_job_redriven_after_it_read_it(services):
+    """Retention deletes a job only at the version it read, and its payload blob only once the row
+    is gone: a redrive landing between its read and its delete keeps the whole job."""
+    payload = {"blob": "x" * 100_000}  # big enough for a blob
+    job = services.service.submit("fail", payload, max_attempts=1).job
+    other = services.service.submit("fail", payload, max_attempts=1).job
+    assert deliver(services) == [Outcome.DEAD_LETTERED] * 2
+    raw = unwrap(services)
+    submit_deletes = raw.store._submit_deletes
+
+    async def redrive_first(batch):
+        if any(deletion.entity["RowKey"] == job.key.row_key for deletion in batch):
+            await raw.service.redrive(job.id)  # lands after retention's read, before its delete
+        return await submit_deletes(batch)
+
+    raw.store._submit_deletes = redrive_first
+    assert services.store.delete_finished_before(utcnow() + timedelta(days=1), max_jobs=100) == 1
+    raw.store._submit_deletes = submit_deletes
+    assert services.store.get(other.id) is None  # the job nobody touched went
+    kept = services.service.get(job.id)
+    assert kept.status is Status.QUEUED and kept.payload == payload  # the row and its blob both stayed
+    assert deliver(services) == [Outcome.DEAD_LETTERED]  # its message finds it and runs attempt 2
+    assert services.service.get(job.id).attempt == 2
+    assert services.store.delete_finished_before(utcnow() + timedelta(days=1), max_jobs=100) == 1
+    assert services.store.get(job.id) is None and services.store.list(status="dead_lettered").jobs == []
+
+
 def test_reconciler_cost_does_not_grow_with_history(services):
     def cost_of_run():
         before = services.storage.counter.total()
