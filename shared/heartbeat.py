@@ -87,18 +87,16 @@ class Heartbeat:
         self.renewals += 1
 
     async def _landed(self, until: datetime) -> bool:
-        """Whether a refused renewal is in the record after all. The SDK sends a write again when
-        its answer is lost (a timeout, a 503); if the first try was applied, the second meets its
-        own change, and a condition that fails. The job is still ours if the record holds exactly
-        this lease for this attempt: go on from there."""
+        """Whether a refused renewal is in the record after all (its resent try met the first):
+        then the job is still ours, and goes on from there."""
+        mine = replace(self.current.job, lease_until=until)
         try:
-            found = await self.store.get(self.current.job.id, load_blobs=False)
+            found = await self.store.get(mine.id, load_blobs=False)
         except Exception:  # noqa: BLE001 - cannot tell: treat the refusal as meant
             return False
-        job, mine = found.job if found else None, self.current.job
-        if job is None or (job.status, job.attempt, job.lease_until) != (mine.status, mine.attempt, until):
+        if found is None or not found.job.holds_write(mine):
             return False
-        self.current = Versioned(replace(mine, lease_until=until), found.etag)
+        self.current = Versioned(mine, found.etag)
         return True
 
     async def _run(self) -> None:

@@ -201,6 +201,15 @@ class Job:
             priority=priority,
         )  # fmt: skip
 
+    def holds_write(self, written: Job) -> bool:
+        """Whether this record is what our write of `written` left. The SDK sends a write again
+        when its answer is lost (a timeout, a 503); if the first try was applied, the second meets
+        its own change and a failed condition. Every write sets these fields, and `updated_at`
+        (to the microsecond, from the writer's clock) is ours alone; a lease renewal leaves it."""
+        return (self.status, self.attempt, self.lease_until, self.updated_at) == (
+            written.status, written.attempt, written.lease_until, written.updated_at,
+        )  # fmt: skip
+
     # --- transitions -------------------------------------------------------------------------
 
     def claim(self, attempt: int, lease: timedelta, now: datetime | None = None) -> Job:

@@ -208,17 +208,21 @@ class Worker:
             now = utcnow()  # the attempt starts once it holds its slot: its start time says so
         running = job.claim(attempt, self._lease(spec), now)
         assert running.lease_until is not None
+        watched = self.watchlist.needed(job.id, running.lease_until)
         try:
-            watched = self.watchlist.needed(job.id, running.lease_until)
             if watched:
                 await self.watchlist.add(job.id)
-            return Claim(await self.store.update(running, etag, CLAIM_FIELDS), now, slot, watched)
-        except ConcurrencyConflict:
-            await self._give_back(slot)
-            return None
+            try:
+                written = await self.store.update(running, etag, CLAIM_FIELDS)
+            except ConcurrencyConflict:
+                written = _landed(await self.store.get(job.id, load_blobs=False), running)
         except BaseException:
             await asyncio.shield(self._give_back(slot))
             raise
+        if written is None:
+            await self._give_back(slot)
+            return None
+        return Claim(written, now, slot, watched)
 
     # --- flow control: may it start now? ------------------------------------------------------
 
@@ -346,7 +350,7 @@ class Worker:
             self.telemetry.record(signals.ATTEMPT_DURATION, (time.perf_counter() - started) * 1000, job)
         latest = await beat.stop()
         if beat.lost:  # the final write would fail: the job is someone else's now
-            return _outcome_of(await _lost_race(self.store, job))
+            return _outcome_of(_lost_race(await self.store.get(job.id, load_blobs=False), job))
         if failure is None:
             try:
                 json.dumps(result)
@@ -357,7 +361,7 @@ class Worker:
             # The error history is on the record: read it unless we hold the whole record.
             current = latest if complete else await self.store.get(job.id)
             if current is None or current.etag != latest.etag:
-                return _outcome_of(await _lost_race(self.store, job))
+                return _outcome_of(_lost_race(current, job))
             return _outcome_of(await self.fail_attempt(current, error, retryable=retryable, delay=delay))
         done = await self._write(latest, job.succeed(result), RESULT_FIELDS)
         if done is not None and done.job.status is Status.SUCCEEDED:
@@ -419,16 +423,26 @@ class Worker:
                 return await self.store.replace(new, current.etag, was=current.job.status)
             return await self.store.update(new, current.etag, fields)
         except ConcurrencyConflict:
-            return await _lost_race(self.store, new)
+            found = await self.store.get(new.id, load_blobs=False)
+            return _landed(found, new) or _lost_race(found, new)
 
     def _drop(self, job: Job, outcome: Outcome, why: str) -> Outcome:
         log.info("message dropped: %s", why, extra={**job_attributes(job), signals.OUTCOME: str(outcome)})
         return outcome
 
 
-async def _lost_race(store: JobStore, attempted: Job) -> Versioned | None:
-    """Our write lost to another: say so, and return the winner if it was a cancel."""
-    found = await store.get(attempted.id, load_blobs=False)
+def _landed(found: Versioned | None, attempted: Job) -> Versioned | None:
+    """A refused write that is in the record after all (see Job.holds_write): it stands, with
+    the record's ETag. None if the record holds something else."""
+    if found is None or not found.job.holds_write(attempted):
+        return None
+    log.info("our %s write was applied; its answer was lost", attempted.status, extra=job_attributes(attempted))
+    return Versioned(attempted, found.etag)
+
+
+def _lost_race(found: Versioned | None, attempted: Job) -> Versioned | None:
+    """Our write lost to another (`found`, read since): say so, and return the winner if it was
+    a cancel."""
     current = found.job if found else None
     log.warning(
         "job changed under us; our %s write was not applied (now %s)",

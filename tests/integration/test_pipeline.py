@@ -9,7 +9,9 @@ import pytest
 from shared.job import Status
 from shared.messages import JobMessage
 from shared.service import Conflict
+from shared.store import ConcurrencyConflict
 from shared.worker import Outcome
+from tests.blocking import unwrap
 from tests.integration.conftest import deliver, messages_in, run_until
 
 
@@ -231,3 +233,38 @@ def test_job_without_handler_is_dead_lettered(services):
     services.worker.registry = type(services.registry)()  # the type was removed from the app
     assert deliver(services) == [Outcome.DEAD_LETTERED]
     assert "no handler" in status_of(services, job.id).errors[-1]["error"]
+
+
+def answer_lost(services, method, writes=1):
+    """The first `writes` calls of the store's `method` are applied, but their answer is lost:
+    the SDK's resend then meets the first try's change and fails its ETag condition."""
+    store = unwrap(services).store
+    real = getattr(store, method)
+    left = [writes]
+
+    async def applied_then_refused(*args, **kwargs):
+        written = await real(*args, **kwargs)
+        if left[0] > 0:
+            left[0] -= 1
+            raise ConcurrencyConflict
+        return written
+
+    setattr(store, method, applied_then_refused)
+
+
+@pytest.mark.parametrize("method", ["update", "replace"])
+def test_a_write_whose_answer_was_lost_stands(services, method):
+    """A claim (or a result write) refused only because its own first try landed is ours: the
+    attempt runs and ends as it should, where it used to be dropped as a duplicate (the attempt
+    then spent when its lease ran out) or its outcome reported as a lost race."""
+    job = services.service.submit("echo", {"n": 1}).job
+    answer_lost(services, "update", writes=2)  # the claim and the result write
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    done = status_of(services, job.id)
+    assert (done.status, done.attempt, done.result) == (Status.SUCCEEDED, 1, {"n": 1})
+
+    failing = services.service.submit("fail", {"times": 1}, max_attempts=3).job
+    answer_lost(services, method)  # the claim, or the write that schedules attempt 2
+    assert deliver(services) == [Outcome.RETRY_SCHEDULED]
+    # Attempt 2's message was put (hidden for the backoff): it runs without the reconciler's help.
+    assert run_until(services, lambda: status_of(services, failing.id).status.terminal) == [Outcome.SUCCEEDED]
