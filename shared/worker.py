@@ -10,8 +10,9 @@ The host deletes the message when this returns (1), or retries it if this raises
 outside the handler (storage down, a bug) is left to the host's maxDequeueCount and poison queue.
 
 Async handlers run on the event loop and are cancelled at their time limit (or when the job is
-cancelled); sync handlers run in a bounded thread pool, where they cannot be interrupted: past
-the limit the attempt fails as timed out, its lease is not renewed and its result is discarded.
+cancelled); sync handlers run in a bounded thread pool (shared/threads.py), taken before the
+claim, where they cannot be interrupted: past the limit the attempt fails as timed out, its lease
+is not renewed and its result is discarded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import functools
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.flow.control import FlowControl, Park, Start, Verdict, Wait
+from shared.flow.control import FlowControl, Park, Start, Verdict, Wait, backoff
 from shared.flow.slots import Slot
 from shared.heartbeat import Heartbeat
 from shared.job import Job, Priority, Status, to_ms, utcnow
@@ -54,6 +54,7 @@ from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, JobStore, Versioned
 from shared.telemetry import Telemetry, job_attributes
+from shared.threads import HandlerThreads, Ticket
 from shared.watchlist import WatchList
 
 log = logging.getLogger("jobs.worker")
@@ -99,14 +100,10 @@ class Worker:
     operations: Operations | None = None  # bulk operations ride on the jobs queue
     flow: FlowControl | None = None  # pauses and limits per type (shared/flow)
     gate: PriorityGate = field(default_factory=PriorityGate)  # higher priorities go first here
-    _threads: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    threads: HandlerThreads = field(init=False, repr=False)  # sync handlers' (JOBS_SYNC_HANDLER_THREADS)
 
-    @property
-    def threads(self) -> ThreadPoolExecutor:
-        """Sync handlers' threads, bounded (JOBS_SYNC_HANDLER_THREADS), made on first use."""
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(self.config.sync_handler_threads, thread_name_prefix="handler")
-        return self._threads
+    def __post_init__(self) -> None:
+        self.threads = HandlerThreads(self.config.sync_handler_threads)
 
     @property
     def defaults(self) -> RetryPolicy:
@@ -155,13 +152,7 @@ class Worker:
         job = Job.from_message(
             message.id, message.attempt, snap.type, snap.payload, snap.max_attempts, snap.due, message.trace, priority
         )
-        verdict = await self._admit(spec, job, message)
-        if not isinstance(verdict, Start):
-            return await self._hold(verdict, message, priority, job, snap.etag, snap)
-        claim = await self._claim(spec, job, message.attempt, snap.etag, now, verdict.slot)
-        if claim is None:
-            return None
-        return await self._run(spec, job, claim, complete=False)
+        return await self._start_attempt(spec, job, message, priority, snap.etag, snap, complete=False)
 
     async def _from_record(self, message: JobMessage, body: bytes | str) -> Outcome:
         found = await self.store.get(message.id)
@@ -189,23 +180,44 @@ class Worker:
         spec = self.registry.get(job.type)
         if spec is None:
             return _outcome_of(await self.dead_letter(found, f"no handler for job type {job.type!r}"))
-        verdict = await self._admit(spec, job, message)
-        if not isinstance(verdict, Start):
-            held = await self._hold(verdict, message, job.priority, job, found.etag, snapshot_of(job, found.etag))
-            return held or self._drop(job, Outcome.DUPLICATE, "the job changed meanwhile")
-        claim = await self._claim(spec, job, message.attempt, found.etag, now, verdict.slot)
-        if claim is None:
-            return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
-        return await self._run(spec, job, claim, complete=True)
+        started = await self._start_attempt(
+            spec, job, message, job.priority, found.etag, snapshot_of(job, found.etag), complete=True
+        )
+        return started or self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
 
-    async def _claim(
-        self, spec: HandlerSpec, job: Job, attempt: int, etag: str, now: datetime, slot: Slot | None
-    ) -> Claim | None:
+    async def _start_attempt(
+        self, spec: HandlerSpec, job: Job, message: JobMessage, priority: Priority, etag: str,
+        snapshot: Snapshot | None, complete: bool,
+    ) -> Outcome | None:  # fmt: skip
+        """Take what the attempt needs, claim it and run it; None if the job changed since `etag`.
+        A sync handler's thread comes first (see shared/threads.py), then the type's say: a job
+        never holds a concurrency slot while it waits for a thread."""
+        thread = await self.threads.take(self.config.lease_seconds) if not spec.is_async else None
+        if thread is None and not spec.is_async:
+            log.warning(
+                "no handler thread came free in %g s (all %d busy; a sync handler past its time limit "
+                "keeps its thread until it returns): job sent back for later",
+                self.config.lease_seconds, self.threads.size, extra=job_attributes(job),
+            )  # fmt: skip
+            later = Wait(utcnow() + timedelta(seconds=backoff(message.waits)))
+            return await self._hold(later, message, priority, job, etag, snapshot)
+        try:
+            verdict = await self._admit(spec, job, message)
+            if not isinstance(verdict, Start):
+                return await self._hold(verdict, message, priority, job, etag, snapshot)
+            claim = await self._claim(spec, job, message.attempt, etag, verdict.slot)
+            if claim is None:
+                return None
+            return await self._run(spec, job, claim, complete, thread)
+        finally:
+            if thread is not None:
+                thread.release()  # unless its handler has it
+
+    async def _claim(self, spec: HandlerSpec, job: Job, attempt: int, etag: str, slot: Slot | None) -> Claim | None:
         """queued -> running (one conditional write), or None if the job changed since `etag`. A
         job whose lease could outlast the reconciler's window is put on its watch list first.
         Unless the claim is made, the concurrency slot goes back at once, not when its lease ends."""
-        if slot is not None:
-            now = utcnow()  # the attempt starts once it holds its slot: its start time says so
+        now = utcnow()  # once it holds what it needed (a slot, a thread): its start time says so
         running = job.claim(attempt, self._lease(spec), now)
         assert running.lease_until is not None
         watched = self.watchlist.needed(job.id, running.lease_until)
@@ -238,10 +250,11 @@ class Worker:
     async def _hold(
         self, verdict: Verdict, message: JobMessage, priority: Priority, job: Job, etag: str, snapshot: Snapshot | None
     ) -> Outcome | None:
-        """Park the job (its type is paused) or send its message again for later (over a limit);
+        """Park the job (its type is paused) or send its message again for later (over a limit, or
+        no handler thread free);
         None if the job changed since `etag` (the caller looks at the record again)."""
-        assert self.flow is not None
         if isinstance(verdict, Park):
+            assert self.flow is not None
             if job.parked:  # a second delivery of its message
                 return self._drop(job, Outcome.DUPLICATE, "the job is parked already")
             if not await self.flow.parking.park(job, etag):
@@ -262,7 +275,7 @@ class Worker:
         reserved = to_ms(verdict.reserved) if verdict.reserved else None
         later = replace(message, snapshot=snapshot, waits=message.waits + 1, reserved_ms=reserved)
         sent = await send_later(self.storage, later, priority, verdict.until)
-        if verdict.for_slot:
+        if verdict.for_slot and self.flow is not None:
             await self.flow.wait_for_slot(job, priority, sent, verdict.until)
         log.debug("job waits for its type's limit until %s", verdict.until, extra=job_attributes(job))
         return Outcome.WAITING
@@ -274,12 +287,14 @@ class Worker:
         """A claim's lease, never past the attempt's time limit."""
         return timedelta(seconds=min(self.config.lease_seconds, self._time_limit(spec)))
 
-    async def _run(self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool) -> Outcome:
+    async def _run(
+        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, thread: Ticket | None
+    ) -> Outcome:
         """Run the claimed attempt and record how it ended, then give back its concurrency slot
         (as last renewed: the row's ETag moves with each renewal, and only it frees the row)."""
         held, watched = [claim.slot], [claim.watched]
         try:
-            outcome = await self._attempt(spec, queued, claim, complete, held, watched)
+            outcome = await self._attempt(spec, queued, claim, complete, held, watched, thread)
         finally:
             await asyncio.shield(self._give_back(held[0]))
         if watched[0] and outcome in ENDED:
@@ -291,8 +306,9 @@ class Worker:
         return outcome
 
     async def _attempt(
-        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None], watched: list[bool]
-    ) -> Outcome:
+        self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None],
+        watched: list[bool], thread: Ticket | None,
+    ) -> Outcome:  # fmt: skip
         """`complete` says whether the claimed record is whole (read from the table) or only what
         the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
         heartbeat renews it; `watched[0]`: whether the job is on the reconciler's watch list."""
@@ -329,7 +345,7 @@ class Worker:
         failure: tuple[str, bool, float | None] | None = None
         beat.start()
         try:
-            running = self._start(spec, ctx)
+            running = self._start(spec, ctx, thread)
             # At the limit wait_for cancels the future: an async handler stops there; a sync one
             # runs on in its thread, and what it returns is dropped.
             result = await asyncio.wait_for(running, timeout=limit)
@@ -369,12 +385,11 @@ class Worker:
             log.info("attempt succeeded", extra=job_attributes(done.job))
         return _outcome_of(done)
 
-    def _start(self, spec: HandlerSpec, ctx: JobContext) -> asyncio.Future[Any]:
-        """The handler running: a task on the loop, or a sync function in a handler thread."""
-        if spec.is_async:
+    def _start(self, spec: HandlerSpec, ctx: JobContext, thread: Ticket | None) -> asyncio.Future[Any]:
+        """The handler running: a task on the loop, or a sync function in the thread taken for it."""
+        if thread is None:
             return asyncio.ensure_future(spec.func(ctx))
-        call = functools.partial(contextvars.copy_context().run, spec.func, ctx)
-        return asyncio.get_running_loop().run_in_executor(self.threads, call)
+        return thread.run(functools.partial(contextvars.copy_context().run, spec.func, ctx))
 
     async def fail_attempt(
         self, current: Versioned, error: str, retryable: bool = True, delay: float | None = None

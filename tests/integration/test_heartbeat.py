@@ -172,6 +172,84 @@ def test_sync_handlers_run_in_a_bounded_pool_and_async_ones_on_the_loop(services
     assert loops == [services._portal.loop]  # the worker's own loop, not a new one per job
 
 
+def deliver_together(services) -> list[Outcome]:
+    """Like `deliver`, but the batch's messages are processed at once, as the host does."""
+    raw = unwrap(services)
+
+    async def batch() -> list[Outcome]:
+        queue = raw.storage.queue
+        messages = [m async for m in queue.receive_messages(messages_per_page=32, visibility_timeout=60)]
+
+        async def one(message):
+            outcome = await raw.worker.process(message.content)
+            await queue.delete_message(message)
+            return outcome
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    return services._portal.run(batch())
+
+
+def test_a_sync_handlers_time_limit_starts_when_it_has_a_thread(services_factory):
+    """A sync job takes its thread before its claim: one that waited for the only thread still
+    gets its whole time limit, and its start time is when it began to run."""
+    services = services_factory(JOBS_SYNC_HANDLER_THREADS="1")
+    reg = Registry()
+
+    @reg.handler("nap", time_limit_seconds=1.0, max_attempts=1)
+    def nap(ctx):
+        time.sleep(0.6)
+        return ctx.attempt
+
+    with_handlers(services, reg)
+    ids = [services.service.submit("nap", None).job.id for _ in range(2)]
+    assert deliver_together(services) == [Outcome.SUCCEEDED] * 2  # 1.2 s in all, 0.6 s each
+    first, second = sorted((services.service.get(i) for i in ids), key=lambda j: j.started_at)
+    assert second.started_at >= first.finished_at - timedelta(milliseconds=50)
+
+
+def test_sync_jobs_go_back_to_the_queue_while_every_thread_is_held_past_its_limit(services_factory):
+    """A sync handler past its time limit keeps its thread until it returns. A sync job that finds
+    no thread free within JOBS_LEASE_SECONDS is sent back for later, its attempt unspent, and runs
+    once a thread is free; async jobs run meanwhile."""
+    services = services_factory(JOBS_SYNC_HANDLER_THREADS="1", JOBS_LEASE_SECONDS="1", JOBS_HEARTBEAT_SECONDS="0.2")
+    reg = Registry()
+    unstuck = threading.Event()
+
+    @reg.handler("hang", time_limit_seconds=0.3, max_attempts=1)
+    def hang(ctx):
+        unstuck.wait(10)
+
+    @reg.handler("quick")
+    def quick(ctx):
+        return "ran"
+
+    @reg.handler("async")
+    async def async_handler(ctx):
+        return "ran"
+
+    with_handlers(services, reg)
+    services.service.submit("hang", None)
+    assert deliver(services) == [Outcome.DEAD_LETTERED]  # timed out; its thread runs on
+    waiting = services.service.submit("quick", None).job
+    ran = services.service.submit("async", None).job
+    started = time.monotonic()
+    assert sorted(deliver_together(services)) == sorted([Outcome.WAITING, Outcome.SUCCEEDED])
+    assert 0.9 < time.monotonic() - started < 5
+    back = services.service.get(waiting.id)
+    assert (back.status, back.attempt, back.started_at) == (Status.QUEUED, 1, None)  # nothing spent
+    assert services.service.get(ran.id).status is Status.SUCCEEDED
+
+    unstuck.set()
+    deadline = time.monotonic() + 10
+    while services.service.get(waiting.id).status is not Status.SUCCEEDED:
+        assert time.monotonic() < deadline
+        deliver(services)
+        time.sleep(0.1)
+    done = services.service.get(waiting.id)
+    assert (done.attempt, done.result, done.errors) == (1, "ran", ())
+
+
 def test_a_renewal_refused_because_its_own_resent_first_try_landed_keeps_the_attempt(services):
     """The SDK sends a write again when its answer is lost (a timeout, a 503). If the first try
     was applied, the resend fails its condition: the record then holds exactly this renewal, and
