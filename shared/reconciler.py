@@ -20,10 +20,12 @@ older than the job's due time, because its message may still be waiting behind t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
@@ -49,6 +51,10 @@ STATE_KEY = ("reconciler", "state")
 POISON_BATCHES = 10  # of 32 messages: a run handles at most 320 poisoned messages
 MAX_REPAIRS = 1000
 MAX_DELETES = 5000
+# Watched jobs read per run, in turn (a bulk retry of thousands of old jobs watches them all),
+# READS_AT_ONCE at a time.
+WATCHED_PER_RUN = 1000
+READS_AT_ONCE = 16
 # A message set aside in the poison queue (not a job message) stays hidden this long per look.
 SET_ASIDE_HIDE_SECONDS = 3600
 POISON_REASON = "the host gave up on this job's message after repeated failures (poison queue)"
@@ -92,8 +98,9 @@ class Reconciler:
         await self._sync_poison(done)
         flow = await self.flow.settings.read()
         done["released"] += await self.flow.release(flow, RELEASE_SECONDS, RELEASE_PER_RUN)
-        await self._check_watched(now, backlog, done)
-        last = await self._last_run()
+        state = await self._state()
+        last = parse_time(state.get("last_run"))
+        watch_cursor = await self._check_watched(now, backlog, done, state.get("watch_cursor") or "")
         start = min(last, now) - self.window if last else now - self.window
         resume = await self._check_window(start, now, backlog, done)
         done["operations_requeued"] += await self.operations.repair(now)
@@ -102,7 +109,7 @@ class Reconciler:
         done["deleted"] += await self.store.delete_finished_before(cutoff, MAX_DELETES)
         done["operations_deleted"] += await self.operations.prune(cutoff)
         # A job left for later must stay inside the next run's window, however long it waits.
-        await self._save_run(min(now, resume) if resume else now)
+        await self._save_run(min(now, resume) if resume else now, watch_cursor)
         await self.stats.refresh(now, depth, poison_depth, await backlog.oldest())
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
@@ -149,12 +156,14 @@ class Reconciler:
                 done[f"poison_{outcome}"] += 1
                 await queue.delete_message(message)
 
-    async def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str]) -> None:
+    async def _check_watched(self, now: datetime, backlog: QueueBacklog, done: Counter[str], cursor: str) -> str:
         """The jobs too old for the window that are live again (shared/watchlist.py), each
-        watched until it ends: a lost message is put again, an expired lease repaired."""
+        watched until it ends: a lost message is put again, an expired lease repaired. At most
+        WATCHED_PER_RUN of them per run, in turn from `cursor`: where the next run goes on."""
         watchlist = self.service.watchlist
-        for job_id, since in await watchlist.entries():
-            found = await self.store.get(job_id, load_blobs=False)
+        entries = await watchlist.entries(cursor, WATCHED_PER_RUN)
+        records = await self._read_all([job_id for job_id, _ in entries])
+        for (job_id, since), found in zip(entries, records, strict=True):
             if found is None or found.job.status.terminal:
                 # Finished or gone: nothing left to guard. A fresh entry may be a redrive's, made
                 # just before its write: it is left for the next run.
@@ -172,6 +181,20 @@ class Reconciler:
                     done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run
                 else:
                     await self._requeue(found, now, done)
+        if len(entries) < WATCHED_PER_RUN:
+            return ""  # every entry was read: the next run starts from the first
+        done["watched_deferred"] += 1
+        return entries[-1][0]
+
+    async def _read_all(self, job_ids: list[str]) -> list[Versioned | None]:
+        """The records of `job_ids`, READS_AT_ONCE at a time: a run stays short however many."""
+        gate = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def read(job_id: str) -> Versioned | None:
+            async with gate:
+                return await self.store.get(job_id, load_blobs=False)
+
+        return list(await asyncio.gather(*(read(job_id) for job_id in job_ids)))
 
     async def _check_window(
         self, start: datetime, now: datetime, backlog: QueueBacklog, done: Counter[str]
@@ -219,15 +242,16 @@ class Reconciler:
                 log.warning("re-enqueued a queued job whose message was lost", extra=job_attributes(written.job))
                 done["requeued"] += 1
 
-    async def _last_run(self) -> datetime | None:
+    async def _state(self) -> dict[str, Any]:
         try:
-            return parse_time((await self.storage.table.get_entity(*STATE_KEY)).get("last_run"))
+            return dict(await self.storage.table.get_entity(*STATE_KEY))
         except ResourceNotFoundError:
-            return None
+            return {}
 
-    async def _save_run(self, now: datetime) -> None:
+    async def _save_run(self, now: datetime, watch_cursor: str) -> None:
         pk, rk = STATE_KEY
-        await self.storage.table.upsert_entity({"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now)})
+        state = {"PartitionKey": pk, "RowKey": rk, "last_run": isoformat(now), "watch_cursor": watch_cursor}
+        await self.storage.table.upsert_entity(state)
 
     # --- schedules (shared/schedules/) ----------------------------------------------------------
 

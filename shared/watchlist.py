@@ -56,11 +56,26 @@ class WatchList:
         for start in range(0, len(rows), 100):
             await self.table.submit_transaction(rows[start : start + 100])
 
-    async def entries(self) -> list[tuple[str, datetime]]:
-        """Each watched job's id, with when its entry was last written."""
-        rows = self.table.query_entities(f"PartitionKey eq '{PARTITION}'", select=["RowKey", "Timestamp"])
-        return [(row["RowKey"], row.metadata["timestamp"]) async for row in rows]
+    async def entries(self, after: str = "", limit: int = 1000) -> list[tuple[str, datetime]]:
+        """Up to `limit` watched jobs' ids, each with when its entry was last written, in turn:
+        those after `after` first, then from the start of the list (one query each, at most)."""
+        found = await self._page(f"RowKey gt '{_quoted(after)}'", limit)
+        if len(found) < limit and after:
+            found += await self._page(f"RowKey le '{_quoted(after)}'", limit - len(found))
+        return found
+
+    async def _page(self, rows: str, limit: int) -> list[tuple[str, datetime]]:
+        query = self.table.query_entities(
+            f"PartitionKey eq '{PARTITION}' and {rows}", select=["RowKey", "Timestamp"], results_per_page=limit
+        )
+        async for page in query.by_page():
+            return [(row["RowKey"], row.metadata["timestamp"]) async for row in page]
+        return []
 
     async def remove(self, job_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             await self.table.delete_entity(PARTITION, job_id)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "''")

@@ -10,13 +10,14 @@ import contextlib
 import time
 from datetime import timedelta
 
+from shared import reconciler
 from shared.job import Job, Status, utcnow
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.watchlist import MARGIN
 from shared.worker import Outcome
 from tests.blocking import unwrap
-from tests.integration.conftest import deliver, run_until
+from tests.integration.conftest import deliver, messages_in, run_until
 
 
 def submit_first_due(services, job_type: str, first_due) -> Job:
@@ -105,3 +106,29 @@ def test_the_reconciler_takes_an_ended_jobs_entry_off_once_it_has_settled(servic
     assert watched(services) == [job.id]  # fresh: it may guard a write about to happen
     services.reconciler.run(now=utcnow() + timedelta(minutes=2))
     assert watched(services) == []
+
+
+def test_a_run_reads_a_bounded_number_of_watched_jobs_in_turn(services, monkeypatch):
+    """A bulk retry of thousands of old jobs watches them all: each run reads at most
+    WATCHED_PER_RUN of them, going on where the last stopped, so every one is looked at within a
+    few runs and no run grows with the list."""
+    monkeypatch.setattr(reconciler, "WATCHED_PER_RUN", 2)
+    raw = unwrap(services)
+    jobs = [services.store.insert(Job.new("echo", n, 3, shard=0, now=utcnow() - timedelta(hours=3))).job
+            for n in range(5)]  # fmt: skip
+    for job in jobs:  # live again, and their messages lost
+        services.service.watchlist.add(job.id)
+    reads = []
+    get = raw.store.get
+
+    async def counted(job_id, **kwargs):
+        reads.append(job_id)
+        return await get(job_id, **kwargs)
+
+    raw.store.get = counted
+    runs = [services.reconciler.run() for _ in range(3)]
+    raw.store.get = get
+    assert [run["requeued"] for run in runs] == [2, 2, 1]
+    assert [run["watched_deferred"] for run in runs] == [1, 1, 1]  # more watched than a run reads
+    assert sorted(set(reads)) == sorted(job.id for job in jobs) and len(reads) == 6  # 2 per run
+    assert sorted(m.id for m in messages_in(services)) == sorted(job.id for job in jobs)
