@@ -134,9 +134,13 @@ class Endpoint:
     anonymous: bool = False  # no function key needed in Azure
     body_required: bool = True
     path_values: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # extra schema of path parameters
+    # A page or one of its files: a query (a link's tracking parameters, a redirect's) means nothing to
+    # it and is ignored. Every other route refuses a query parameter it does not document.
+    any_query: bool = False
 
 
 ENDPOINTS: list[Endpoint] = []
+_BY_RUN: dict[Route, Endpoint] = {}
 
 HEADERS = {
     "Location": ("The URL of the resource to poll.", {"type": "string"}),
@@ -188,7 +192,11 @@ def endpoint(
     method: str, route: str, summary: str, tag: str, replies: Mapping[int, Reply], **options: Any
 ) -> Callable[[Route], Route]:
     def register(run: Route) -> Route:
-        ENDPOINTS.append(Endpoint(run.__name__, method, route, summary, tag, run, replies, **options))
+        # Any route but a page may answer an unknown query parameter with a 400.
+        documented = dict(replies) if options.get("any_query") else {**problems(400), **replies}
+        e = Endpoint(run.__name__, method, route, summary, tag, run, documented, **options)
+        ENDPOINTS.append(e)
+        _BY_RUN[run] = e
         return run
 
     return register
@@ -197,6 +205,9 @@ def endpoint(
 async def handle(route: Route, services: Callable[[], Awaitable[Services]], request: ApiRequest) -> ApiResponse:
     """Run a route, turning every Problem and domain error into its problem response."""
     try:
+        endpoint = _BY_RUN.get(route)
+        if endpoint is not None:
+            _refuse_unknown_query(endpoint, request)
         app = await services()
         with app.telemetry.joined(request.trace_parent):
             return await route(app, request)
@@ -554,6 +565,20 @@ def _json_body(request: ApiRequest, max_bytes: int) -> Any:
         return parse_json(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _refuse_unknown_query(e: Endpoint, request: ApiRequest) -> None:
+    """A query parameter the route does not take is refused, not ignored: `POST /api/pause?type=x`
+    would otherwise pause every type. `code` is the function key, which any route takes."""
+    if e.any_query:
+        return
+    known = list(e.query.model_fields) if e.query is not None else []
+    unknown = sorted(set(request.query) - set(known) - {"code"})
+    if unknown:
+        path = "/api/" + re.sub(r"\{(\w+):[^{}]*\}", r"{\1}", e.route)
+        takes = ", ".join(known) if known else "none"
+        raise Problem(400, "unknown_parameter", f"unknown query parameter(s): {', '.join(unknown)}; {e.method} "
+                      f"{path} ({e.summary}) takes {takes}", fields=unknown)  # fmt: skip
 
 
 def query_model(model: type[M], request: ApiRequest) -> M:

@@ -402,6 +402,8 @@ class ProblemDetails(BaseModel):
     detail: str
     code: ProblemCode
     known_types: list[str] | None = Field(None, description="With `unknown_job_type`: the registered types.")
-    fields: list[str] | None = Field(None, description="With `unknown_field`: the fields not recognised.")
+    fields: list[str] | None = Field(
+        None, description="With `unknown_field` or `unknown_parameter`: the fields or parameters not recognised."
+    )
     errors: list[dict[str, Any]] | None = Field(None, description="With `invalid_batch`: what is wrong, per item.")
     checks: dict[str, str] | None = Field(None, description="With `dependency_unavailable`: each dependency.")

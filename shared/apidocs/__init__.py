@@ -53,7 +53,7 @@ def _document(job_types: tuple[str, ...]) -> bytes:
 
 @endpoint(
     "GET", "docs", "Swagger UI for this API", "service",
-    {200: Reply("An HTML page.", content_type="text/html"), **problems()}, anonymous=True,
+    {200: Reply("An HTML page.", content_type="text/html"), **problems()}, anonymous=True, any_query=True,
 )  # fmt: skip
 async def docs(app: Services, request: ApiRequest) -> ApiResponse:
     if redirect := canonical(request):  # /api/docs/: its relative URLs would not resolve
@@ -64,7 +64,7 @@ async def docs(app: Services, request: ApiRequest) -> ApiResponse:
 
 @endpoint(
     "GET", "docs/{file}", "A file of the Swagger UI page", "service",
-    {200: Reply("The file.", content_type=ASSET_TYPES), **problems(404)}, anonymous=True,
+    {200: Reply("The file.", content_type=ASSET_TYPES), **problems(404)}, anonymous=True, any_query=True,
     path_values={"file": {"enum": sorted(ASSETS)}},
 )  # fmt: skip
 async def docs_asset(app: Services, request: ApiRequest) -> ApiResponse:

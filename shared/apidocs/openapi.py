@@ -23,6 +23,8 @@ of attempts is `dead_lettered`, and can be redriven. Bulk actions redrive or can
 a filter in the background, as an operation to poll.
 
 Errors are `application/problem+json` (RFC 9457) with a machine-readable `code`.
+A query parameter an operation does not list is refused (`400 unknown_parameter`); `code`, the function
+key, is taken everywhere.
 In Azure every route except `/api/health`, `/api/openapi.json` and `/api/docs` needs a function key,
 in the `x-functions-key` header (or a `code` query parameter).
 """

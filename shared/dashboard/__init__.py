@@ -60,7 +60,7 @@ SECURITY_HEADERS = {
 @endpoint(
     "GET", "dashboard", "The dashboard (an HTML page)", "service",
     {200: Reply("An HTML page; its data comes from this API.", content_type="text/html"), **problems()},
-    anonymous=True,
+    anonymous=True, any_query=True,
 )  # fmt: skip
 async def dashboard(app: Services, request: ApiRequest) -> ApiResponse:
     if redirect := canonical(request):  # /api/dashboard/: its relative URLs would not resolve
@@ -71,7 +71,7 @@ async def dashboard(app: Services, request: ApiRequest) -> ApiResponse:
 
 @endpoint(
     "GET", "dashboard/{file}", "A file of the dashboard", "service",
-    {200: Reply("The file.", content_type=ASSET_TYPES), **problems(404)}, anonymous=True,
+    {200: Reply("The file.", content_type=ASSET_TYPES), **problems(404)}, anonymous=True, any_query=True,
     path_values={"file": {"enum": sorted(ASSETS)}},
 )  # fmt: skip
 async def dashboard_asset(app: Services, request: ApiRequest) -> ApiResponse:

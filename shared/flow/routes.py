@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared import contract as c
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, _json_body, _model, endpoint, problems
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, _json_body, _model, endpoint, parse_json, problems
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL, FlowState
 from shared.job import utcnow
@@ -63,18 +63,36 @@ async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, {**resource, "released": released, "woken": woken})
 
 
-@endpoint("POST", "pause", "Pause every job type", "flow", {200: LIST_REPLY, **problems()})
+@endpoint("POST", "pause", "Pause every job type", "flow", {200: LIST_REPLY, **problems(400)})
 async def pause_all(app: Services, request: ApiRequest) -> ApiResponse:
-    """Every type's jobs wait, whatever their own state; `POST /api/resume` undoes it."""
+    """Every type's jobs wait, whatever their own state; `POST /api/resume` undoes it. It takes no
+    body and no query: to pause one type, `PATCH /api/types/{type}` with `{"paused": true}`."""
+    _no_body(request, "POST /api/pause pauses")
     await app.flow.pause(ALL)
     return ApiResponse(200, await _type_list(app, await app.flow.settings.read()))
 
 
-@endpoint("POST", "resume", "Resume every job type", "flow", {200: LIST_REPLY, **problems()})
+@endpoint("POST", "resume", "Resume every job type", "flow", {200: LIST_REPLY, **problems(400)})
 async def resume_all(app: Services, request: ApiRequest) -> ApiResponse:
-    """Undoes `POST /api/pause`; a type paused on its own stays paused."""
+    """Undoes `POST /api/pause`; a type paused on its own stays paused. It takes no body and no
+    query: to resume one type, `PATCH /api/types/{type}` with `{"paused": false}`."""
+    _no_body(request, "POST /api/resume resumes")
     released = await app.flow.resume(ALL)
     return ApiResponse(200, {**await _type_list(app, await app.flow.settings.read()), "released": released})
+
+
+def _no_body(request: ApiRequest, what: str) -> None:
+    """A body (`{"type": "sleep"}`) is a caller who meant one type: refused, not ignored. None, or
+    `{}`, says nothing and is taken."""
+    if not request.body.strip():
+        return
+    try:
+        if parse_json(request.body) == {}:
+            return
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Problem(400, "invalid_body", f"{what} every job type and takes no body; for one type, "
+                  'PATCH /api/types/{type} with {"paused": true} or {"paused": false}')  # fmt: skip
 
 
 def _known_type(app: Services, request: ApiRequest) -> str:

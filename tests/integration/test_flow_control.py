@@ -144,6 +144,32 @@ def test_a_type_says_whether_its_own_pause_or_everythings_pauses_it(services):
     assert (resumed["paused"], resumed["paused_by"]) == (False, [])
 
 
+def flow_call(services, route, query: dict | None = None, body: bytes = b""):
+    request = ApiRequest("POST", {}, query or {}, {"content-type": "application/json"}, body)
+    return call_api(services, route, request)
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "code"),
+    [({"type": "echo"}, b"", "unknown_parameter"), ({}, b'{"type": "echo"}', "invalid_body"),
+     ({}, b"[]", "invalid_body"), ({}, b"not json", "invalid_body")],
+)  # fmt: skip
+def test_pausing_everything_refuses_a_query_or_a_body_meant_for_one_type_and_pauses_nothing(
+    services, query, body, code
+):
+    for route in (routes.pause_all, routes.resume_all):
+        r = flow_call(services, route, query, body)
+        assert (r.status, r.body["code"]) == (400, code), r.body
+        assert "every job type" in r.body["detail"]
+    assert type_resource(services, "echo")["paused_by"] == []
+
+
+def test_pausing_everything_takes_no_body_an_empty_object_or_the_function_key(services):
+    for body in (b"", b"  ", b"{}"):
+        assert flow_call(services, routes.pause_all, {"code": "a-key"}, body).body["paused_all"] is True
+        assert flow_call(services, routes.resume_all, {}, body).body["paused_all"] is False
+
+
 def test_a_job_cancelled_while_parked_is_not_released(services):
     services.flow.pause("echo")
     job = services.service.submit("echo", 1).job

@@ -1,0 +1,43 @@
+"""Every route refuses a query parameter it does not document (before it reads or writes
+anything), takes the function key's `code` anywhere, and a page takes any query."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import shared.apidocs  # noqa: F401 - registers every route
+import shared.handlers  # noqa: F401
+from shared import api
+
+
+async def no_services():
+    raise AssertionError("a refused request must not reach storage")
+
+
+def call(endpoint: api.Endpoint, query: dict[str, str]) -> api.ApiResponse:
+    request = api.ApiRequest(endpoint.method, {}, query, {"content-type": "application/json"}, b"{}")
+    return asyncio.run(api.handle(endpoint.run, no_services, request))
+
+
+@pytest.mark.parametrize("endpoint", [e for e in api.ENDPOINTS if not e.any_query], ids=lambda e: e.name)
+def test_a_query_parameter_a_route_does_not_document_is_refused_before_anything_is_done(endpoint):
+    known = list(endpoint.query.model_fields) if endpoint.query is not None else []
+    r = call(endpoint, {"bogus": "1", "code": "a-function-key", **{name: "" for name in known[:1]}})
+    assert (r.status, r.body["code"], r.body["fields"]) == (400, "unknown_parameter", ["bogus"]), r.body
+    assert r.body["detail"].endswith(f"takes {', '.join(known) if known else 'none'}"), r.body["detail"]
+    assert 400 in endpoint.replies  # and the document says it may
+
+
+def test_the_message_names_the_route_and_what_it_does():
+    (pause,) = [e for e in api.ENDPOINTS if e.name == "pause_all"]
+    detail = call(pause, {"type": "sleep"}).body["detail"]
+    assert detail == "unknown query parameter(s): type; POST /api/pause (Pause every job type) takes none"
+    (get_job,) = [e for e in api.ENDPOINTS if e.name == "get_job"]
+    assert "GET /api/jobs/{id} (Get a job)" in call(get_job, {"x": ""}).body["detail"]
+
+
+def test_pages_and_their_files_take_any_query():
+    pages = sorted(e.name for e in api.ENDPOINTS if e.any_query)
+    assert pages == ["dashboard", "dashboard_asset", "docs", "docs_asset"]
