@@ -159,7 +159,7 @@ HEADERS = {
     ),
     "If-Match": (
         "An ETag this resource answered with (or `*`): the change is made only if the resource is still at "
-        "that revision, else 412.",
+        'that revision, else 412. Compared strongly, as RFC 9110 says: a weak tag (`W/"2"`) matches nothing.',
         {"type": "string", "maxLength": 1000},
     ),
 }

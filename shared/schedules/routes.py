@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 PATH = "/api/schedules"
 MAX_BODY = 128 * 1024
 ID = {"id": {"pattern": ID_PATTERN}}
-_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 
 
 @endpoint(
@@ -133,9 +133,9 @@ def answer(schedule: Schedule) -> ApiResponse:
 
 
 def revisions(request: ApiRequest) -> Revisions | None:
-    """What If-Match allows: any revision (`*`, or no header) or those it names as entity tags
-    (`"3"`, or weak `W/"3"`); anything else matches nothing, as RFC 9110 has it for tags that are
-    not the resource's."""
+    """What If-Match allows: any revision (`*`, or no header) or those it names as strong entity
+    tags (`"3"`). If-Match compares strongly (RFC 9110 13.1.1), so a weak tag (`W/"3"`) matches
+    nothing, and so does anything else that is not one of the resource's tags."""
     header = request.headers.get("if-match")
     if header is None:
         return None
@@ -144,7 +144,7 @@ def revisions(request: ApiRequest) -> Revisions | None:
         raise Problem(400, "invalid_if_match", "If-Match is over 1,000 characters: send the ETag a read answered with")
     if value == "*":
         return None
-    return frozenset(_ENTITY_TAG.findall(value))
+    return frozenset(tag for weak, tag in _ENTITY_TAG.findall(value) if not weak)
 
 
 def changed_since(exc: RevisionMismatch) -> Problem:
