@@ -152,14 +152,16 @@ class JobFilter(_Filter):
     status: Status | None = None
 
 
+# The statuses as plain strings, not Status members: pydantic words a refusal of enum members as
+# their repr (`<Status.QUEUED: 'queued'>`). JobFilter turns them into Status.
 class RetryFilter(_Filter):
-    status: Literal[Status.DEAD_LETTERED, Status.CANCELLED] | None = Field(
+    status: Literal["dead_lettered", "cancelled"] | None = Field(
         None, description="Default: both, dead-lettered first."
     )
 
 
 class CancelFilter(_Filter):
-    status: Literal[Status.QUEUED, Status.RUNNING] | None = Field(None, description="Default: both, queued first.")
+    status: Literal["queued", "running"] | None = Field(None, description="Default: both, queued first.")
 
 
 def _filter_or_ids(schema: dict[str, Any]) -> None:
