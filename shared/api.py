@@ -387,6 +387,9 @@ ACCEPTED_OPERATION = Reply(
     body=c.BulkRetryRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
 async def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    """Without a `status`, dead-lettered then cancelled jobs. A filter matches every job it does not
+    rule out: `{"filter": {}}` redrives every dead-lettered and cancelled job, of every type, with no
+    confirmation. List with the same filter first to see what it matches."""
     return await _start_bulk(app, request, "retry", c.BulkRetryRequest)
 
 
@@ -396,6 +399,9 @@ async def retry_jobs(app: Services, request: ApiRequest) -> ApiResponse:
     body=c.BulkCancelRequest, request_headers=("Idempotency-Key",),
 )  # fmt: skip
 async def cancel_jobs(app: Services, request: ApiRequest) -> ApiResponse:
+    """Without a `status`, queued then running jobs. A filter matches every job it does not rule
+    out: `{"filter": {}}` cancels every queued and running job, of every type, with no
+    confirmation. List with the same filter first to see what it matches."""
     return await _start_bulk(app, request, "cancel", c.BulkCancelRequest)
 
 

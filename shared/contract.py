@@ -188,12 +188,16 @@ class _Selector(Strict):
 
 # Absent, never null: a default is not validated, so an explicit null is refused.
 class BulkRetryRequest(_Selector):
-    filter: RetryFilter = Field(None, description="Every job that matches (`{}` for all).")  # type: ignore[assignment]
+    filter: RetryFilter = Field(  # type: ignore[assignment]
+        None, description="Every job that matches: `{}` is every dead-lettered and cancelled job, of every type."
+    )
     extra_attempts: Attempts | None = Field(None, description="Attempts each redriven job may spend (default 1).")
 
 
 class BulkCancelRequest(_Selector):
-    filter: CancelFilter = Field(None, description="Every job that matches (`{}` for all).")  # type: ignore[assignment]
+    filter: CancelFilter = Field(  # type: ignore[assignment]
+        None, description="Every job that matches: `{}` is every queued and running job, of every type."
+    )
 
 
 class ListQuery(Strict):

@@ -176,8 +176,9 @@ class JobsClient:
         ids: Iterable[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Operation:
-        """Start cancelling every job that matches the filter (status `queued`, the default, or
-        `running`), or the given `ids` (up to 1000). Returns the running Operation."""
+        """Start cancelling every job that matches the filter (status `queued` or `running`; by
+        default both), or the given `ids` (up to 1000). With neither, every queued and running
+        job. Returns the running Operation."""
         flow = self._core.start_operation(
             "cancel", status=status, type=type, since=since, until=until, ids=ids,
             extra_attempts=None, idempotency_key=idempotency_key,
@@ -195,8 +196,9 @@ class JobsClient:
         extra_attempts: int = 1,
         idempotency_key: str | None = None,
     ) -> Operation:
-        """Start redriving every job that matches the filter (status `dead_lettered`, the
-        default, or `cancelled`), or the given `ids` (up to 1000). Returns the running Operation."""
+        """Start redriving every job that matches the filter (status `dead_lettered` or
+        `cancelled`; by default both), or the given `ids` (up to 1000). With neither, every
+        dead-lettered and cancelled job. Returns the running Operation."""
         flow = self._core.start_operation(
             "retry", status=status, type=type, since=since, until=until, ids=ids,
             extra_attempts=extra_attempts, idempotency_key=idempotency_key,

@@ -167,6 +167,15 @@ def test_bulk_retry_answers_202_with_an_operation_to_poll(services, post):
     assert got.status == 200 and got.body["applied"] == 2 and "Retry-After" not in got.headers
 
 
+def test_an_empty_bulk_cancel_filter_cancels_every_queued_job_of_every_type_as_documented(services, post):
+    """`{"filter": {}}` asks for no confirmation: the README and the document say what it does."""
+    queued = [services.service.submit(t, 1, delay_seconds=300).job.id for t in ("sleep", "echo", "fail")]
+    r = post(api.cancel_jobs, {"filter": {}})
+    assert (r.status, r.body["filter"]) == (202, {})
+    assert run_operation(services, r.body["id"]).applied == 3
+    assert {services.service.get(i).status for i in queued} == {Status.CANCELLED}
+
+
 @pytest.mark.parametrize(
     ("route", "body", "code"),
     [

@@ -323,3 +323,19 @@ def test_error_responses_are_problem_details_and_successes_are_not():
                 assert types == {api.PROBLEM_JSON}, (key, status)
             else:
                 assert api.PROBLEM_JSON not in types, (key, status)
+
+
+# --- (f) what a bulk action matches --------------------------------------------------------------
+
+
+def test_the_bulk_routes_say_that_an_empty_filter_matches_every_job_they_apply_to():
+    """`{"filter": {}}` cancels every queued and running job with no confirmation: the document and
+    the README say so where a caller reads about the routes."""
+    documented = {op["operationId"]: op for op in operations(served_document()).values()}
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name, matched in (("cancel_jobs", "every queued and running job"),
+                          ("retry_jobs", "every dead-lettered and cancelled job")):  # fmt: skip
+        description = documented[name]["description"]
+        assert '`{"filter": {}}`' in description and matched in description, name
+    assert '**`{"filter": {}}` cancels every queued and running job**' in readme
+    assert '**`{"filter": {}}` matches every one of them**' in readme
