@@ -161,7 +161,9 @@ class ScheduleResource(BaseModel):
     created_at: datetime
     updated_at: datetime
     revision: int = Field(
-        ge=1, description="+1 with every change through the API (fires do not count); the ETag header, quoted."
+        ge=1,
+        description="+1 with every change through the API (fires and a PATCH that changes nothing do not count); "
+        "the ETag header, quoted.",
     )
 
 

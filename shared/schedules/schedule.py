@@ -108,11 +108,14 @@ class Schedule:
     def patched(self, changes: dict[str, Any], job_changes: dict[str, Any], now: datetime) -> Schedule:
         """The schedule with `changes` (top-level fields) and `job_changes` (fields of the job
         template) applied. A new cron or zone, or a resume, fires next from now (fires missed
-        while paused are not made up); a pause takes it out of the index."""
+        while paused are not made up); a pause takes it out of the index. A patch that changes
+        nothing returns the schedule itself: no new revision, so an If-Match others hold still holds."""
         fields = {k: v for k, v in changes.items() if k != "paused"}
         job = replace(self.job, **job_changes) if job_changes else self.job
-        out = replace(self, **fields, job=job, updated_at=now, revision=self.revision + 1)
         pause = changes.get("paused", self.paused)
+        if job == self.job and pause == self.paused and all(getattr(self, k) == v for k, v in fields.items()):
+            return self
+        out = replace(self, **fields, job=job, updated_at=now, revision=self.revision + 1)
         retimed = (out.cron, out.time_zone) != (self.cron, self.time_zone)
         if pause:
             return replace(out, next_fire=None)

@@ -85,11 +85,15 @@ class ScheduleService:
         if_revision: Revisions | None = None,
     ) -> Schedule:
         """Apply a PATCH, decided again on a fresh read if a fire moved the schedule meanwhile (a
-        fire leaves the revision as it was; another change does not)."""
+        fire leaves the revision as it was; another change does not). One that changes nothing
+        writes nothing."""
         for _ in range(CONFLICT_RETRIES):
             current = await self._at(schedule_id, if_revision)
+            changed = current.patched(changes, job_changes, now or utcnow())
+            if changed is current:
+                return current
             try:
-                return await self.store.replace(current.patched(changes, job_changes, now or utcnow()), current)
+                return await self.store.replace(changed, current)
             except ConcurrencyConflict:
                 continue
         raise ScheduleBusy(schedule_id)

@@ -103,6 +103,26 @@ def test_if_match_changes_a_schedule_only_at_the_revision_read_and_fires_are_not
     assert call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"5"'}).status == 204
 
 
+def test_a_patch_that_changes_nothing_keeps_the_revision_and_writes_nothing(call, services):
+    """Else a no-op (a resume of an active schedule, a form saved unchanged) would make every other
+    writer's If-Match fail for nothing."""
+    body = {**BODY, "name": "nightly", "job": {**BODY["job"], "priority": "high"}}
+    created = call(routes.create_schedule, body).body
+    sid = created["id"]
+    counter = services.storage.counter
+    same = ({}, {"paused": False}, {"name": "nightly"}, {"cron": BODY["cron"], "time_zone": BODY["time_zone"]},
+            {"job": {"payload": {"a": 1}, "priority": "high", "max_attempts": None}}, {"overlap": "allow"})  # fmt: skip
+    for patch in same:
+        counter.reset()
+        r = call(routes.update_schedule, patch, id=sid, method="PATCH", headers={"if-match": '"1"'})
+        assert (r.status, r.body, r.headers["ETag"]) == (200, created, '"1"'), patch
+        assert dict(counter.snapshot()) == {("table", "GET"): 2}, patch  # the reads; no write
+    paused = call(routes.update_schedule, {"paused": True}, id=sid, method="PATCH").body
+    again = call(routes.update_schedule, {"paused": True}, id=sid, method="PATCH").body
+    assert (paused["revision"], again["revision"], again["updated_at"]) == (2, 2, paused["updated_at"])
+    assert call(routes.update_schedule, {"name": "other"}, id=sid, method="PATCH").body["revision"] == 3
+
+
 def test_listing_pages_by_continuation(call):
     ids = [call(routes.create_schedule, BODY).body["id"] for _ in range(5)]
     seen, token = [], None
