@@ -315,7 +315,7 @@ def _submission(app: Services, body: Any) -> Submission:
     spec = app.registry.get(sub.type)
     if spec is None:
         raise Problem(400, "unknown_job_type", f"no handler for job type {sub.type!r}", known_types=app.registry.types)
-    size = len(json.dumps(sub.payload, separators=(",", ":")).encode())
+    size = json_bytes(sub.payload)
     limit = app.config.max_payload_bytes
     if size > limit:
         raise Problem(413, "payload_too_large", f"payload is {size} bytes; the limit is {limit}")
@@ -557,6 +557,12 @@ def parse_json(data: bytes | str) -> Any:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("it is nested too deeply") from None
+
+
+def json_bytes(value: Any) -> int:
+    """A JSON value's size as a client sends it: compact, in UTF-8, so `é` counts 2 bytes, not the 6
+    of the `\\u00e9` escape Python writes by default. (A lone surrogate, which JSON can carry, counts 3.)"""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 def _json_body(request: ApiRequest, max_bytes: int) -> Any:

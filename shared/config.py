@@ -57,7 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JOBS_MAX_PAYLOAD_BYTES",
         "1048576",
-        "Largest accepted payload (JSON bytes); over 30,000 characters it is stored in a blob.",
+        "Largest accepted payload (bytes of its JSON in UTF-8); over 30,000 characters it is stored in a blob.",
     ),
     Setting(
         "JOBS_APPINSIGHTS_RESOURCE_ID",

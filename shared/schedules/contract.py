@@ -55,7 +55,7 @@ class JobTemplate(Strict):
     """The job each fire submits."""
 
     type: str = JobType
-    payload: Any = Field(None, description="Any JSON value (at most 30,000 characters as JSON).")
+    payload: Any = Field(None, description="Any JSON value (at most 30,000 bytes as JSON in UTF-8).")
     max_attempts: Attempts | None = Field(None, description="Default: the type's, else JOBS_MAX_ATTEMPTS.")
     priority: Priority | None = Field(None, description="Default: the type's, else `normal`.")
 

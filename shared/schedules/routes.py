@@ -3,11 +3,10 @@ document lists them) and bound in function_app.py like every other route."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING
 
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, problems, query_model
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, json_bytes, problems, query_model
 from shared.api import _idempotency_key as idempotency_key  # the same header rules as for jobs
 from shared.api import _json_body as json_body
 from shared.api import _model as model
@@ -24,6 +23,9 @@ if TYPE_CHECKING:
 PATH = "/api/schedules"
 MAX_BODY = 128 * 1024
 ID = {"id": {"pattern": ID_PATTERN}}
+# UTF-8 bytes of JSON, stored unescaped (shared/schedules/store.py): at most as many UTF-16 code
+# units, well within what a table property holds (32K).
+MAX_PAYLOAD_BYTES = INLINE_LIMIT_CHARS
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 
 
@@ -183,8 +185,8 @@ def template(app: Services, fields: dict) -> JobTemplate:
     if app.registry.get(fields["type"]) is None:
         raise Problem(400, "unknown_job_type", f"no handler for job type {fields['type']!r}",
                       known_types=app.registry.types)  # fmt: skip
-    size = len(json.dumps(fields.get("payload"), separators=(",", ":")))
-    if size > INLINE_LIMIT_CHARS:
-        detail = f"a schedule's payload is {size} characters of JSON; the limit is {INLINE_LIMIT_CHARS}"
+    size = json_bytes(fields.get("payload"))
+    if size > MAX_PAYLOAD_BYTES:
+        detail = f"a schedule's payload is {size} bytes of JSON (UTF-8); the limit is {MAX_PAYLOAD_BYTES}"
         raise Problem(413, "payload_too_large", detail)
     return JobTemplate(fields["type"], fields.get("payload"), fields.get("max_attempts"), fields.get("priority"))

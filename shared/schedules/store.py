@@ -188,7 +188,8 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "cron": s.cron,
         "time_zone": s.time_zone,
         "type": s.job.type,
-        "payload": json.dumps(s.job.payload, separators=(",", ":")),
+        # Unescaped: the limit is on UTF-8 bytes, and `\uXXXX` would make a non-ASCII payload 3-6 times longer.
+        "payload": json.dumps(s.job.payload, separators=(",", ":"), ensure_ascii=False),
         "overlap": str(s.overlap),
         "catch_up": str(s.catch_up),
         "fired": s.fired,

@@ -45,6 +45,21 @@ def test_submit_returns_202_with_location_and_retry_after(call, services):
     assert r.body["created_at"].endswith("Z") and r.body["updated_at"]
 
 
+def test_a_payloads_size_is_its_json_in_utf8_bytes_as_sent(services_factory):
+    """JOBS_MAX_PAYLOAD_BYTES counts `é` as 2 bytes, as a client sends it, not as its 6-byte escape."""
+    services = services_factory(JOBS_MAX_PAYLOAD_BYTES="1000")
+
+    def submit(payload):
+        body = json.dumps({"type": "echo", "payload": payload}, ensure_ascii=False).encode()
+        request = ApiRequest("POST", {}, {}, {"content-type": "application/json"}, body)
+        return call_api(services, api.submit_job, request)
+
+    accepted = submit("é" * 499)  # 1,000 bytes with its quotes
+    assert accepted.status == 202 and accepted.body["payload"] == "é" * 499
+    refused = submit("é" * 500)
+    assert (refused.status, refused.body["detail"]) == (413, "payload is 1002 bytes; the limit is 1000")
+
+
 def test_get_returns_the_job_and_404_for_unknown_ids(call):
     job = call(api.submit_job, {"type": "echo", "payload": 1}).body
     assert call(api.get_job, route_params={"id": job["id"]}).body["id"] == job["id"]

@@ -195,6 +195,20 @@ def test_bad_patches_are_refused_and_change_nothing(call, services):
     assert stored(services) == before
 
 
+def test_a_payloads_size_is_its_json_in_utf8_bytes_as_sent_and_it_is_stored_as_given(call, services):
+    """`é` is 2 bytes, not the 6 of its `\\u00e9` escape: 12,000 of them (24,002 bytes) fit the limit of
+    30,000, 15,000 (30,002) do not."""
+    payload = {"text": "é" * 12_000, "astral": "😀", "lone": "\ud800"}
+    created = call(routes.create_schedule, {**BODY, "job": {"type": "echo", "payload": payload}})
+    assert created.status == 201, created.body
+    assert call(routes.get_schedule, id=created.body["id"], method="GET").body["job"]["payload"] == payload
+    too_large = call(routes.create_schedule, {**BODY, "job": {"type": "echo", "payload": "é" * 15_000}}).body
+    assert (too_large["code"], too_large["detail"]) == (
+        "payload_too_large", "a schedule's payload is 30002 bytes of JSON (UTF-8); the limit is 30000")  # fmt: skip
+    patched = call(routes.update_schedule, {"job": {"payload": "é" * 14_999}}, id=created.body["id"], method="PATCH")
+    assert patched.status == 200 and patched.body["job"]["payload"] == "é" * 14_999
+
+
 def test_an_idempotency_key_returns_the_same_schedule(call, services):
     first = call(routes.create_schedule, BODY, headers={"idempotency-key": "nightly-1"})
     again = call(routes.create_schedule, BODY, headers={"idempotency-key": "nightly-1"})
