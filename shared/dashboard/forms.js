@@ -16,7 +16,8 @@ export function problemFields(error, codes = {}) {
   if (!problem) return out;
   // Problems with a code of their own name no field: the form says which one each is about.
   if (codes[problem.code]) {
-    out[codes[problem.code]] = problem.detail;
+    // Its detail may name the field first ("`cron`: …"), which the message beside that field need not.
+    out[codes[problem.code]] = String(problem.detail ?? "").replace(/^`[^`]*`:\s*/, "");
     return out;
   }
   if (typeof problem.field === "string") out[problem.field] = problem.detail;

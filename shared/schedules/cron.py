@@ -83,6 +83,32 @@ FIELDS = (
 # One expression: 6 fields with seconds, or the last 5, separated by single spaces.
 GRAMMAR = rf"^(({FIELDS[0]}) )?{' '.join(f'({f})' for f in FIELDS[1:])}$"
 _GRAMMAR = re.compile(GRAMMAR)
+_FIELD_GRAMMARS = tuple(re.compile(f) for f in FIELDS)
+# Each field's name and values, to say which field a refused expression gets wrong.
+_FIELD_VALUES = (
+    ("second", "0-59"), ("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31, `L`, `LW`"),
+    ("month", "1-12, `JAN`-`DEC`"), ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`"),
+)  # fmt: skip
+_LAYOUT = (
+    "give 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, separated by single "
+    "spaces, such as `30 2 * * *` or `*/10 * * * * *`"
+)
+
+
+def _fault(expression: str) -> str:
+    """What is wrong with an expression outside the grammar: its layout, or its first bad field."""
+    if len(expression) > MAX_LENGTH:
+        return f"it is over {MAX_LENGTH} characters"
+    parts = expression.split(" ")
+    if len(parts) in (5, 6) and "" not in parts:
+        skipped = 6 - len(parts)  # a 5-field expression has no second field
+        for part, grammar, (name, values) in zip(
+            parts, _FIELD_GRAMMARS[skipped:], _FIELD_VALUES[skipped:], strict=True
+        ):
+            if not grammar.fullmatch(part):
+                return (f"its {name} field `{part}` is not valid: it takes `*`, {values}, ranges `a-b`, steps `*/n` "
+                        "and lists `a,b`")  # fmt: skip
+    return _LAYOUT
 
 
 # --- time zones ----------------------------------------------------------------------------------
@@ -122,10 +148,7 @@ class Cron:
 
     def __init__(self, expression: str, time_zone: str = "UTC") -> None:
         if not isinstance(expression, str) or len(expression) > MAX_LENGTH or not _GRAMMAR.fullmatch(expression):
-            raise CronError(
-                "not a cron expression: give 5 fields (minute hour day-of-month month day-of-week) or 6 with "
-                "seconds first, separated by single spaces, such as `30 2 * * *` or `*/10 * * * * *`"
-            )
+            raise CronError(f"not a cron expression: {_fault(expression) if isinstance(expression, str) else _LAYOUT}")
         self.expression = expression
         self.time_zone = time_zone
         self.zone: tzinfo = zone(time_zone)

@@ -170,14 +170,15 @@ def not_found(schedule_id: str) -> Problem:
 
 
 def checked(cron: str, time_zone: str) -> Cron:
+    """The expression in its zone; a problem names the field at fault, as invalid_field's do."""
     try:
         return Cron(cron, time_zone)
     except UnknownZone as exc:
-        raise Problem(400, "unknown_time_zone", str(exc)) from None
+        raise Problem(400, "unknown_time_zone", f"`time_zone`: {exc}") from None
     except CronError as exc:
-        raise Problem(400, "invalid_cron", str(exc)) from None
+        raise Problem(400, "invalid_cron", f"`cron`: {exc}") from None
     except UnsatisfiableCron as exc:
-        raise Problem(422, "unsatisfiable_cron", str(exc)) from None
+        raise Problem(422, "unsatisfiable_cron", f"`cron`: {exc}") from None
 
 
 def template(app: Services, fields: dict) -> JobTemplate:

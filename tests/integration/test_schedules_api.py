@@ -175,7 +175,13 @@ def test_bad_schedules_are_refused_with_a_problem_and_nothing_is_written(call, s
 
 def test_problems_say_what_is_wrong(call):
     zone = call(routes.create_schedule, {**BODY, "time_zone": "europe/berlin"}).body
-    assert "did you mean Europe/Berlin" in zone["detail"]
+    assert zone["detail"] == "`time_zone`: unknown time zone 'europe/berlin'; did you mean Europe/Berlin?"
+    # The cron problems name the field at fault, as invalid_field's do, and say what is wrong in it.
+    cron = call(routes.create_schedule, {**BODY, "cron": "0 25 * * *"}).body
+    said = "`cron`: not a cron expression: its hour field `25` is not valid: it takes `*`, 0-23, ranges `a-b`, "
+    assert (cron["code"], cron["detail"]) == ("invalid_cron", said + "steps `*/n` and lists `a,b`")
+    never = call(routes.create_schedule, {**BODY, "cron": "0 0 30 2 *"}).body
+    assert (never["code"], never["detail"].startswith("`cron`: no time matches")) == ("unsatisfiable_cron", True)
     job_type = call(routes.create_schedule, {**BODY, "job": {"type": "nope"}}).body
     assert "echo" in job_type["known_types"]
     missing = call(routes.create_schedule, {"job": {"type": "echo"}}).body

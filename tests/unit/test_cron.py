@@ -276,6 +276,24 @@ def test_expressions_outside_the_grammar_are_refused(expression):
         Cron(expression)
 
 
+@pytest.mark.parametrize(
+    ("expression", "said"),
+    [
+        ("61 * * * *", "its minute field `61` is not valid: it takes `*`, 0-59,"),
+        ("0 0 * * MON#6", "its day-of-week field `MON#6` is not valid"),
+        ("60 0 0 * * *", "its second field `60`"),
+        ("0 9 32 * *", "its day-of-month field `32`"),
+        ("* * * *", "give 5 fields"),
+        ("*  * * * *", "give 5 fields"),
+        ("x" * 300, "over 200 characters"),
+    ],
+)
+def test_a_refused_expression_is_told_which_of_its_fields_is_wrong(expression, said):
+    with pytest.raises(CronError, match="^not a cron expression: ") as refused:
+        Cron(expression)
+    assert said in str(refused.value)
+
+
 @pytest.mark.parametrize("expression", ["5-2 * * * *", "0 22-2 * * *", "0 0 30 2 *", "0 0 31 4,6 *", "0 0 * * FRI-MON"])
 def test_well_formed_expressions_that_match_no_time_are_unsatisfiable(expression):
     with pytest.raises(UnsatisfiableCron):
