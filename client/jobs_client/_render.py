@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -247,8 +247,21 @@ def bar(description: str, total: int | None) -> Iterator[tuple[Progress, Any]]:
 # --- errors ----------------------------------------------------------------------------------
 
 
-def error(exc: JobsError, as_json: bool) -> None:
-    """Say what went wrong, on stderr."""
+def error(exc: JobsError, as_json: bool, lines: Sequence[int] | None = None, batch_start: int = 0) -> None:
+    """Say what went wrong, on stderr. With `lines` (the file line of each job submitted), a job the
+    service refused is named by its line: a problem's `index` is its place in the batch that starts
+    at job `batch_start`, a BatchIncomplete's its place among all."""
+
+    def line(index: Any, start: int) -> int | None:
+        at = start + index if isinstance(index, int) else -1
+        return lines[at] if lines is not None and 0 <= at < len(lines) else None
+
+    refused: dict[str, int | None] = {}
+    if isinstance(exc, ApiError):
+        items = [i for i in exc.problem.get("errors") or [] if isinstance(i, Mapping) and "index" in i]
+        refused = {str(i["index"]): line(i["index"], batch_start) for i in items}
+    elif isinstance(exc, BatchIncomplete):
+        refused = {str(i): line(i, 0) for i in exc.failures}
     if as_json:
         data: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
         if isinstance(exc, ApiError):
@@ -256,6 +269,8 @@ def error(exc: JobsError, as_json: bool) -> None:
         if isinstance(exc, BatchIncomplete):
             data.update(failures={str(i): why for i, why in exc.failures.items()},
                         submitted=[j.raw if j else None for j in exc.jobs])  # fmt: skip
+        if lines is not None and refused:
+            data["lines"] = refused  # index (as in `errors` or `failures`) -> line in the file
         sys.stderr.write(json.dumps(data, default=str) + "\n")
         return
     console = stderr()
@@ -263,11 +278,15 @@ def error(exc: JobsError, as_json: bool) -> None:
     if isinstance(exc, ApiError):
         for item in exc.problem.get("errors") or []:
             if isinstance(item, Mapping):
-                where = f"  job {item['index']}: " if "index" in item else "  "
+                at = refused.get(str(item.get("index")))
+                where = f"  line {at}: " if at else f"  job {item['index']}: " if "index" in item else "  "
                 console.print(Text(where + str(item.get("detail") or item.get("error") or item)))
         known = exc.problem.get("known_types")
         if isinstance(known, list):
             console.print(Text("  known types: " + ", ".join(map(str, known))))
+    if isinstance(exc, BatchIncomplete) and lines is not None:
+        for index, why in exc.failures.items():
+            console.print(Text(f"  line {refused.get(str(index))}: not stored: {why}"))
 
 
 def note(message: str) -> None:

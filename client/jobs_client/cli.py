@@ -308,8 +308,8 @@ def submit(
             usage("give either TYPE (with its options) or --file, not both", "--file")
         if wait:
             usage("--wait takes a single job; follow many with `jobs list`", "--wait")
-        requests = read_job_lines(file)
-        return submit_file(ctx, requests, idempotency_key, json_flag)
+        lines, requests = read_job_lines(file)
+        return submit_file(ctx, requests, lines, idempotency_key, json_flag)
     if job_type is None:
         usage("give a job TYPE, or --file", "TYPE")
     if timeout is not None and not wait:
@@ -335,13 +335,14 @@ def submit(
     raise typer.Exit(outcome(job))
 
 
-def read_job_lines(file: str) -> list[dict[str, Any]]:
-    """Every job request of a JSON Lines file, checked before anything is sent (blank lines and
-    lines starting with # are skipped)."""
+def read_job_lines(file: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """Every job request of a JSON Lines file with its line number (from 1, as editors count),
+    checked before anything is sent (blank lines and lines starting with # are skipped)."""
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except OSError as exc:
         usage(f"cannot read {file}: {exc.strerror or exc}", "--file")
+    lines: list[int] = []
     requests: list[dict[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -352,13 +353,16 @@ def read_job_lines(file: str) -> list[dict[str, Any]]:
             usage(f"line {number} is not valid JSON: {exc}", "--file")
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             usage(f'line {number} is not a job request such as {{"type": "echo", "payload": {{}}}}', "--file")
+        lines.append(number)
         requests.append(item)
     if not requests:
         usage(f"{file} holds no job requests", "--file")
-    return requests
+    return lines, requests
 
 
-def submit_file(ctx: typer.Context, requests: list[dict[str, Any]], key: str | None, json_flag: bool) -> None:
+def submit_file(
+    ctx: typer.Context, requests: list[dict[str, Any]], lines: list[int], key: str | None, json_flag: bool
+) -> None:
     stored = 0
 
     def count(n: int) -> None:
@@ -374,10 +378,12 @@ def submit_file(ctx: typer.Context, requests: list[dict[str, Any]], key: str | N
                     progress.update(task, completed=n)
 
                 jobs = client.submit_many(requests, on_progress=update, idempotency_key=key)
-        except JobsError:
+        except JobsError as exc:
             if stored:
                 render.note(f"{stored} of {len(requests)} jobs were submitted before the error (in file order)")
-            raise
+            # The service names a refused job by its place in its batch of 100: say its line instead.
+            render.error(exc, settings.json, lines=lines, batch_start=stored)
+            raise typer.Exit(exit_code(exc)) from None
         if settings.json:
             render.write_json_array(dict(j.raw) for j in jobs)
         else:

@@ -160,6 +160,25 @@ def test_submit_file_submits_every_line_in_order_from_a_file_or_stdin(host, tmp_
     assert sorted(j["id"] for j in all_jobs(host)) == sorted([j["id"] for j in from_file] + from_stdin)
 
 
+def test_submit_file_names_the_jobs_the_service_refuses_by_their_line_from_1(host, tmp_path):
+    """The service names a refused job by its place in its batch of 100 (from 0, blank lines and
+    comments not counted): the CLI says which line of the file it is, as an editor numbers it."""
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('# comment\n{"type": "echo"}\n{"type": "nope"}\n\n{"type": "echo", "max_attempts": 0}\n')
+    r = jobs("submit", "--file", str(path), url=host.base)
+    assert r.returncode == 4 and "  line 3: no handler for job type 'nope'" in r.stderr, r.stderr
+    assert "  line 5: `max_attempts`" in r.stderr and "job 1" not in r.stderr
+    r = jobs("--json", "submit", "--file", str(path), url=host.base)
+    refused = json.loads(r.stderr)
+    assert (r.returncode, refused["code"], refused["lines"]) == (4, "invalid_batch", {"1": 3, "2": 5})
+    # In a later batch of 100, its line all the same.
+    path.write_text("\n".join(['{"type": "echo", "delay_seconds": 3600}'] * 101 + ['{"type": "nope"}']) + "\n")
+    r = jobs("submit", "--file", str(path), url=host.base)
+    assert r.returncode == 4 and "  line 102: no handler" in r.stderr, r.stderr
+    assert "100 of 102 jobs were submitted before the error" in r.stderr
+    assert len(all_jobs(host)) == 100  # the first batch; nothing of the refused ones
+
+
 def test_health_exits_0_and_shows_each_check_from_the_console_script_or_python_m(host):
     r = jobs("health", url=host.base)
     assert r.returncode == 0 and "table" in r.stdout and "queue" in r.stdout
