@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from jobs_client import _render as render
 from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url, type_path
 from jobs_client.client import JobsClient
 from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
 from jobs_client.models import Job, JobTypes, Operation, Schedule, parse_time
+
+try:  # the base of click's errors: typer's own since it carries click inside, else click's
+    from typer import TyperException as CommandLineError
+except ImportError:  # typer before that, on click itself
+    from click import ClickException as CommandLineError  # type: ignore[assignment]
 
 OK = 0
 UNSUCCESSFUL = 1  # the job or operation ended dead_lettered, cancelled or failed
@@ -42,7 +48,34 @@ Exit codes:
   5  timed out waiting
   6  service unavailable or unreachable after retries (and any 5xx)"""
 
+
+class _Commands(TyperGroup):
+    """With --json, a usage error is written as the JSON object every other error is, on stderr
+    (exit 2). Click prints it as text in its standalone mode, so that mode is left to click's
+    documented switch (`standalone_mode=False`) and its exit codes are kept."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        given = list(sys.argv[1:] if args is None else args)
+        options = given[: given.index("--")] if "--" in given else given
+        if not standalone_mode or "--json" not in options:
+            return super().main(given, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(given, prog_name, complete_var, standalone_mode=False, **extra)
+        except CommandLineError as exc:
+            data = {"error": type(exc).__name__, "message": exc.format_message(), "exit_code": exc.exit_code}
+            if getattr(exc, "ctx", None) is not None:
+                data["usage"] = exc.ctx.get_usage()
+            sys.stderr.write(json.dumps(data) + "\n")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.stderr.write(json.dumps({"error": "Aborted", "message": "aborted"}) + "\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else OK)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="jobs",
     help="Submit, inspect, wait for, cancel and redrive jobs of the serverless job system.",
     epilog=EXIT_CODES,

@@ -235,6 +235,16 @@ def test_usage_errors_exit_2_and_send_nothing(unavailable, tmp_path):
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
         assert result.stdout == "", args
     assert "not valid JSON" in runner.invoke(cli.app, cases[0], env={"JOBS_URL": url}).stderr
+    # With --json (before the command or after it), the error is one JSON object on stderr, as any other.
+    for args in [*cases, ("submit", "echo", "--priority", "urgent"), ("no-such-command",)]:
+        for given in (["--json", *args], [*args, "--json"]):
+            result = runner.invoke(cli.app, given, env={"JOBS_URL": url, "JOBS_KEY": ""})
+            assert (result.exit_code, result.stdout) == (2, ""), (given, result.stdout, result.stderr)
+            problem = json.loads(result.stderr)
+            assert problem["exit_code"] == 2 and problem["message"] and problem["error"], given
+    refused = json.loads(runner.invoke(cli.app, ["--json", *cases[0]], env={"JOBS_URL": url}).stderr)
+    assert (refused["error"], refused["usage"]) == ("BadParameter", "Usage: jobs submit [OPTIONS] [TYPE]")
+    assert refused["message"].startswith("Invalid value for --payload: not valid JSON")
     assert seen == []
 
 
