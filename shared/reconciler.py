@@ -162,13 +162,14 @@ class Reconciler:
         WATCHED_PER_RUN of them per run, in turn from `cursor`: where the next run goes on."""
         watchlist = self.service.watchlist
         entries = await watchlist.entries(cursor, WATCHED_PER_RUN)
-        records = await self._read_all([job_id for job_id, _ in entries])
-        for (job_id, since), found in zip(entries, records, strict=True):
+        records = await self._read_all([entry.job_id for entry in entries])
+        for entry, found in zip(entries, records, strict=True):
             if found is None or found.job.status.terminal:
                 # Finished or gone: nothing left to guard. A fresh entry may be a redrive's, made
-                # just before its write: it is left for the next run.
-                if since < now - ENTRY_SETTLE:
-                    await watchlist.remove(job_id)
+                # just before its write: it is left for the next run, and one written since it
+                # was listed is kept.
+                if entry.since < now - ENTRY_SETTLE:
+                    await watchlist.remove(entry.job_id, entry.etag)
                 continue
             if found.job.status is Status.RUNNING:
                 if found.job.lease_expired(now):
@@ -184,7 +185,7 @@ class Reconciler:
         if len(entries) < WATCHED_PER_RUN:
             return ""  # every entry was read: the next run starts from the first
         done["watched_deferred"] += 1
-        return entries[-1][0]
+        return entries[-1].job_id
 
     async def _read_all(self, job_ids: list[str]) -> list[Versioned | None]:
         """The records of `job_ids`, READS_AT_ONCE at a time: a run stays short however many."""

@@ -384,8 +384,7 @@ class JobStore:
                 f"PartitionKey eq '{partition_key(shard)}' and RowKey ge '{row_key_at(cutoff)}' "
                 f"and RowKey lt '{JOB_ROWS_END}' and ({terminal})"
             )
-            batch: list[_Deletion] = []
-            seen = 0
+            batch: list[_Deletion] = []  # one per job, not yet submitted
             async for entity in self.table.query_entities(query):
                 finished = parse_time(entity.get("finished_at"))
                 if finished is not None and finished >= cutoff:
@@ -395,12 +394,11 @@ class JobStore:
                     deleted += await self._submit_deletes(batch)
                     batch = []
                 batch.append(deletion)
-                seen += 1
-                if deleted + seen >= max_jobs:
+                if deleted + len(batch) >= max_jobs:
                     break
             if batch:
                 deleted += await self._submit_deletes(batch)
-            if deleted + seen >= max_jobs:
+            if deleted >= max_jobs:
                 break
         return deleted
 

@@ -60,9 +60,10 @@ class Ticket:
         self._threads: HandlerThreads | None = threads
 
     def run(self, func: Callable[[], Any]) -> asyncio.Future[Any]:
-        threads, self._threads = self._threads, None
-        assert threads is not None, "a ticket runs one handler"
-        return threads._run(func)  # the ticket is the only way in
+        assert self._threads is not None, "a ticket runs one handler"
+        running = self._threads._run(func)  # if this raises, the ticket is still ours to release
+        self._threads = None
+        return running
 
     def release(self) -> None:
         threads, self._threads = self._threads, None

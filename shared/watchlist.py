@@ -12,10 +12,11 @@ watched and pays nothing.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError
 
 from shared.config import Config
 from shared.job import JobKey
@@ -25,6 +26,12 @@ PARTITION = "watch"
 # A lease that ends within this of the job leaving the window is watched: the reconciler may run
 # late (its cadence, a deferred window, a missed tick) and must still find the job in one place.
 MARGIN = timedelta(minutes=5)
+
+
+class Entry(NamedTuple):
+    job_id: str
+    since: datetime  # when the entry was last written
+    etag: str
 
 
 def window(config: Config) -> timedelta:
@@ -47,8 +54,10 @@ class WatchList:
         """Whether a lease until `lease_until` may run out after the window has passed the job by."""
         return lease_until + MARGIN >= first_due(job_id) + self.window
 
-    async def add(self, job_id: str) -> None:
-        await self.table.upsert_entity({"PartitionKey": PARTITION, "RowKey": job_id})
+    async def add(self, job_id: str) -> str:
+        """Watch the job; the entry's ETag, for `remove`."""
+        written = await self.table.upsert_entity({"PartitionKey": PARTITION, "RowKey": job_id})
+        return written["etag"]
 
     async def add_many(self, job_ids: list[str]) -> None:
         """Entries for many jobs, 100 per entity-group transaction (they share a partition)."""
@@ -56,25 +65,31 @@ class WatchList:
         for start in range(0, len(rows), 100):
             await self.table.submit_transaction(rows[start : start + 100])
 
-    async def entries(self, after: str = "", limit: int = 1000) -> list[tuple[str, datetime]]:
-        """Up to `limit` watched jobs' ids, each with when its entry was last written, in turn:
-        those after `after` first, then from the start of the list (one query each, at most)."""
+    async def entries(self, after: str = "", limit: int = 1000) -> list[Entry]:
+        """Up to `limit` watched jobs' entries, in turn: those after `after` first, then from the
+        start of the list (one query each, at most)."""
         found = await self._page(f"RowKey gt '{_quoted(after)}'", limit)
         if len(found) < limit and after:
             found += await self._page(f"RowKey le '{_quoted(after)}'", limit - len(found))
         return found
 
-    async def _page(self, rows: str, limit: int) -> list[tuple[str, datetime]]:
+    async def _page(self, rows: str, limit: int) -> list[Entry]:
         query = self.table.query_entities(
             f"PartitionKey eq '{PARTITION}' and {rows}", select=["RowKey", "Timestamp"], results_per_page=limit
         )
         async for page in query.by_page():
-            return [(row["RowKey"], row.metadata["timestamp"]) async for row in page]
+            return [Entry(row["RowKey"], row.metadata["timestamp"], row.metadata["etag"]) async for row in page]
         return []
 
-    async def remove(self, job_id: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            await self.table.delete_entity(PARTITION, job_id)
+    async def remove(self, job_id: str, etag: str | None = None) -> None:
+        """Stop watching the job; with `etag`, only if nobody wrote its entry since (a redrive
+        writes it again before it makes the job live again)."""
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        try:  # an entry already gone is no error on delete_entity
+            await self.table.delete_entity(PARTITION, job_id, **condition)
+        except HttpResponseError as exc:
+            if exc.status_code != 412:  # written since: a redrive's, to keep
+                raise
 
 
 def _quoted(value: str) -> str:

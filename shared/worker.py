@@ -86,7 +86,16 @@ class Claim:
     record: Versioned  # the record as the claim wrote it
     at: datetime  # when the attempt started
     slot: Slot | None  # the concurrency slot it holds
-    watched: bool  # put on the reconciler's watch list first (shared/watchlist.py)
+    watched: str | None  # the ETag of its watch list entry, if it was put there first (shared/watchlist.py)
+
+
+@dataclass(frozen=True)
+class Changed:
+    """The job changed since the ETag an attempt was to start from. `found`: the record, if it
+    was read since (`read`), for the fallback to go on from rather than read it again."""
+
+    found: Versioned | None = None
+    read: bool = False
 
 
 @dataclass
@@ -133,15 +142,16 @@ class Worker:
         attrs = {signals.JOB_ID: message.id, signals.ATTEMPT: message.attempt}
         with self.telemetry.span(signals.SPAN_ATTEMPT, parent=message.trace, kind=SpanKind.CONSUMER, **attrs) as span:
             outcome = await self._from_snapshot(message, priority)
-            if outcome is None:
-                outcome = await self._from_record(message, body)
+            if not isinstance(outcome, Outcome):
+                outcome = await self._from_record(message, body, outcome)
             span.set_attribute(signals.OUTCOME, str(outcome))
             return outcome
 
-    async def _from_snapshot(self, message: JobMessage, priority: Priority) -> Outcome | None:
+    async def _from_snapshot(self, message: JobMessage, priority: Priority) -> Outcome | Changed | None:
         """Claim straight from the message: the claim is conditional on the ETag the record had
         when it scheduled this attempt, so it succeeds only if nothing happened since. Anything
-        else (a cancel, a repair, a second delivery) falls back to reading the record."""
+        else (a cancel, a repair, a second delivery) falls back to the record: None if the
+        message cannot start it, Changed (with the record, if read) if the job changed."""
         snap = message.snapshot
         if snap is None:
             return None
@@ -154,8 +164,8 @@ class Worker:
         )
         return await self._start_attempt(spec, job, message, priority, snap.etag, snap, complete=False)
 
-    async def _from_record(self, message: JobMessage, body: bytes | str) -> Outcome:
-        found = await self.store.get(message.id)
+    async def _from_record(self, message: JobMessage, body: bytes | str, changed: Changed | None) -> Outcome:
+        found = changed.found if changed is not None and changed.read else await self.store.get(message.id)
         if found is None:
             await set_aside(self.storage, body, f"no job {message.id}")
             return Outcome.SET_ASIDE
@@ -183,13 +193,15 @@ class Worker:
         started = await self._start_attempt(
             spec, job, message, job.priority, found.etag, snapshot_of(job, found.etag), complete=True
         )
-        return started or self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
+        if isinstance(started, Outcome):
+            return started
+        return self._drop(job, Outcome.DUPLICATE, "another worker claimed it first")
 
     async def _start_attempt(
         self, spec: HandlerSpec, job: Job, message: JobMessage, priority: Priority, etag: str,
         snapshot: Snapshot | None, complete: bool,
-    ) -> Outcome | None:  # fmt: skip
-        """Take what the attempt needs, claim it and run it; None if the job changed since `etag`.
+    ) -> Outcome | Changed:  # fmt: skip
+        """Take what the attempt needs, claim it and run it; Changed if the job changed since `etag`.
         A sync handler's thread comes first (see shared/threads.py), then the type's say: a job
         never holds a concurrency slot while it waits for a thread."""
         thread = await self.threads.take(self.config.lease_seconds) if not spec.is_async else None
@@ -199,41 +211,47 @@ class Worker:
                 "keeps its thread until it returns): job sent back for later",
                 self.config.lease_seconds, self.threads.size, extra=job_attributes(job),
             )  # fmt: skip
-            later = Wait(utcnow() + timedelta(seconds=backoff(message.waits)))
-            return await self._hold(later, message, priority, job, etag, snapshot)
+            # Not a wait for its type's limits: no waiter row to clear later, and any start time
+            # a rate limit holds for it goes along.
+            later = Wait(utcnow() + timedelta(seconds=backoff(message.waits)), reserved=message.reserved)
+            return await self._hold(later, message, priority, job, etag, snapshot, counted=False) or Changed()
         try:
             verdict = await self._admit(spec, job, message)
             if not isinstance(verdict, Start):
-                return await self._hold(verdict, message, priority, job, etag, snapshot)
+                return await self._hold(verdict, message, priority, job, etag, snapshot) or Changed()
             claim = await self._claim(spec, job, message.attempt, etag, verdict.slot)
-            if claim is None:
-                return None
+            if isinstance(claim, Changed):
+                return claim
             return await self._run(spec, job, claim, complete, thread)
         finally:
             if thread is not None:
                 thread.release()  # unless its handler has it
 
-    async def _claim(self, spec: HandlerSpec, job: Job, attempt: int, etag: str, slot: Slot | None) -> Claim | None:
-        """queued -> running (one conditional write), or None if the job changed since `etag`. A
+    async def _claim(self, spec: HandlerSpec, job: Job, attempt: int, etag: str, slot: Slot | None) -> Claim | Changed:
+        """queued -> running (one conditional write), or Changed if the job changed since `etag`. A
         job whose lease could outlast the reconciler's window is put on its watch list first.
         Unless the claim is made, the concurrency slot goes back at once, not when its lease ends."""
         now = utcnow()  # once it holds what it needed (a slot, a thread): its start time says so
         running = job.claim(attempt, self._lease(spec), now)
         assert running.lease_until is not None
-        watched = self.watchlist.needed(job.id, running.lease_until)
+        watched = None
         try:
-            if watched:
-                await self.watchlist.add(job.id)
+            if self.watchlist.needed(job.id, running.lease_until):
+                watched = await self.watchlist.add(job.id)
+            found: Versioned | None = None
             try:
                 written = await self.store.update(running, etag, CLAIM_FIELDS)
             except ConcurrencyConflict:
-                written = _landed(await self.store.get(job.id, load_blobs=False), running)
+                # One read tells our own resent write from another's; whole, as the caller's
+                # fallback to the record goes on from it.
+                found = await self.store.get(job.id)
+                written = _landed(found, running)
         except BaseException:
             await asyncio.shield(self._give_back(slot))
             raise
         if written is None:
             await self._give_back(slot)
-            return None
+            return Changed(found, read=True)
         return Claim(written, now, slot, watched)
 
     # --- flow control: may it start now? ------------------------------------------------------
@@ -248,11 +266,12 @@ class Worker:
             await self.flow.give_back(slot)
 
     async def _hold(
-        self, verdict: Verdict, message: JobMessage, priority: Priority, job: Job, etag: str, snapshot: Snapshot | None
-    ) -> Outcome | None:
+        self, verdict: Verdict, message: JobMessage, priority: Priority, job: Job, etag: str,
+        snapshot: Snapshot | None, counted: bool = True,
+    ) -> Outcome | None:  # fmt: skip
         """Park the job (its type is paused) or send its message again for later (over a limit, or
-        no handler thread free);
-        None if the job changed since `etag` (the caller looks at the record again)."""
+        no handler thread free; `counted`: as one more of its waits for its type's limits); None if
+        the job changed since `etag` (the caller looks at the record again)."""
         if isinstance(verdict, Park):
             assert self.flow is not None
             if job.parked:  # a second delivery of its message
@@ -273,7 +292,7 @@ class Worker:
                 return None
             snapshot = snapshot and replace(snapshot, etag=written.etag, due_ms=to_ms(verdict.until))
         reserved = to_ms(verdict.reserved) if verdict.reserved else None
-        later = replace(message, snapshot=snapshot, waits=message.waits + 1, reserved_ms=reserved)
+        later = replace(message, snapshot=snapshot, waits=message.waits + counted, reserved_ms=reserved)
         sent = await send_later(self.storage, later, priority, verdict.until)
         if verdict.for_slot and self.flow is not None:
             await self.flow.wait_for_slot(job, priority, sent, verdict.until)
@@ -297,21 +316,21 @@ class Worker:
             outcome = await self._attempt(spec, queued, claim, complete, held, watched, thread)
         finally:
             await asyncio.shield(self._give_back(held[0]))
-        if watched[0] and outcome in ENDED:
+        if watched[0] is not None and outcome in ENDED:
             # Nothing left to guard; the reconciler would read the entry every run until it did this.
             try:
-                await self.watchlist.remove(queued.id)
+                await self.watchlist.remove(queued.id, watched[0])  # unless a redrive since wrote it
             except Exception as exc:  # noqa: BLE001 - the reconciler removes it on a later run
                 log.warning("could not take the job off the watch list: %s", exc, extra=job_attributes(queued))
         return outcome
 
     async def _attempt(
         self, spec: HandlerSpec, queued: Job, claim: Claim, complete: bool, held: list[Slot | None],
-        watched: list[bool], thread: Ticket | None,
+        watched: list[str | None], thread: Ticket | None,
     ) -> Outcome:  # fmt: skip
         """`complete` says whether the claimed record is whole (read from the table) or only what
         the message carried. `held[0]`: the attempt's concurrency slot, kept current as the
-        heartbeat renews it; `watched[0]`: whether the job is on the reconciler's watch list."""
+        heartbeat renews it; `watched[0]`: the ETag of its watch list entry, if it is on the list."""
         claimed, now = claim.record, claim.at
         job = claimed.job
         wait_ms = (now - queued.not_before).total_seconds() * 1000
@@ -331,9 +350,8 @@ class Worker:
                 held[0] = await self.flow.renew(held[0], until) or held[0]
 
         async def watch(until: datetime) -> None:  # before a renewal takes the lease out of the window's reach
-            if not watched[0] and self.watchlist.needed(job.id, until):
-                await self.watchlist.add(job.id)
-                watched[0] = True
+            if watched[0] is None and self.watchlist.needed(job.id, until):
+                watched[0] = await self.watchlist.add(job.id)
 
         beat = Heartbeat(self.store, claimed, self._lease(spec), self.config.heartbeat_seconds,
                          now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None, watch)  # fmt: skip

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from shared import store as store_module
 from shared.job import Job, Status, utcnow
 from shared.messages import JobMessage
 from shared.store import BadContinuation
@@ -336,3 +338,14 @@ def test_listing_never_reads_the_continuation_of_a_query(services, monkeypatch):
             if token is None:
                 break
         assert seen == expected, order
+
+
+def test_retention_deletes_as_many_jobs_as_it_may_across_batches(services, monkeypatch):
+    """A run's cap counts each job once, however many transactions its partition needs."""
+    monkeypatch.setattr(store_module, "BATCH_LIMIT", 2)
+    old = utcnow() - timedelta(days=10)
+    for n in range(5):
+        job = Job.new("echo", n, 3, shard=0, now=old)
+        services.store.insert(replace(job, status=Status.SUCCEEDED, finished_at=old))
+    assert services.store.delete_finished_before(utcnow(), max_jobs=4) == 4
+    assert services.store.delete_finished_before(utcnow(), max_jobs=4) == 1

@@ -268,3 +268,25 @@ def test_a_write_whose_answer_was_lost_stands(services, method):
     assert deliver(services) == [Outcome.RETRY_SCHEDULED]
     # Attempt 2's message was put (hidden for the backoff): it runs without the reconciler's help.
     assert run_until(services, lambda: status_of(services, failing.id).status.terminal) == [Outcome.SUCCEEDED]
+
+
+def test_a_claim_refused_by_another_change_costs_one_read(services):
+    """A second delivery of a message whose job has moved on: the refused claim reads the record
+    once (is the write ours after all?) and the fallback goes on from that read."""
+    job = services.service.submit("echo", 1).job
+    message = services.storage.queue.peek_messages()[0]
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    raw = unwrap(services)
+    reads = []
+    get = raw.store.get
+
+    async def counted(job_id, **kwargs):
+        reads.append(job_id)
+        return await get(job_id, **kwargs)
+
+    raw.store.get = counted
+    try:
+        assert services._portal.run(raw.worker.process(message.content)) is Outcome.STALE
+    finally:
+        raw.store.get = get
+    assert reads == [job.id]

@@ -30,7 +30,7 @@ def submit_first_due(services, job_type: str, first_due) -> Job:
 
 
 def watched(services) -> list[str]:
-    return [job_id for job_id, _ in services.service.watchlist.entries()]
+    return [entry.job_id for entry in services.service.watchlist.entries()]
 
 
 def test_an_old_job_whose_worker_is_lost_mid_attempt_is_repaired_though_its_message_is_gone(services_factory):
@@ -84,7 +84,7 @@ def test_a_renewal_that_takes_the_lease_past_the_windows_reach_watches_the_job_f
     async def long(ctx):
         for when, seconds in (("early", 1), ("late", 3.5)):
             await asyncio.sleep(seconds)
-            seen[when] = [job_id for job_id, _ in await raw.service.watchlist.entries()]
+            seen[when] = [entry.job_id for entry in await raw.service.watchlist.entries()]
         return "done"
 
     services.worker.registry = services.service.registry = reg
@@ -132,3 +132,26 @@ def test_a_run_reads_a_bounded_number_of_watched_jobs_in_turn(services, monkeypa
     assert [run["watched_deferred"] for run in runs] == [1, 1, 1]  # more watched than a run reads
     assert sorted(set(reads)) == sorted(job.id for job in jobs) and len(reads) == 6  # 2 per run
     assert sorted(m.id for m in messages_in(services)) == sorted(job.id for job in jobs)
+
+
+def test_a_run_keeps_an_entry_a_redrive_wrote_after_the_run_read_it(services_factory):
+    """The reconciler removes a finished job's entry only if nobody wrote it since it was listed:
+    a redrive landing mid-run writes the entry again before its job, and the job stays guarded."""
+    services = services_factory(JOBS_RECONCILE_GRACE_SECONDS="0.2")
+    raw = unwrap(services)
+    old = submit_first_due(services, "fail", utcnow() - timedelta(hours=3))
+    assert run_until(services, lambda: services.service.get(old.id).status is Status.DEAD_LETTERED)
+    services.service.watchlist.add(old.id)  # an entry left over, settled by the run's `now`
+    read_all = raw.reconciler._read_all
+
+    async def redrive_after_the_reads(job_ids):
+        records = await read_all(job_ids)  # the job read as dead-lettered...
+        await raw.service.redrive(old.id)  # ...then redriven: its entry written again, then the job
+        return records
+
+    raw.reconciler._read_all = redrive_after_the_reads
+    services.reconciler.run(now=utcnow() + timedelta(minutes=2))
+    raw.reconciler._read_all = read_all
+    assert watched(services) == [old.id] and services.service.get(old.id).status is Status.QUEUED
+    services.storage.queue.clear_messages()  # and its message is lost
+    assert services.reconciler.run(now=utcnow() + timedelta(minutes=10))["requeued"] == 1
