@@ -6,6 +6,7 @@ event loop in a background thread (tests/blocking.py), so a test reads as plain 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -104,3 +105,21 @@ def run_until(services: Any, done: Callable[[], bool], timeout: float = 15.0) ->
 
 def messages_in(services: Any) -> list[JobMessage]:
     return [JobMessage.decode(m.content) for m in services.storage.queue.peek_messages(max_messages=32)]
+
+
+@contextlib.contextmanager
+def record_reads(services: Any) -> Iterator[list[str]]:
+    """The ids of the job records read (one table call each) while the block runs."""
+    store = unwrap(services).store
+    reads: list[str] = []
+    get = store.get
+
+    async def counted(job_id: str, **kwargs: Any) -> Any:
+        reads.append(job_id)
+        return await get(job_id, **kwargs)
+
+    store.get = counted
+    try:
+        yield reads
+    finally:
+        store.get = get

@@ -12,7 +12,7 @@ from shared.service import Conflict
 from shared.store import ConcurrencyConflict
 from shared.worker import Outcome
 from tests.blocking import unwrap
-from tests.integration.conftest import deliver, messages_in, run_until
+from tests.integration.conftest import deliver, messages_in, record_reads, run_until
 
 
 def status_of(services, job_id):
@@ -276,17 +276,6 @@ def test_a_claim_refused_by_another_change_costs_one_read(services):
     job = services.service.submit("echo", 1).job
     message = services.storage.queue.peek_messages()[0]
     assert deliver(services) == [Outcome.SUCCEEDED]
-    raw = unwrap(services)
-    reads = []
-    get = raw.store.get
-
-    async def counted(job_id, **kwargs):
-        reads.append(job_id)
-        return await get(job_id, **kwargs)
-
-    raw.store.get = counted
-    try:
-        assert services._portal.run(raw.worker.process(message.content)) is Outcome.STALE
-    finally:
-        raw.store.get = get
+    with record_reads(services) as reads:
+        assert services._portal.run(unwrap(services).worker.process(message.content)) is Outcome.STALE
     assert reads == [job.id]

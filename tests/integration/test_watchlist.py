@@ -17,7 +17,7 @@ from shared.registry import Registry
 from shared.watchlist import MARGIN
 from shared.worker import Outcome
 from tests.blocking import unwrap
-from tests.integration.conftest import deliver, messages_in, run_until
+from tests.integration.conftest import deliver, messages_in, record_reads, run_until
 
 
 def submit_first_due(services, job_type: str, first_due) -> Job:
@@ -113,21 +113,12 @@ def test_a_run_reads_a_bounded_number_of_watched_jobs_in_turn(services, monkeypa
     WATCHED_PER_RUN of them, going on where the last stopped, so every one is looked at within a
     few runs and no run grows with the list."""
     monkeypatch.setattr(reconciler, "WATCHED_PER_RUN", 2)
-    raw = unwrap(services)
     jobs = [services.store.insert(Job.new("echo", n, 3, shard=0, now=utcnow() - timedelta(hours=3))).job
             for n in range(5)]  # fmt: skip
     for job in jobs:  # live again, and their messages lost
         services.service.watchlist.add(job.id)
-    reads = []
-    get = raw.store.get
-
-    async def counted(job_id, **kwargs):
-        reads.append(job_id)
-        return await get(job_id, **kwargs)
-
-    raw.store.get = counted
-    runs = [services.reconciler.run() for _ in range(3)]
-    raw.store.get = get
+    with record_reads(services) as reads:
+        runs = [services.reconciler.run() for _ in range(3)]
     assert [run["requeued"] for run in runs] == [2, 2, 1]
     assert [run["watched_deferred"] for run in runs] == [1, 1, 1]  # more watched than a run reads
     assert sorted(set(reads)) == sorted(job.id for job in jobs) and len(reads) == 6  # 2 per run
