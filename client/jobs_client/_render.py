@@ -3,6 +3,7 @@ for people; progress bars and messages always on stderr."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -75,9 +76,13 @@ def write_json(data: Any) -> None:
 
 
 def write_json_array(items: Iterable[Mapping[str, Any]]) -> None:
-    """A JSON array with one item per line, written as the items come (a listing can be long)."""
+    """A JSON array with one item per line, written as the items come (a listing can be long).
+    Nothing is written until the first page has come: a service that cannot be reached leaves
+    stdout empty, not holding a lone `[`."""
+    rest = iter(items)
+    first = next(rest, None)
     sys.stdout.write("[")
-    for n, item in enumerate(items):
+    for n, item in enumerate(itertools.chain([first] if first is not None else [], rest)):
         sys.stdout.write(("," if n else "") + "\n" + json.dumps(item, separators=(",", ":"), default=str))
     sys.stdout.write("\n]\n")
     sys.stdout.flush()

@@ -273,6 +273,8 @@ def test_an_unreachable_service_exits_6():
         port = s.getsockname()[1]
     r = jobs("--retries", "1", "health", url=f"http://127.0.0.1:{port}")
     assert r.returncode == 6 and r.stdout == ""
+    listed = jobs("--retries", "1", "--json", "list", url=f"http://127.0.0.1:{port}")
+    assert listed.returncode == 6 and listed.stdout == ""  # not a lone `[`
 
 
 def test_503_after_the_retries_exits_6(unavailable):
