@@ -87,16 +87,23 @@ class Heartbeat:
         self.renewals += 1
 
     async def _landed(self, until: datetime) -> bool:
-        """Whether a refused renewal is in the record after all (its resent try met the first):
-        then the job is still ours, and goes on from there."""
-        mine = replace(self.current.job, lease_until=until)
+        """Whether a refused renewal leaves the job ours after all: its resent try met the first
+        (the record holds exactly this renewal), or an earlier renewal whose answer was an error
+        had landed (the record is ours but for its lease: renew again from it)."""
+        held = self.current.job
+        mine = replace(held, lease_until=until)
         try:
             found = await self.store.get(mine.id, load_blobs=False)
         except Exception:  # noqa: BLE001 - cannot tell: treat the refusal as meant
             return False
-        if found is None or not found.job.holds_write(mine):
+        if found is None:
             return False
-        self.current = Versioned(mine, found.etag)
+        if found.job.holds_write(mine):
+            self.current = Versioned(mine, found.etag)
+            return True
+        if not found.job.renewed_from(held):
+            return False
+        self.current = await self.store.update(mine, found.etag, LEASE_FIELDS)  # refused: the job changed now
         return True
 
     async def _run(self) -> None:

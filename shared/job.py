@@ -210,6 +210,12 @@ class Job:
             written.status, written.attempt, written.lease_until, written.updated_at,
         )  # fmt: skip
 
+    def renewed_from(self, held: Job) -> bool:
+        """Whether this record is `held` but for its lease: only renewals changed it since, and
+        only the attempt holding it renews it. One whose answer was an error (a timeout after the
+        SDK's retries) may have landed all the same, leaving the holder with an old ETag."""
+        return (self.status, self.attempt, self.updated_at) == (held.status, held.attempt, held.updated_at)
+
     # --- transitions -------------------------------------------------------------------------
 
     def claim(self, attempt: int, lease: timedelta, now: datetime | None = None) -> Job:

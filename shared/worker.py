@@ -394,7 +394,7 @@ class Worker:
             error, retryable, delay = failure
             # The error history is on the record: read it unless we hold the whole record.
             current = latest if complete else await self.store.get(job.id)
-            if current is None or current.etag != latest.etag:
+            if current is None or (current.etag != latest.etag and not current.job.renewed_from(latest.job)):
                 return _outcome_of(_lost_race(current, job))
             return _outcome_of(await self.fail_attempt(current, error, retryable=retryable, delay=delay))
         done = await self._write(latest, job.succeed(result), RESULT_FIELDS)
@@ -450,13 +450,19 @@ class Worker:
         with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="poisoned"):
             return _outcome_of(await self.dead_letter(found, reason))
 
-    async def _write(self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None) -> Versioned | None:
+    async def _write(
+        self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None, again: bool = True
+    ) -> Versioned | None:
         try:
             if fields is None:
                 return await self.store.replace(new, current.etag, was=current.job.status)
             return await self.store.update(new, current.etag, fields)
         except ConcurrencyConflict:
             found = await self.store.get(new.id, load_blobs=False)
+            running = current.job.status is Status.RUNNING
+            if again and running and found is not None and found.job.renewed_from(current.job):
+                # A renewal of ours landed though its answer was an error: write from there.
+                return await self._write(Versioned(current.job, found.etag), new, fields, again=False)
             return _landed(found, new) or _lost_race(found, new)
 
     def _drop(self, job: Job, outcome: Outcome, why: str) -> Outcome:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from azure.core.exceptions import ServiceResponseError
 
 from shared.heartbeat import Heartbeat
 from shared.job import Status, utcnow
@@ -18,7 +19,7 @@ from shared.registry import Registry
 from shared.store import ConcurrencyConflict
 from shared.worker import Outcome
 from tests.blocking import unwrap
-from tests.integration.conftest import deliver
+from tests.integration.conftest import deliver, run_until
 
 
 def with_handlers(services, reg: Registry):
@@ -268,3 +269,48 @@ def test_a_renewal_refused_because_its_own_resent_first_try_landed_keeps_the_att
     services.service.cancel(job.id)
     with pytest.raises(ConcurrencyConflict):
         services._portal.run(beat._renew(until + timedelta(seconds=20)))
+
+
+def renewal_answers_lost(services, renewals=1):
+    """The first `renewals` lease renewals land, but the caller gets an error (a timeout after the
+    SDK's own retries): the worker is left holding the ETag from before them."""
+    store = unwrap(services).store
+    update = store.update
+    left = [renewals]
+
+    async def landed_then_failed(job, etag, fields):
+        written = await update(job, etag, fields)
+        if fields == ("lease_until",) and left[0] > 0:
+            left[0] -= 1
+            raise ServiceResponseError("the answer timed out")
+        return written
+
+    store.update = landed_then_failed
+
+
+@pytest.mark.parametrize(("runs_for", "fails"), [(0.3, False), (0.7, False), (0.3, True)])
+def test_a_renewal_that_landed_though_its_answer_was_an_error_keeps_the_attempt(services_factory, runs_for, fails):
+    """The attempt goes on from the record that renewal left: the next renewal (0.7 s) or the
+    final write (0.3 s, before the next renewal: a result, or a failure that schedules a retry)
+    reads it once and writes again. Before, the next write was refused and the attempt taken
+    for lost: cancelled, or its outcome dropped until its lease ran out."""
+    services = services_factory(JOBS_HEARTBEAT_SECONDS="0.2", JOBS_LEASE_SECONDS="1")
+    reg = Registry()
+
+    @reg.handler("steady")
+    async def steady(ctx):
+        await asyncio.sleep(runs_for)
+        if fails and ctx.attempt == 1:
+            raise RuntimeError("once")
+        return "done"
+
+    with_handlers(services, reg)
+    job = services.service.submit("steady", None).job
+    renewal_answers_lost(services)
+    if fails:
+        assert deliver(services) == [Outcome.RETRY_SCHEDULED]
+        assert run_until(services, lambda: services.service.get(job.id).status.terminal) == [Outcome.SUCCEEDED]
+    else:
+        assert deliver(services) == [Outcome.SUCCEEDED]
+    done = services.service.get(job.id)
+    assert (done.status, done.attempt, done.result) == (Status.SUCCEEDED, 1 + fails, "done")
