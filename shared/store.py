@@ -38,6 +38,7 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared import oldest
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
+from shared.rows import delete_if_unchanged
 from shared.storage import Storage
 
 # Table strings are UTF-16 and capped at 64 KiB: keep inline JSON well under 32K characters.
@@ -417,13 +418,9 @@ class JobStore:
     async def _delete_one(self, deletion: _Deletion) -> bool:
         """The job row first, at the version read: if it changed (a redrive), the job and its
         companion rows stay. A row already gone is one less to delete."""
-        job_row, *companions = deletion.rows
-        try:  # a missing row is no error on delete_entity
-            await self.table.delete_entity(*job_row, etag=deletion.etag, match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                return False
-            raise
+        (partition, job_row), *companions = deletion.rows
+        if not await delete_if_unchanged(self.table, partition, job_row, deletion.etag):
+            return False
         for row in companions:
             await self.table.delete_entity(*row)
         return True

@@ -15,11 +15,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError
-
 from shared.config import Config
 from shared.job import JobKey
+from shared.rows import delete_if_unchanged
 from shared.storage import Storage
 
 PARTITION = "watch"
@@ -84,12 +82,7 @@ class WatchList:
     async def remove(self, job_id: str, etag: str | None = None) -> None:
         """Stop watching the job; with `etag`, only if nobody wrote its entry since (a redrive
         writes it again before it makes the job live again)."""
-        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-        try:  # an entry already gone is no error on delete_entity
-            await self.table.delete_entity(PARTITION, job_id, **condition)
-        except HttpResponseError as exc:
-            if exc.status_code != 412:  # written since: a redrive's, to keep
-                raise
+        await delete_if_unchanged(self.table, PARTITION, job_id, etag)
 
 
 def _quoted(value: str) -> str:

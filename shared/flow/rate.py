@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.limits import RateLimit
-from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
 from shared.job import to_ms
+from shared.rows import write_if_unchanged
 from shared.storage import Storage
 
 RESERVE_RETRIES = 10  # busy types see lost races: each retry is a read and a write

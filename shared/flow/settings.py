@@ -21,9 +21,9 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.limits import RateLimit
-from shared.flow.rows import write_if_unchanged
 from shared.job import isoformat, parse_time
 from shared.registry import Registry
+from shared.rows import write_if_unchanged
 from shared.storage import Storage
 
 PARTITION = "flow"

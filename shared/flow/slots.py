@@ -30,13 +30,12 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import UpdateMode
 
-from shared.flow.rows import write_if_unchanged
 from shared.flow.settings import PARTITION
 from shared.job import JobKey, Priority, isoformat, parse_time, to_ms, utcnow
+from shared.rows import delete_if_unchanged, write_if_unchanged
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -255,17 +254,9 @@ class Slots:
             log.warning("could not delete waiter row %s: %s", row, exc)
 
     async def _delete(self, row: str, etag: str | None) -> bool:
-        """Delete a waiter row, only if unchanged since `etag` when one is given: False if it
-        changed. A row already gone counts as deleted (the SDK ignores a 404): the message update
-        that follows tells two wakers apart."""
-        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-        try:
-            await self.storage.table.delete_entity(PARTITION, row, **condition)
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                return False
-            raise
-        return True
+        """Delete a waiter row (see delete_if_unchanged): the message update that follows a
+        delete tells two wakers apart."""
+        return await delete_if_unchanged(self.storage.table, PARTITION, row, etag)
 
 
 def _live(row: dict, now: datetime) -> bool:

@@ -1,5 +1,6 @@
-"""The one write flow control makes everywhere: a row replaced only if nobody changed it since it
-was read (or created only if it did not exist), so instances that race never both win."""
+"""Conditional row writes: a row replaced or deleted only if nobody changed it since it was read
+(or created only if it did not exist), so instances that race never both win. Flow control makes
+every write this way; retention and the watch list delete this way."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ async def write_if_unchanged(table: TableClient, entity: dict[str, Any], etag: s
             return None
         raise
     return meta["etag"]
+
+
+async def delete_if_unchanged(table: TableClient, partition: str, row: str, etag: str | None) -> bool:
+    """Delete the row if its ETag is still `etag` (whatever it is when `etag` is None): False if
+    it changed. A row already gone counts as deleted (the SDK ignores a 404)."""
+    condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+    try:
+        await table.delete_entity(partition, row, **condition)
+    except HttpResponseError as exc:
+        if exc.status_code == 412:
+            return False
+        raise
+    return True
