@@ -77,34 +77,11 @@ class Heartbeat:
         return self.current
 
     async def _renew(self, until: datetime) -> None:
-        try:
-            self.current = await self.store.update(
-                replace(self.current.job, lease_until=until), self.current.etag, LEASE_FIELDS
-            )
-        except ConcurrencyConflict:
-            if not await self._landed(until):
-                raise
+        """One renewal; a refusal of our own making (JobStore.write_own) is no refusal."""
+        self.current = await self.store.write_own(
+            self.current, replace(self.current.job, lease_until=until), LEASE_FIELDS
+        )
         self.renewals += 1
-
-    async def _landed(self, until: datetime) -> bool:
-        """Whether a refused renewal leaves the job ours after all: its resent try met the first
-        (the record holds exactly this renewal), or an earlier renewal whose answer was an error
-        had landed (the record is ours but for its lease: renew again from it)."""
-        held = self.current.job
-        mine = replace(held, lease_until=until)
-        try:
-            found = await self.store.get(mine.id, load_blobs=False)
-        except Exception:  # noqa: BLE001 - cannot tell: treat the refusal as meant
-            return False
-        if found is None:
-            return False
-        if found.job.holds_write(mine):
-            self.current = Versioned(mine, found.etag)
-            return True
-        if not found.job.renewed_from(held):
-            return False
-        self.current = await self.store.update(mine, found.etag, LEASE_FIELDS)  # refused: the job changed now
-        return True
 
     async def _run(self) -> None:
         """Renew now (the first wait was the timer's), then every `every` seconds until stopped."""

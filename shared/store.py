@@ -26,6 +26,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
@@ -52,11 +53,21 @@ INDEX_PREFIX = "s."
 INDEXED = frozenset({Status.DEAD_LETTERED, Status.CANCELLED})
 BATCH_LIMIT = 100  # operations in one entity-group transaction
 BATCH_BYTES = 3_500_000  # of JSON per entity-group transaction (the service's limit is 4 MiB)
+log = logging.getLogger("jobs.store")
 _ROW = re.compile(r"^[0-9a-f]{1,23}$")
 
 
 class ConcurrencyConflict(Exception):
     """Someone else changed the job since we read it (the ETag no longer matches)."""
+
+
+class Refused(ConcurrencyConflict):
+    """A write another change refused (see JobStore.write_own); `found`: the record as read
+    since, or None if the job is gone."""
+
+    def __init__(self, job_id: str, found: Versioned | None) -> None:
+        super().__init__(job_id)
+        self.found = found
 
 
 class IdempotencyMismatch(Exception):
@@ -261,6 +272,34 @@ class JobStore:
                 raise ConcurrencyConflict(job.id) from exc
             raise
         return Versioned(job, meta["etag"])
+
+    async def write_own(
+        self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None, whole: bool = False
+    ) -> Versioned:
+        """Write `new` over `current` (a replace, or a merge of `fields`) if nobody changed it,
+        telling a refusal of our own making from another's change with one read. The SDK sends a
+        write again when its answer is lost (a timeout, a 503), and a first try that landed makes
+        the second's condition fail: if the record holds `new` (Job.holds_write), the write
+        stands. A running attempt's lease renewal whose answer was an error may have landed too:
+        if the record is `current` but for its lease (Job.renewed_from), write again from it,
+        once. Otherwise Refused, with the record as read (`whole`: with its blobs)."""
+        etag = current.etag
+        for again in (True, False):
+            try:
+                if fields is None:
+                    return await self.replace(new, etag, was=current.job.status)
+                return await self.update(new, etag, fields)
+            except ConcurrencyConflict:
+                found = await self.get(new.id, load_blobs=whole)
+            if found is not None and found.job.holds_write(new):
+                log.info("our %s write was applied; its answer was lost", new.status, extra={"job_id": new.id})
+                return Versioned(new, found.etag)
+            renewed = found is not None and current.job.status is Status.RUNNING and found.job.renewed_from(current.job)
+            if not (again and renewed):
+                raise Refused(new.id, found)
+            assert found is not None
+            etag = found.etag
+        raise AssertionError("unreachable: the second try returns or raises")
 
     # --- ranges ------------------------------------------------------------------------------
 

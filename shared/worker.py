@@ -52,7 +52,7 @@ from shared.priority import PriorityGate
 from shared.registry import HandlerSpec, JobCancelled, JobContext, Registry
 from shared.retry import PermanentError, RetryLater, RetryPolicy
 from shared.storage import Storage
-from shared.store import ConcurrencyConflict, JobStore, Versioned
+from shared.store import ConcurrencyConflict, JobStore, Refused, Versioned
 from shared.telemetry import Telemetry, job_attributes
 from shared.threads import HandlerThreads, Ticket
 from shared.watchlist import WatchList
@@ -204,8 +204,8 @@ class Worker:
         """Take what the attempt needs, claim it and run it; Changed if the job changed since `etag`.
         A sync handler's thread comes first (see shared/threads.py), then the type's say: a job
         never holds a concurrency slot while it waits for a thread."""
-        thread = await self.threads.take(self.config.lease_seconds) if not spec.is_async else None
-        if thread is None and not spec.is_async:
+        thread = None
+        if not spec.is_async and (thread := await self.threads.take(self.config.lease_seconds)) is None:
             log.warning(
                 "no handler thread came free in %g s (all %d busy; a sync handler past its time limit "
                 "keeps its thread until it returns): job sent back for later",
@@ -240,12 +240,10 @@ class Worker:
                 watched = await self.watchlist.add(job.id)
             found: Versioned | None = None
             try:
-                written = await self.store.update(running, etag, CLAIM_FIELDS)
-            except ConcurrencyConflict:
-                # One read tells our own resent write from another's; whole, as the caller's
-                # fallback to the record goes on from it.
-                found = await self.store.get(job.id)
-                written = _landed(found, running)
+                # Read whole on a refusal: the caller's fallback to the record goes on from it.
+                written = await self.store.write_own(Versioned(job, etag), running, CLAIM_FIELDS, whole=True)
+            except Refused as refused:
+                found, written = refused.found, None
         except BaseException:
             await asyncio.shield(self._give_back(slot))
             raise
@@ -450,33 +448,15 @@ class Worker:
         with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="poisoned"):
             return _outcome_of(await self.dead_letter(found, reason))
 
-    async def _write(
-        self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None, again: bool = True
-    ) -> Versioned | None:
+    async def _write(self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None) -> Versioned | None:
         try:
-            if fields is None:
-                return await self.store.replace(new, current.etag, was=current.job.status)
-            return await self.store.update(new, current.etag, fields)
-        except ConcurrencyConflict:
-            found = await self.store.get(new.id, load_blobs=False)
-            running = current.job.status is Status.RUNNING
-            if again and running and found is not None and found.job.renewed_from(current.job):
-                # A renewal of ours landed though its answer was an error: write from there.
-                return await self._write(Versioned(current.job, found.etag), new, fields, again=False)
-            return _landed(found, new) or _lost_race(found, new)
+            return await self.store.write_own(current, new, fields)
+        except Refused as refused:
+            return _lost_race(refused.found, new)
 
     def _drop(self, job: Job, outcome: Outcome, why: str) -> Outcome:
         log.info("message dropped: %s", why, extra={**job_attributes(job), signals.OUTCOME: str(outcome)})
         return outcome
-
-
-def _landed(found: Versioned | None, attempted: Job) -> Versioned | None:
-    """A refused write that is in the record after all (see Job.holds_write): it stands, with
-    the record's ETag. None if the record holds something else."""
-    if found is None or not found.job.holds_write(attempted):
-        return None
-    log.info("our %s write was applied; its answer was lost", attempted.status, extra=job_attributes(attempted))
-    return Versioned(attempted, found.etag)
 
 
 def _lost_race(found: Versioned | None, attempted: Job) -> Versioned | None:
