@@ -47,6 +47,13 @@ def connection_string(blob_port: int, queue_port: int, table_port: int, host: st
     )
 
 
+PORT_TRIES = 3
+
+
+class AzuriteExited(RuntimeError):
+    """Azurite stopped before it opened its ports (most often: one of them was taken)."""
+
+
 @dataclass
 class Azurite:
     """A running Azurite process. `location=None` keeps everything in memory."""
@@ -74,6 +81,19 @@ class Azurite:
     def start(self, timeout: float = 30.0) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"Azurite is not installed: run `npm ci` in {REPO_ROOT.name}/ first")
+        chosen_here = not any(self.ports)
+        for tries_left in reversed(range(PORT_TRIES)):
+            try:
+                return self._start(timeout)
+            except AzuriteExited:
+                if not chosen_here or not tries_left:
+                    raise
+                # A free port can be taken by another process between free_port() and Azurite's
+                # bind (tests start many servers at once): pick new ones.
+                self.blob_port = self.queue_port = self.table_port = 0
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _start(self, timeout: float) -> Azurite:
         self.blob_port = self.blob_port or free_port()
         self.queue_port = self.queue_port or free_port()
         self.table_port = self.table_port or free_port()
@@ -99,7 +119,7 @@ class Azurite:
         deadline = time.monotonic() + timeout
         while not all(port_open("127.0.0.1", p) for p in self.ports):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Azurite exited with code {self.proc.returncode} on start")
+                raise AzuriteExited(f"Azurite exited with code {self.proc.returncode} on start")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("Azurite did not open its ports in time")
