@@ -381,8 +381,9 @@ class TypeResource(BaseModel):
     released: int | None = Field(None, description="After a resume: jobs this request released (the rest follow).")
     woken: int | None = Field(
         None,
-        description="After a change of the concurrency limit: waiting jobs this request woke to start now (those "
-        "whose back-off ended meanwhile came back by themselves and are not counted).",
+        description="After a change of a limit: waiting jobs this request woke, to start now (a raised or removed "
+        "concurrency limit; those whose back-off ended meanwhile came back by themselves and are not counted) or "
+        "to take a new start (a changed rate limit: the jobs holding one over 30 s ahead under the old limit).",
     )
 
 

@@ -2,7 +2,8 @@
 
 1. poison sync: a job whose message the host gave up on ends dead_lettered, with the reason;
 2. flow control: the jobs parked while their type was paused are released once it is resumed
-   (shared/flow/parking.py); watch list: redriven jobs whose message was lost are enqueued again;
+   (shared/flow/parking.py), and jobs holding a start under a rate limit since changed are woken to
+   ask again (shared/flow/rate.py); watch list: redriven jobs whose message was lost are enqueued again;
 3. recent window: queued jobs whose message was lost (the API died between insert and enqueue,
    or the delay was too long for a queue) are enqueued again; running jobs whose lease expired
    (the worker died) get their next attempt or are dead-lettered;
@@ -58,7 +59,7 @@ READS_AT_ONCE = 16
 # A message set aside in the poison queue (not a job message) stays hidden this long per look.
 SET_ASIDE_HIDE_SECONDS = 3600
 POISON_REASON = "the host gave up on this job's message after repeated failures (poison queue)"
-RELEASE_SECONDS = 10.0  # spent releasing parked jobs of resumed types per run
+RELEASE_SECONDS = 10.0  # spent releasing parked jobs of resumed types per run (and as much waking rate waiters)
 # A job's message is put just after its due time is set; this covers that gap and clock skew
 # between the app and the storage service.
 ENQUEUE_SLACK = timedelta(seconds=60)
@@ -98,6 +99,7 @@ class Reconciler:
         await self._sync_poison(done)
         flow = await self.flow.settings.read()
         done["released"] += await self.flow.release(flow, RELEASE_SECONDS, RELEASE_PER_RUN)
+        done["rate_woken"] += await self.flow.wake_rate_waiters(flow, RELEASE_SECONDS)
         state = await self._state()
         last = parse_time(state.get("last_run"))
         watch_cursor = await self._check_watched(now, backlog, done, state.get("watch_cursor") or "")

@@ -200,7 +200,7 @@ def type_facts(t: JobType) -> Text:
         ("running", "" if t.running is None else str(t.running)),
         ("waiting", "" if t.waiting is None else f"{t.waiting} for a slot"),
         ("released", "" if t.released is None else f"{t.released} parked jobs released"),
-        ("woken", "" if not t.woken else f"{t.woken} waiting jobs woken to start now"),
+        ("woken", "" if not t.woken else f"{t.woken} waiting jobs woken to start now or take a new start"),
     ]
     return _facts(rows)
 

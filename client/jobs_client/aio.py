@@ -215,7 +215,8 @@ class AsyncJobsClient:
     ) -> JobType:
         """Set a type's concurrency limit and rate limit (`"10/m"`, `"20/30s"` or a RateLimit),
         across every instance; None goes back to what the code declares. Raising the concurrency
-        limit, or removing it, wakes jobs waiting for a slot: the answer's `woken` counts them."""
+        limit, or removing it, wakes jobs waiting for a slot; changing the rate limit wakes jobs
+        holding a start over 30 s ahead, to take a new one: the answer's `woken` counts both."""
         body = limits_body(max_concurrency, rate_limit)
         return await self._run(self._core.change_type(type, body))
 

@@ -254,7 +254,7 @@ class JobType:
     # What pauses it: "type" (its own pause), "all" (every type's), both or neither.
     paused_by: tuple[str, ...] = ()
     waiting: int | None = None  # jobs waiting for a concurrency slot (None without a limit)
-    woken: int | None = None  # after a raised or removed limit: waiting jobs that request woke
+    woken: int | None = None  # after a changed limit: waiting jobs that request woke (to start, or re-ask a rate)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

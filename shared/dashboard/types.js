@@ -322,7 +322,7 @@ export function createTypes(params, ctx) {
         replaceType(resource);
         render();
         dialog.close();
-        const woke = resource.woken ? ` ${plural(resource.woken, "waiting job")} woken to start now.` : "";
+        const woke = resource.woken ? ` ${plural(resource.woken, "waiting job")} woken to start now or take a new start.` : "";
         const text = `${what} ${name}: ${limitsSentence(resource)}.${woke}`;
         setText(message, text);
         announce(text);

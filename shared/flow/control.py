@@ -4,7 +4,8 @@
 - its type is at its concurrency limit: wait, with the message hidden for a back-off that grows
   with each wait (0.5 s doubling to MAX_WAIT_SECONDS), then ask again; a slot given back meanwhile,
   or a limit raised or removed through the API, wakes waiting jobs sooner (slots.py);
-- its type is at its rate limit: wait until the start time reserved for it (rate.py);
+- its type is at its rate limit: wait until the start time reserved for it (rate.py); a start
+  far ahead is noted, so a change of the limit through the API wakes the job to ask again;
 - otherwise: start, holding a concurrency slot if the type has a limit.
 A job that waits keeps its attempt: nothing is claimed until it may start.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,8 +25,9 @@ from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueMessage
 
 from shared.config import Config
+from shared.flow.limits import RateLimit
 from shared.flow.parking import Parking
-from shared.flow.rate import RESERVATION_SLACK, RateLimiter
+from shared.flow.rate import NOTED_BEYOND, RESERVATION_SLACK, RateLimiter
 from shared.flow.settings import ALL, FlowSettings, FlowState, TypeFlow
 from shared.flow.slots import Slot, Slots
 from shared.job import Job, Priority, utcnow
@@ -54,6 +57,7 @@ class Wait:
     until: datetime
     reserved: datetime | None = None  # a start time held for this job (a rate limit)
     for_slot: bool = False  # every concurrency slot was held: whoever gives one back may wake it
+    noted_under: RateLimit | None = None  # the reserved start is far: noted, to be woken if this limit changes
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,10 @@ class FlowControl:
             # Parking a job after a resume only delays it; still, look again before doing so.
             flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
         verdict = await self._decide(job, flow, reserved, waits, lease)
-        if isinstance(verdict, Wait) and verdict.for_slot:
+        if isinstance(verdict, Wait) and (verdict.for_slot or verdict.noted_under):
             # A limit raised or removed reaches a cached view only after CACHE_SECONDS, and the
-            # jobs it wakes would wait again: look once more before waiting (a read at most once
-            # per RECHECK_SECONDS per instance, however many jobs wait).
+            # jobs it wakes would wait again: look once more before a wait that a change would
+            # end (a read at most once per RECHECK_SECONDS per instance, however many jobs wait).
             fresh = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
             if fresh != flow:
                 verdict = await self._decide(job, fresh, reserved, waits, lease)
@@ -113,24 +117,69 @@ class FlowControl:
                     await self.slots.give_back(slot)
                 if start is None:  # the rate row was too busy to write: ask again soon
                     return Wait(now + timedelta(seconds=backoff(waits)))
-                return Wait(start, reserved=start)
+                return Wait(start, reserved=start, noted_under=flow.rate_limit if start - now > NOTED_BEYOND else None)
         return Start(slot)
 
-    async def limit_changed(self, job_type: str, limit: int | None, occupancy: tuple[int, int] | None = None) -> int:
-        """After a type's concurrency limit was set through the API: wake as many waiting jobs as
-        the new limit has free slots, or every one if it has no limit now (for about
-        RELEASE_BUDGET_SECONDS; the rest come back after their back-off). How many were woken.
-        `occupancy`: the slots held and jobs waiting, if just read."""
-        held, waiting = occupancy or await self.slots.occupancy(job_type, utcnow())
-        free = waiting if limit is None else min(limit - held, waiting)
-        if free <= 0:
-            return 0
+    async def limits_changed(
+        self, job_type: str, flow: TypeFlow, concurrency: bool, rate: bool, occupancy: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
+        """After a type's limits were set through the API: wake the waiting jobs the change concerns,
+        for about RELEASE_BUDGET_SECONDS; how many were woken, waiting for a slot and for a start.
+        `flow`: what applies to the type now.
+        - `concurrency` changed: as many jobs waiting for a slot as the new limit has free, or every
+          one if it has no limit now (the rest come back after their back-off). `occupancy`: the
+          slots held and jobs waiting, if just read.
+        - `rate` changed: every job holding a far start under another limit, to ask again under
+          this one (the reconciler wakes the rest, and those noted by an instance that had not yet
+          read the change)."""
+        free = 0
+        if concurrency:
+            held, waiting = occupancy or await self.slots.occupancy(job_type, utcnow())
+            free = waiting if flow.max_concurrency is None else min(flow.max_concurrency - held, waiting)
+        rate_waiters = rate and await self.rate.any_noted(job_type)
+        if free <= 0 and not rate_waiters:
+            return 0, 0
         # A woken job may reach an instance whose settings predate the change. One that read them
         # over RECHECK_SECONDS before it makes the job wait reads them again; waking only once that
         # long has passed since the change means one that read them sooner has read the change.
         await asyncio.sleep(RECHECK_SECONDS + WAKE_MARGIN_SECONDS)
-        every = None if limit is None else free
-        return await self.slots.wake(job_type, utcnow(), every, RELEASE_BUDGET_SECONDS)
+        deadline = time.monotonic() + RELEASE_BUDGET_SECONDS
+        for_slots = for_rate = 0
+        if free > 0:
+            every = None if flow.max_concurrency is None else free
+            for_slots = await self.slots.wake(job_type, utcnow(), every, RELEASE_BUDGET_SECONDS)
+        if rate_waiters:
+            left = max(0.5, deadline - time.monotonic())
+            for_rate = await self.rate.wake_changed(job_type, flow.rate_limit, utcnow(), left)
+        return for_slots, for_rate
+
+    async def wait_for_rate(self, job: Job, priority: Priority, sent: QueueMessage, verdict: Wait) -> None:
+        """Note a job holding a far start, with the message just sent for it. Only a shortcut: if
+        this write fails, the job starts at its reserved time whatever the limit becomes."""
+        assert verdict.reserved is not None and verdict.noted_under is not None
+        try:
+            await self.rate.note(job.type, job.id, priority, sent, verdict.reserved, verdict.noted_under)
+        except AzureError as exc:
+            log.warning("could not note a job holding a start under a rate limit (%s)", exc)
+
+    async def wake_rate_waiters(self, state: FlowState, seconds: float) -> int:
+        """For the types whose rate limit changed lately (none: no call), wake for about `seconds`
+        the jobs still holding a start under the old limit: how many were woken. A type is done
+        once a pass finds none, RELEASE_TAIL after the change (an instance may note a start under
+        the old limit until it reads the change)."""
+        woken = 0
+        for job_type, override in state.overrides.items():
+            changed = override.rate_changed_at
+            if changed is None:
+                continue
+            rate = self.settings.effective(state, job_type).rate_limit
+            found = await self.rate.wake_changed(job_type, rate, utcnow(), seconds)
+            woken += found
+            if found == 0 and utcnow() - changed > RELEASE_TAIL:
+                await self.settings.change(
+                    job_type, unless=lambda o, changed=changed: o.rate_changed_at != changed, rate_changed_at=None
+                )
+        return woken
 
     async def renew(self, slot: Slot, until: datetime) -> Slot | None:
         return await self.slots.renew(slot, until)

@@ -9,6 +9,12 @@ write per start; a lost race reads again). A time in the future is a reservation
 message is hidden until then and carries it, so a rate-limited job waits exactly once instead of
 polling. A reservation is honoured only close to its time (RESERVATION_SLACK); a message that
 comes later asks again.
+
+A job given a start more than NOTED_BEYOND ahead also leaves a waiter row naming its hidden message
+(`rate.<type>.w.<job id>`, waiters.py; 1 upsert, and 1 delete when it starts), with the limit its
+place was given under. When the limit is changed through the API, the jobs holding places under
+the old one are woken to ask again under the new one: a raised or removed limit speeds up the
+backlog already waiting, not only the jobs that come after (flow/control.py).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueMessage
 
 from shared.flow.limits import RateLimit
 from shared.flow.settings import PARTITION
-from shared.job import to_ms
+from shared.flow.waiters import Waiters, by_priority_then_earliest, key_range
+from shared.job import Priority, to_ms
 from shared.rows import write_if_unchanged
 from shared.storage import Storage
 
@@ -27,11 +35,15 @@ RESERVE_RETRIES = 10  # busy types see lost races: each retry is a read and a wr
 # How late a reserved start may still be taken: messages become visible to the second and the host
 # polls every 2 s when idle (host.json maxPollingInterval).
 RESERVATION_SLACK = timedelta(seconds=3)
+# A job given a start further ahead leaves a waiter row, so a changed limit can wake it. Nearer
+# starts are not worth the two calls: after a change they wait at most this long under the old limit.
+NOTED_BEYOND = timedelta(seconds=30)
 
 
 class RateLimiter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self.waiters = Waiters(storage, "rate")
 
     async def reserve(self, job_type: str, rate: RateLimit, now: datetime) -> datetime | None:
         """The start time given to this job (now, or later), or None if the row stayed too busy."""
@@ -65,6 +77,32 @@ class RateLimiter:
                 continue  # another instance took a place meanwhile: look again
             return now + timedelta(milliseconds=start - to_ms(now))
         return None
+
+    async def note(
+        self, job_type: str, job_id: str, priority: Priority, sent: QueueMessage, start: datetime, rate: RateLimit
+    ) -> None:
+        """Record that a job holds a start under `rate`, with the hidden message that brings it then."""
+        await self.waiters.add(job_type, job_id, priority, sent.id, sent.pop_receipt, start, rate=_written_for(rate))
+
+    async def forget(self, job_type: str, job_id: str) -> None:
+        """Delete the row of a job that no longer holds a noted start."""
+        await self.waiters.forget(job_type, job_id)
+
+    async def any_noted(self, job_type: str) -> bool:
+        """Whether any job of the type has a waiter row (one call, reading a few rows: another type's
+        rows sort among them only if its name is this one's with `.w.` and a job id after it)."""
+        query = self.storage.table.query_entities(key_range(self.waiters.prefix(job_type)), results_per_page=10)
+        async for page in query.by_page():
+            return any([self.waiters.owns(job_type, row["RowKey"]) async for row in page])
+        return False
+
+    async def wake_changed(self, job_type: str, rate: RateLimit | None, now: datetime, seconds: float) -> int:
+        """Wake, for about `seconds`, the jobs holding a start given under another limit than `rate`
+        (None: no limit), earliest first, to ask again: how many were woken."""
+        current = _written_for(rate) if rate is not None else None
+        return await self.waiters.wake(
+            job_type, now, None, seconds, order=by_priority_then_earliest, chosen=lambda row: row.get("rate") != current
+        )
 
 
 def _written_for(rate: RateLimit) -> str:

@@ -38,8 +38,10 @@ async def get_type(app: Services, request: ApiRequest) -> ApiResponse:
 async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     """Pausing takes effect on every instance within 5 s; jobs already running finish. Resuming
     releases the parked jobs (the reconciler finishes a long backlog). Raising the concurrency
-    limit, or removing it, wakes the jobs waiting for a slot that may now start (`woken`); the
-    answer then comes 1.5 s later, once every instance will look at the new limit."""
+    limit, or removing it, wakes the jobs waiting for a slot that may now start; changing the rate
+    limit wakes the jobs holding a start over 30 s ahead under the old one, to take a new one
+    (`woken` counts both). The answer then comes 1.5 s later, once every instance will look at the
+    new limits."""
     job_type = _known_type(app, request)
     change = _model(c.TypeChange, _json_body(request, 4096))
     fields: dict[str, Any] = {}
@@ -48,18 +50,25 @@ async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     if "rate_limit" in change.model_fields_set:
         rate = change.rate_limit
         fields["rate_limit"] = RateLimit(rate.limit, rate.period_seconds) if rate else None
+        fields["rate_changed_at"] = utcnow()  # the reconciler wakes what this request leaves waiting
     if change.paused is True:
         fields["paused"] = True
     if fields:
         await app.flow.settings.change(job_type, **fields)
     released = await app.flow.resume(job_type) if change.paused is False else None
-    resource = await _type(app, await app.flow.settings.read(), job_type)
+    state = await app.flow.settings.read()
+    resource = await _type(app, state, job_type)
     woken = None
-    if "max_concurrency" in fields:
-        limit, running, waiting = resource["max_concurrency"], resource["running"], resource["waiting"]
-        woken = await app.flow.limit_changed(job_type, limit, None if limit is None else (running, waiting))
+    concurrency, rate = "max_concurrency" in fields, "rate_limit" in fields
+    if concurrency or rate:
+        running, waiting = resource["running"], resource["waiting"]
+        occupancy = (running, waiting) if concurrency and running is not None else None
+        for_slots, for_rate = await app.flow.limits_changed(
+            job_type, app.flow.settings.effective(state, job_type), concurrency, rate, occupancy
+        )
+        woken = for_slots + for_rate
         if waiting:
-            resource["waiting"] = max(0, waiting - woken)
+            resource["waiting"] = max(0, waiting - for_slots)
     return ApiResponse(200, {**resource, "released": released, "woken": woken})
 
 

@@ -47,14 +47,16 @@ class TypeFlow:
 
 @dataclass(frozen=True)
 class Override:
-    """A row of the `flow` partition: what was set through the API (None: not set), and whether
-    jobs parked while the type was paused are still to be released."""
+    """A row of the `flow` partition: what was set through the API (None: not set), whether jobs
+    parked while the type was paused are still to be released, and when its rate limit was last
+    changed while jobs holding a start under the old one may still be waiting (flow/rate.py)."""
 
     paused: bool = False
     max_concurrency: int | None = None
     rate_limit: RateLimit | None = None
     release_pending: bool = False
     resumed_at: datetime | None = None
+    rate_changed_at: datetime | None = None
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> Override:
@@ -65,6 +67,7 @@ class Override:
         return cls(
             bool(entity.get("paused")), int(concurrency) if concurrency else None, rate,
             bool(entity.get("release_pending")), parse_time(entity.get("resumed_at") or None),
+            parse_time(entity.get("rate_changed_at") or None),
         )  # fmt: skip
 
     def to_entity(self, job_type: str) -> dict[str, Any]:
@@ -77,6 +80,8 @@ class Override:
             entity["rate_period"] = self.rate_limit.period_seconds
         if self.resumed_at is not None:
             entity["resumed_at"] = isoformat(self.resumed_at)
+        if self.rate_changed_at is not None:
+            entity["rate_changed_at"] = isoformat(self.rate_changed_at)
         return entity
 
 

@@ -18,7 +18,7 @@ from shared.api import ApiRequest
 from shared.flow import control, routes
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL
-from shared.job import Job, JobKey, Priority, Status, utcnow
+from shared.job import Job, JobKey, Priority, Status, to_ms, utcnow
 from shared.messages import JobMessage
 from shared.registry import Registry
 from shared.worker import Outcome
@@ -499,18 +499,110 @@ def test_a_rate_limited_job_waits_once_until_its_reserved_start_and_the_rate_hol
         assert starts[i] - starts[i - 3] >= timedelta(seconds=2)
 
 
+def rate_rows(services, job_type: str) -> dict[str, str]:
+    """The rate waiter rows of a type: job id -> the limit its start was given under."""
+    prefix = f"rate.{job_type}.w."
+    query = f"PartitionKey eq 'flow' and RowKey ge '{prefix}' and RowKey lt 'rate.{job_type}.w/'"
+    return {row["RowKey"][len(prefix) :]: row["rate"] for row in services.storage.table.query_entities(query)}
+
+
+def wait_in_line(services, job_type: str, count: int) -> list[str]:
+    """Submit `count` jobs and deliver each once: the first starts, the others wait for their place."""
+    ids = [services.service.submit(job_type, n).job.id for n in range(count)]
+    outcomes = deliver(services)
+    assert sorted(outcomes) == sorted([Outcome.SUCCEEDED] + [Outcome.WAITING] * (count - 1)), outcomes
+    return ids
+
+
+def test_a_changed_rate_limit_wakes_the_jobs_holding_far_starts_under_the_old_one(services):
+    """Raising a slow limit speeds up the backlog already waiting, not only the jobs after it."""
+    assert type_resource(services, "other", {"rate_limit": {"limit": 1, "period_seconds": 300}})["woken"] == 0
+    counter = services.storage.counter
+    counter.reset()
+    ids = wait_in_line(services, "other", 4)
+    assert counter.snapshot()[("table", "PUT")] == 3 + 3  # each waiter: the start log, and its row
+    assert sorted(rate_rows(services, "other")) == sorted(ids[1:])  # starts 300, 600 and 900 s ahead
+    assert set(rate_rows(services, "other").values()) == {"1/300s"}
+    assert visible(services) == 0
+
+    raised = type_resource(services, "other", {"rate_limit": {"limit": 100, "period_seconds": 60}})
+    assert raised["woken"] == 3 and visible(services) == 3 and rate_rows(services, "other") == {}
+    assert sorted(deliver(services)) == [Outcome.SUCCEEDED] * 3  # each took a new start: now
+    assert {services.service.get(i).status for i in ids} == {Status.SUCCEEDED}
+    assert {services.service.get(i).attempt for i in ids} == {1}
+    assert rate_rows(services, "other") == {}
+
+
+def test_removing_a_rate_limit_wakes_its_waiters_and_a_near_start_leaves_no_row(services):
+    assert type_resource(services, "other", {"rate_limit": {"limit": 1, "period_seconds": 20}})["woken"] == 0
+    ids = wait_in_line(services, "other", 3)  # starts 20 and 40 s ahead: only the second is noted
+    assert list(rate_rows(services, "other")) == [ids[2]] or list(rate_rows(services, "other")) == [ids[1]]
+    removed = type_resource(services, "other", {"rate_limit": None})
+    assert (removed["rate_limit"], removed["woken"]) == (None, 1)
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert [services.service.get(i).status for i in ids].count(Status.SUCCEEDED) == 2  # the near one waits on
+
+
+def test_the_reconciler_wakes_starts_noted_under_the_old_limit_after_the_change_then_stops_looking(services):
+    """An instance that had not yet read a change may still give a start under the old limit: the
+    reconciler wakes it, and stops looking once none is left, RELEASE_TAIL after the change."""
+    assert type_resource(services, "other", {"rate_limit": {"limit": 1, "period_seconds": 300}})["woken"] == 0
+    type_resource(services, "other", {"rate_limit": {"limit": 5, "period_seconds": 1}})
+    stale = control.FlowState({"other": replace(services.flow.settings.read().overrides["other"],
+                                                rate_limit=RateLimit(1, 300))})  # fmt: skip
+    settings = unwrap(services).flow.settings
+    settings.cache_seconds = 60
+    settings._cached, settings._read_at = stale, time.monotonic()  # read just now: not read again
+    ids = wait_in_line(services, "other", 2)
+    assert list(rate_rows(services, "other").values()) == ["1/300s"]
+
+    done = services.reconciler.run()
+    assert done["rate_woken"] == 1 and visible(services) == 1 and rate_rows(services, "other") == {}
+    settings.cache_seconds = 0
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    assert {services.service.get(i).status for i in ids} == {Status.SUCCEEDED}
+    changed_at = services.flow.settings.read().overrides["other"].rate_changed_at
+    services.reconciler.run()  # nothing left, but an instance may still note a start under the old limit
+    assert services.flow.settings.read().overrides["other"].rate_changed_at == changed_at
+    services.flow.settings.change("other", rate_changed_at=utcnow() - 2 * control.RELEASE_TAIL)
+    services.reconciler.run()  # nothing left, and the tail is over: done
+    assert services.flow.settings.read().overrides["other"].rate_changed_at is None
+
+
+def test_a_noted_start_taken_or_cancelled_deletes_its_row(services):
+    job_ids = []
+    for n in range(2):
+        job = services.service.submit("metered", n).job
+        services.flow.rate.note("metered", job.id, Priority.NORMAL, services.storage.queue.send_message(
+            "placeholder", visibility_timeout=60), utcnow() + timedelta(minutes=5), RateLimit(3, 2))  # fmt: skip
+        job_ids.append(job.id)
+    taken, cancelled = (JobMessage.decode(m.content) for m in messages(services) if m.content != "placeholder")
+    services.service.cancel(cancelled.id)
+    at = utcnow()
+    assert services.worker.process(replace(taken, reserved_ms=to_ms(at), noted=True).encode()) is Outcome.SUCCEEDED
+    assert services.worker.process(replace(cancelled, reserved_ms=to_ms(at), noted=True).encode()) is Outcome.STALE
+    assert rate_rows(services, "metered") == {}
+
+
 def test_a_job_that_waits_longer_than_the_grace_moves_its_due_time_so_the_reconciler_leaves_it(services_factory):
     release_gate.clear()
     services = services_factory(job_registry=flow_registry(), JOBS_RECONCILE_GRACE_SECONDS="5")
     second, m2, running = one_held_and_one_more(services)
     before = services.service.get(second.id).not_before
-    assert services.worker.process(m2.content) is Outcome.WAITING
+    long_wait = replace(JobMessage.decode(m2.content), waits=4)  # its back-off: 4 to 12 s
+    assert services.worker.process(long_wait.encode()) is Outcome.WAITING
     moved = services.service.get(second.id).not_before
     assert moved > before  # its wait reaches past the grace: the due time moves with it
     done = services.reconciler.run(now=moved + timedelta(seconds=1))
     assert done["requeued"] == 0
     release_gate.set()
     assert running.result(10) is Outcome.SUCCEEDED
+    # Woken before the end of its back-off (by the give-back, or here), it is due all the same: it
+    # runs, and is not sent back until its moved due time.
+    services.flow.slots.wake("held", utcnow(), None)
+    [woken] = messages(services)
+    assert services.service.get(second.id).not_before > utcnow()
+    assert services.worker.process(woken.content) is Outcome.SUCCEEDED
 
 
 def test_a_job_parked_again_while_its_release_runs_keeps_its_index_row(services):
