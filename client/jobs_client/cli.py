@@ -706,7 +706,7 @@ def limit(
             try:
                 parse_rate(rate_limit)
             except ValueError as exc:
-                usage(str(exc), "--rate")
+                usage(f"{exc}, nor 'default' (the code's limit, if it declares one)", "--rate")
     with session(ctx, json_flag) as (client, settings):
         changed = client.set_limits(job_type, max_concurrency=max_concurrency, rate_limit=rate_limit)
         if settings.json:

@@ -359,7 +359,8 @@ def test_types_pause_resume_and_limit_commands(host):
     assert (body["max_concurrency"], body["rate_limit"]) == (2, {"limit": 10, "period_seconds": 60.0})
     r = jobs("limit", "sleep", "--concurrency", "default", "--json", url=host.base)
     assert json.loads(r.stdout)["max_concurrency"] is None
-    assert jobs("limit", "sleep", "--rate", "lots", url=host.base).returncode == 2
+    r = jobs("limit", "sleep", "--rate", "none", url=host.base)
+    assert r.returncode == 2 and "nor 'default'" in r.stderr  # the way back to the code's limit is named
     assert jobs("pause", url=host.base).returncode == 2  # neither TYPE nor --all
     r = jobs("limit", "sleep", "--concurrency", "4", url=host.base)
     assert "running          0" in r.stdout and "waiting          0 for a slot" in r.stdout, r.stdout
