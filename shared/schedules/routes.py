@@ -97,7 +97,7 @@ async def update_schedule(app: Services, request: ApiRequest) -> ApiResponse:
     if job_changes:
         template(app, {**current.job.to_resource(), **job_changes})
     try:
-        schedule = await app.schedules.update(current.id, changes, job_changes, if_revision=if_revision)
+        schedule = await app.schedules.update(current.id, changes, job_changes, if_revision=if_revision, read=current)
     except ScheduleNotFound:
         raise not_found(current.id) from None
     except ScheduleBusy:

@@ -83,12 +83,16 @@ class ScheduleService:
         job_changes: dict[str, Any],
         now: datetime | None = None,
         if_revision: Revisions | None = None,
+        read: Schedule | None = None,
     ) -> Schedule:
         """Apply a PATCH, decided again on a fresh read if a fire moved the schedule meanwhile (a
         fire leaves the revision as it was; another change does not). One that changes nothing
-        writes nothing."""
+        writes nothing. `read`: the schedule as the caller just read it, for the first try."""
         for _ in range(CONFLICT_RETRIES):
-            current = await self._at(schedule_id, if_revision)
+            if read is not None:
+                current, read = _at_revision(read, if_revision), None
+            else:
+                current = await self._at(schedule_id, if_revision)
             changed = current.patched(changes, job_changes, now or utcnow())
             if changed is current:
                 return current
@@ -109,10 +113,14 @@ class ScheduleService:
         raise ScheduleBusy(schedule_id)
 
     async def _at(self, schedule_id: str, if_revision: Revisions | None) -> Schedule:
-        current = await self.get(schedule_id)
-        if if_revision is not None and str(current.revision) not in if_revision:
-            raise RevisionMismatch(current)
-        return current
+        return _at_revision(await self.get(schedule_id), if_revision)
 
     async def fire_due(self, now: datetime | None = None) -> Counter[str]:
         return await self.firing.fire_due(now)
+
+
+def _at_revision(current: Schedule, if_revision: Revisions | None) -> Schedule:
+    """The schedule, if it is at one of the revisions an If-Match allows (None: any)."""
+    if if_revision is not None and str(current.revision) not in if_revision:
+        raise RevisionMismatch(current)
+    return current
