@@ -235,7 +235,10 @@ class JobResource(BaseModel):
     priority: Priority
     payload: Any = None
     result: Any = None
-    errors: list[AttemptError] = Field(description="One entry per failed attempt (the last 20).")
+    errors: list[AttemptError] = Field(
+        description="One entry per failed attempt, each error cut at 2,000 characters: the last 20, or fewer "
+        "if they would pass 30,000 characters in all (the oldest go first)."
+    )
     last_error: str | None
     created_at: datetime
     updated_at: datetime

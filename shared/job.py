@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.properties import PROPERTY_CHARS, property_chars, property_json
 from shared.retry import RetryPolicy
 
 
@@ -337,8 +338,14 @@ class Job:
             raise InvalidTransition(f"job is {self.status}, not {status}")
 
     def _with_error(self, error: str, now: datetime) -> tuple[dict[str, Any], ...]:
+        """The errors with this one, the oldest dropped past MAX_ERRORS_KEPT or once they would
+        outgrow their property: 20 long errors, or a few long ones in a script whose escapes
+        were 6 characters each, once made the failure impossible to write."""
         entry = {"attempt": self.attempt, "error": error[:MAX_ERROR_CHARS], "at": isoformat(now)}
-        return (*self.errors, entry)[-MAX_ERRORS_KEPT:]
+        errors = (*self.errors, entry)[-MAX_ERRORS_KEPT:]
+        while len(errors) > 1 and property_chars(property_json(list(errors))) > PROPERTY_CHARS:
+            errors = errors[1:]
+        return errors
 
     def to_resource(self) -> dict[str, Any]:
         """The job as the HTTP API returns it."""

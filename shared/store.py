@@ -39,11 +39,12 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared import oldest
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
+from shared.properties import PROPERTY_CHARS, property_chars, property_json
 from shared.rows import delete_if_unchanged
 from shared.storage import Storage
 
 # Table strings are UTF-16 and capped at 64 KiB: keep inline JSON well under 32K characters.
-INLINE_LIMIT_CHARS = 30_000
+INLINE_LIMIT_CHARS = PROPERTY_CHARS
 # Row keys of jobs are digits; idempotency records start with "k", index copies with "s.":
 # listing stops below them.
 JOB_ROWS_END = "a"
@@ -475,7 +476,7 @@ class JobStore:
             "status": str(job.status),
             "attempt": job.attempt,
             "max_attempts": job.max_attempts,
-            "errors": json.dumps(list(job.errors)),
+            "errors": property_json(list(job.errors)),
         }
         for name in ("created_at", "updated_at", "due_at", "not_before", "started_at", "finished_at", "lease_until"):
             value = getattr(job, name)
@@ -494,7 +495,7 @@ class JobStore:
             if blob_name:
                 entity[f"{name}_blob"] = blob_name
             elif name == "payload" or job.result is not None:
-                entity[name] = json.dumps(getattr(job, name), separators=(",", ":"))
+                entity[name] = property_json(getattr(job, name))
         return entity
 
     async def _offload(self, job: Job, values: tuple[str, ...] = ("payload", "result")) -> Job:
@@ -504,9 +505,9 @@ class JobStore:
             value = getattr(job, name)
             if value is None or f"{name}_blob" in extra:
                 continue
-            text = json.dumps(value, separators=(",", ":"))
-            if len(text) > INLINE_LIMIT_CHARS:
+            if property_chars(property_json(value)) > INLINE_LIMIT_CHARS:
                 blob_name = f"{job.id}/{name}.json"
+                text = json.dumps(value, separators=(",", ":"))  # escaped: a lone surrogate is no UTF-8
                 await self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
                 extra[f"{name}_blob"] = blob_name
         return job if extra == job.extra else replace(job, extra=extra)

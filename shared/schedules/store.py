@@ -28,6 +28,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.job import Priority, isoformat, parse_time, to_ms
+from shared.properties import property_json
 from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, Schedule, SkipReason
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, IdempotencyMismatch
@@ -188,8 +189,7 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "cron": s.cron,
         "time_zone": s.time_zone,
         "type": s.job.type,
-        # Unescaped: the limit is on UTF-8 bytes, and `\uXXXX` would make a non-ASCII payload 3-6 times longer.
-        "payload": json.dumps(s.job.payload, separators=(",", ":"), ensure_ascii=False),
+        "payload": property_json(s.job.payload),  # as a job's: the limit on its UTF-8 bytes keeps it in
         "overlap": str(s.overlap),
         "catch_up": str(s.catch_up),
         "fired": s.fired,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from shared.job import Status
 from shared.messages import JobMessage
+from shared.properties import PROPERTY_CHARS, property_chars
+from shared.registry import Registry
 from shared.service import Conflict
 from shared.store import ConcurrencyConflict
 from shared.worker import Outcome
@@ -208,6 +211,45 @@ def test_large_payload_goes_to_a_blob_and_comes_back(services):
     job = services.service.submit("echo", payload).job
     entity = services.storage.table.get_entity(job.key.partition_key, job.key.row_key)
     assert "payload" not in entity and entity["payload_blob"] == f"{job.id}/payload.json"
+    assert deliver(services) == [Outcome.SUCCEEDED]
+    done = status_of(services, job.id)
+    assert done.payload == payload and done.result == payload
+
+
+@pytest.mark.parametrize("text", ["é", "😀", "x"], ids=["two-byte", "astral", "ascii"])
+def test_an_error_too_long_to_keep_twenty_of_still_ends_the_attempt_and_the_newest_are_kept(services_factory, text):
+    """A table property holds 32K UTF-16 characters: 20 errors of 2,000 characters (or 3 of them
+    in a script whose escapes took 6 characters each) once made the failure impossible to write,
+    and the job stayed running with its attempt never ended."""
+    registry = Registry()
+
+    @registry.handler("loud", max_attempts=22)
+    def loud(ctx: Any) -> Any:
+        raise RuntimeError(f"attempt {ctx.attempt}: " + text * 3000)
+
+    services = services_factory(job_registry=registry, JOBS_BACKOFF_BASE_SECONDS="0", JOBS_BACKOFF_MAX_SECONDS="0")
+    job = services.service.submit("loud", None).job
+    outcomes = run_until(services, lambda: status_of(services, job.id).status.terminal, timeout=60)
+    assert outcomes == [Outcome.RETRY_SCHEDULED] * 21 + [Outcome.DEAD_LETTERED]
+    dead = status_of(services, job.id)
+    assert dead.errors[-1]["error"].startswith("RuntimeError: attempt 22: ")  # the newest kept, the oldest dropped
+    attempts = [e["attempt"] for e in dead.errors]
+    assert attempts == list(range(attempts[0], 23)) and len(attempts) < 20
+    stored = services.storage.table.get_entity(job.key.partition_key, job.key.row_key)["errors"]
+    assert property_chars(stored) <= PROPERTY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("payload", "inline"),
+    [("é" * 25_000, True), ("😀" * 14_000, True), ("😀" * 16_000, False), ("\ud800" * 31_000, False)],
+    ids=["two-byte-inline", "astral-inline", "astral-blob", "lone-surrogate-blob"],
+)
+def test_a_payload_stays_in_the_record_while_the_table_can_hold_it(services, payload, inline):
+    """Counted as the table counts (UTF-16), not as escapes: 25,000 `é` fit a property (the
+    `\\u00e9` escapes, 150,000 characters, went to a blob: one call more to write, one to read)."""
+    job = services.service.submit("echo", payload).job
+    entity = services.storage.table.get_entity(job.key.partition_key, job.key.row_key)
+    assert ("payload_blob" not in entity) is inline
     assert deliver(services) == [Outcome.SUCCEEDED]
     done = status_of(services, job.id)
     assert done.payload == payload and done.result == payload

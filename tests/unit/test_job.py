@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.job import MAX_ERRORS_KEPT, InvalidTransition, Job, JobKey, Status
+from shared.properties import PROPERTY_CHARS, property_chars, property_json
 from shared.retry import RetryPolicy
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -68,12 +69,16 @@ def test_non_retryable_failure_dead_letters_at_once():
     assert job.status is Status.DEAD_LETTERED and job.attempt == 1
 
 
-def test_error_history_is_bounded():
+def test_error_history_is_bounded_in_count_and_in_what_a_table_property_holds():
     job = new_job(max_attempts=100)
     for _ in range(MAX_ERRORS_KEPT + 5):
-        job = running(job).fail("x" * 10_000, POLICY, now=NOW)
+        job = running(job).fail("short", POLICY, now=NOW)
     assert len(job.errors) == MAX_ERRORS_KEPT
+    for _ in range(MAX_ERRORS_KEPT + 5):
+        job = running(job).fail("x" * 10_000, POLICY, now=NOW)
     assert len(job.errors[-1]["error"]) <= 2000
+    assert property_chars(property_json(list(job.errors))) <= PROPERTY_CHARS  # 14 of 2,000 characters
+    assert [e["attempt"] for e in job.errors] == list(range(job.attempt - len(job.errors), job.attempt))
 
 
 @pytest.mark.parametrize("make", [new_job, lambda: running(new_job())])
