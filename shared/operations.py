@@ -33,6 +33,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.contract import JobFilter, OperationStatus
 from shared.job import MS_CEILING, Status, isoformat, parse_time, to_ms, utcnow
+from shared.properties import property_json
 from shared.service import Conflict, JobService, NotFound, gather_bounded
 from shared.storage import Storage
 from shared.store import ConcurrencyConflict, IdempotencyMismatch, hash_key
@@ -347,7 +348,7 @@ def _to_entity(op: Operation) -> dict[str, Any]:
         "applied": op.applied,
         "skipped": op.skipped,
         "failed": op.failed,
-        "errors": json.dumps(list(op.errors)),
+        "errors": property_json(list(op.errors)),  # 20 of 300 characters: always fits unescaped
         "created_at": op.created_at.isoformat(),
         "updated_at": op.updated_at.isoformat(),
     }
