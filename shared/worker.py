@@ -396,7 +396,7 @@ class Worker:
             return _outcome_of(_lost_race(await self.store.get(job.id, load_blobs=False), job))
         if failure is None:
             try:
-                json.dumps(result)
+                json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: no client could read them
             except (TypeError, ValueError, RecursionError) as exc:  # nested too deep: RecursionError
                 failure = (f"handler returned a result that is not JSON: {exc}", False, None)
         if failure is not None:

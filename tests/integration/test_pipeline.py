@@ -169,9 +169,10 @@ def test_a_result_that_is_not_json_dead_letters_the_job_with_the_reason_not_retr
         deep = [deep]
     reg.handler("a_set")(lambda ctx: {1, 2})
     reg.handler("too_deep")(lambda ctx: deep)
+    reg.handler("not_a_number")(lambda ctx: {"ratio": float("nan")})  # JSON has no NaN: no client could read it
     services.worker.registry = services.service.registry = reg
-    jobs = [services.service.submit(job_type, None).job for job_type in ("a_set", "too_deep")]
-    assert deliver(services) == [Outcome.DEAD_LETTERED, Outcome.DEAD_LETTERED]
+    jobs = [services.service.submit(job_type, None).job for job_type in ("a_set", "too_deep", "not_a_number")]
+    assert deliver(services) == [Outcome.DEAD_LETTERED] * 3
     for job in jobs:
         final = status_of(services, job.id)
         assert final.attempt == 1 and "result that is not JSON" in final.errors[-1]["error"]
