@@ -71,7 +71,7 @@ class JobMessage:
     snapshot: Snapshot | None = None
     waits: int = 0  # times it waited for a concurrency slot: its next wait is longer
     reserved_ms: int | None = None  # the start time a rate limit holds for it
-    noted: bool = False  # that start is far enough ahead to have a waiter row (flow/rate.py)
+    noted: str | None = None  # that start is far enough ahead to have a waiter row of this type (flow/rate.py)
 
     @property
     def reserved(self) -> datetime | None:
@@ -88,7 +88,7 @@ class JobMessage:
         if self.reserved_ms is not None:
             data["r"] = self.reserved_ms
         if self.noted:
-            data["n"] = 1
+            data["n"] = self.noted
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -109,7 +109,8 @@ class JobMessage:
         waits, reserved = data.get("w", 0), data.get("r")
         waits = waits if isinstance(waits, int) and not isinstance(waits, bool) and 0 <= waits < 1000 else 0
         reserved = reserved if isinstance(reserved, int) and not isinstance(reserved, bool) else None
-        noted = reserved is not None and data.get("n") == 1
+        noted = data.get("n")
+        noted = noted if reserved is not None and isinstance(noted, str) and 0 < len(noted) <= 200 else None
         return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")), waits, reserved, noted)
 
 

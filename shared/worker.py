@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
-from shared.flow.control import MAX_WAIT_SECONDS, FlowControl, Park, Start, Verdict, Wait, backoff
+from shared.flow.control import FlowControl, Park, Start, Verdict, Wait, backoff
 from shared.flow.slots import Slot
 from shared.heartbeat import Heartbeat
 from shared.job import Job, Priority, Status, to_ms, utcnow
@@ -144,6 +144,8 @@ class Worker:
             outcome = await self._from_snapshot(message, priority)
             if not isinstance(outcome, Outcome):
                 outcome = await self._from_record(message, body, outcome)
+            if message.noted and outcome is not Outcome.WAITING:
+                await self._forget_noted(message)  # it started, ended or was dropped: nothing to wake
             span.set_attribute(signals.OUTCOME, str(outcome))
             return outcome
 
@@ -157,7 +159,7 @@ class Worker:
             return None
         spec = self.registry.get(snap.type)
         now = utcnow()
-        if spec is None or (snap.due > now + timedelta(seconds=1) and not _woken_early(snap.due, message, now)):
+        if spec is None or (snap.due > now + timedelta(seconds=1) and not _woken_early(message)):
             return None
         job = Job.from_message(
             message.id, message.attempt, snap.type, snap.payload, snap.max_attempts, snap.due, message.trace, priority
@@ -173,8 +175,6 @@ class Worker:
         trace.get_current_span().set_attributes(job_attributes(job))
         now = utcnow()
         if job.status.terminal:
-            if message.noted:
-                await self._forget_start(job)  # it ended (a cancel) while it held a start
             return self._drop(job, Outcome.STALE, f"job is already {job.status}")
         if message.attempt != job.attempt:
             if job.status is Status.QUEUED and message.attempt == job.attempt - 1:
@@ -186,7 +186,7 @@ class Worker:
             if not job.lease_expired(now):
                 return self._drop(job, Outcome.DUPLICATE, "attempt is held by another worker")
             return _outcome_of(await self.fail_attempt(found, LEASE_EXPIRED))
-        if job.not_before > now + timedelta(seconds=1) and not _woken_early(job.not_before, message, now):
+        if job.not_before > now + timedelta(seconds=1) and not _woken_early(message):
             await enqueue(self.storage, job, found.etag)
             return self._drop(job, Outcome.NOT_DUE, "attempt is not due yet")
         spec = self.registry.get(job.type)
@@ -219,8 +219,6 @@ class Worker:
             return await self._hold(later, message, priority, job, etag, snapshot, counted=False) or Changed()
         try:
             verdict = await self._admit(spec, job, message)
-            if message.noted and not (isinstance(verdict, Wait) and verdict.noted_under):
-                await self._forget_start(job)  # it starts, or waits otherwise: its row names nothing now
             if not isinstance(verdict, Start):
                 return await self._hold(verdict, message, priority, job, etag, snapshot) or Changed()
             claim = await self._claim(spec, job, message.attempt, etag, verdict.slot)
@@ -263,9 +261,10 @@ class Worker:
             return Start()
         return await self.flow.admit(job, message.reserved, message.waits, self._lease(spec))
 
-    async def _forget_start(self, job: Job) -> None:
-        if self.flow is not None:
-            await self.flow.rate.forget(job.type, job.id)
+    async def _forget_noted(self, message: JobMessage) -> None:
+        """Delete the waiter row naming this message (flow/rate.py): it no longer waits under it."""
+        if self.flow is not None and message.noted:
+            await self.flow.rate.forget(message.noted, message.id)
 
     async def _give_back(self, slot: Slot | None) -> None:
         if slot is not None and self.flow is not None:
@@ -298,13 +297,15 @@ class Worker:
                 return None
             snapshot = snapshot and replace(snapshot, etag=written.etag, due_ms=to_ms(verdict.until))
         reserved = to_ms(verdict.reserved) if verdict.reserved else None
-        noted = verdict.noted_under is not None
+        noted = job.type if verdict.noted_under is not None else None
         later = replace(message, snapshot=snapshot, waits=message.waits + counted, reserved_ms=reserved, noted=noted)
         sent = await send_later(self.storage, later, priority, verdict.until)
         if verdict.for_slot and self.flow is not None:
             await self.flow.wait_for_slot(job, priority, sent, verdict.until)
-        elif noted and self.flow is not None:
-            await self.flow.wait_for_rate(job, priority, sent, verdict)
+        if noted and self.flow is not None:
+            await self.flow.wait_for_rate(job, priority, sent, verdict)  # names the new message
+        elif message.noted:
+            await self._forget_noted(message)  # it waits now for something no rate change ends
         log.debug("job waits for its type's limit until %s", verdict.until, extra=job_attributes(job))
         return Outcome.WAITING
 
@@ -498,11 +499,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _woken_early(due: datetime, message: JobMessage, now: datetime) -> bool:
+def _woken_early(message: JobMessage) -> bool:
     """Whether a job not due yet came back early from a wait that moved its due time to the end
     of the wait (so the reconciler would not take its hidden message for lost; worker._hold):
-    woken because its limit changed, it is due all the same. Only a wait moves it there: up to
-    the start its rate limit reserved, or a concurrency back-off."""
-    if message.reserved_ms is not None and to_ms(due) <= message.reserved_ms:
-        return True
-    return message.waits > 0 and due <= now + timedelta(seconds=MAX_WAIT_SECONDS * 1.5 + 1)
+    woken because its limit changed, it is due all the same. Only a wait, which begins once the
+    attempt is due, sends a message with a reserved start or a count of waits."""
+    return message.waits > 0 or message.reserved_ms is not None

@@ -25,9 +25,8 @@ from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueMessage
 
 from shared.config import Config
-from shared.flow.limits import RateLimit
 from shared.flow.parking import Parking
-from shared.flow.rate import NOTED_BEYOND, RESERVATION_SLACK, RateLimiter
+from shared.flow.rate import NOTED_BEYOND, RESERVATION_SLACK, NewerLimit, RateLimiter, signature
 from shared.flow.settings import ALL, FlowSettings, FlowState, TypeFlow
 from shared.flow.slots import Slot, Slots
 from shared.job import Job, Priority, utcnow
@@ -57,7 +56,7 @@ class Wait:
     until: datetime
     reserved: datetime | None = None  # a start time held for this job (a rate limit)
     for_slot: bool = False  # every concurrency slot was held: whoever gives one back may wake it
-    noted_under: RateLimit | None = None  # the reserved start is far: noted, to be woken if this limit changes
+    noted_under: str | None = None  # the reserved start is far: noted under this limit, woken if it changes
 
 
 @dataclass(frozen=True)
@@ -83,14 +82,26 @@ class FlowControl:
         if flow.paused:
             # Parking a job after a resume only delays it; still, look again before doing so.
             flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
-        verdict = await self._decide(job, flow, reserved, waits, lease)
+        try:
+            verdict = await self._decide(job, flow, reserved, waits, lease)
+        except NewerLimit:
+            # Another instance has seen a rate limit set after the one this instance knows: look
+            # again, once (a read per RECHECK_SECONDS per instance at most).
+            flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
+            try:
+                verdict = await self._decide(job, flow, reserved, waits, lease)
+            except NewerLimit:
+                return Wait(utcnow() + timedelta(seconds=backoff(waits)))
         if isinstance(verdict, Wait) and (verdict.for_slot or verdict.noted_under):
             # A limit raised or removed reaches a cached view only after CACHE_SECONDS, and the
             # jobs it wakes would wait again: look once more before a wait that a change would
             # end (a read at most once per RECHECK_SECONDS per instance, however many jobs wait).
             fresh = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
             if fresh != flow:
-                verdict = await self._decide(job, fresh, reserved, waits, lease)
+                try:
+                    verdict = await self._decide(job, fresh, reserved, waits, lease)
+                except NewerLimit:
+                    return Wait(utcnow() + timedelta(seconds=backoff(waits)))
         return verdict
 
     async def _decide(
@@ -111,13 +122,18 @@ class FlowControl:
                 return Wait(now + timedelta(seconds=backoff(waits)), for_slot=True)
         if flow.rate_limit is not None and not (reserved and reserved - timedelta(seconds=1) <= now <= reserved
                                                  + RESERVATION_SLACK):  # fmt: skip
-            start = await self.rate.reserve(job.type, flow.rate_limit, now)
+            try:
+                start = await self.rate.reserve(job.type, flow.rate_limit, now, flow.rate_version)
+            except NewerLimit:
+                await self.give_back(slot)
+                raise
             if start is None or start > now + timedelta(milliseconds=500):
                 if slot is not None:
                     await self.slots.give_back(slot)
                 if start is None:  # the rate row was too busy to write: ask again soon
                     return Wait(now + timedelta(seconds=backoff(waits)))
-                return Wait(start, reserved=start, noted_under=flow.rate_limit if start - now > NOTED_BEYOND else None)
+                under = signature(flow.rate_limit, flow.rate_version) if start - now > NOTED_BEYOND else None
+                return Wait(start, reserved=start, noted_under=under)
         return Start(slot)
 
     async def limits_changed(
@@ -150,7 +166,7 @@ class FlowControl:
             for_slots = await self.slots.wake(job_type, utcnow(), every, RELEASE_BUDGET_SECONDS)
         if rate_waiters:
             left = max(0.5, deadline - time.monotonic())
-            for_rate = await self.rate.wake_changed(job_type, flow.rate_limit, utcnow(), left)
+            for_rate = await self.rate.wake_changed(job_type, flow.rate_limit, flow.rate_version, utcnow(), left)
         return for_slots, for_rate
 
     async def wait_for_rate(self, job: Job, priority: Priority, sent: QueueMessage, verdict: Wait) -> None:
@@ -164,20 +180,20 @@ class FlowControl:
 
     async def wake_rate_waiters(self, state: FlowState, seconds: float) -> int:
         """For the types whose rate limit changed lately (none: no call), wake for about `seconds`
-        the jobs still holding a start under the old limit: how many were woken. A type is done
+        the jobs still holding a start under an older limit: how many were woken. A type is done
         once a pass finds none, RELEASE_TAIL after the change (an instance may note a start under
         the old limit until it reads the change)."""
         woken = 0
         for job_type, override in state.overrides.items():
-            changed = override.rate_changed_at
-            if changed is None:
+            if not override.rate_wake_pending:
                 continue
-            rate = self.settings.effective(state, job_type).rate_limit
-            found = await self.rate.wake_changed(job_type, rate, utcnow(), seconds)
+            flow = self.settings.effective(state, job_type)
+            found = await self.rate.wake_changed(job_type, flow.rate_limit, flow.rate_version, utcnow(), seconds)
             woken += found
-            if found == 0 and utcnow() - changed > RELEASE_TAIL:
+            changed = override.rate_changed_at
+            if found == 0 and (changed is None or utcnow() - changed > RELEASE_TAIL):
                 await self.settings.change(
-                    job_type, unless=lambda o, changed=changed: o.rate_changed_at != changed, rate_changed_at=None
+                    job_type, unless=lambda o, changed=changed: o.rate_changed_at != changed, rate_wake_pending=False
                 )
         return woken
 

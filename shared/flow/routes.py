@@ -50,7 +50,9 @@ async def change_type(app: Services, request: ApiRequest) -> ApiResponse:
     if "rate_limit" in change.model_fields_set:
         rate = change.rate_limit
         fields["rate_limit"] = RateLimit(rate.limit, rate.period_seconds) if rate else None
-        fields["rate_changed_at"] = utcnow()  # the reconciler wakes what this request leaves waiting
+        # The limit's version (a stale instance must not reset the log to the older one), and the
+        # mark that has the reconciler wake what this request leaves waiting under the old one.
+        fields["rate_changed_at"], fields["rate_wake_pending"] = utcnow(), True
     if change.paused is True:
         fields["paused"] = True
     if fields:

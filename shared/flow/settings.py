@@ -21,7 +21,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.limits import RateLimit
-from shared.job import isoformat, parse_time
+from shared.job import isoformat, parse_time, to_ms
 from shared.registry import Registry
 from shared.rows import write_if_unchanged
 from shared.storage import Storage
@@ -39,6 +39,7 @@ class TypeFlow:
     paused: bool = False  # this type, or everything
     max_concurrency: int | None = None
     rate_limit: RateLimit | None = None
+    rate_version: int = 0  # when the rate limit was last set through the API (ms), to tell the newer of two
 
     @property
     def limited(self) -> bool:
@@ -48,8 +49,8 @@ class TypeFlow:
 @dataclass(frozen=True)
 class Override:
     """A row of the `flow` partition: what was set through the API (None: not set), whether jobs
-    parked while the type was paused are still to be released, and when its rate limit was last
-    changed while jobs holding a start under the old one may still be waiting (flow/rate.py)."""
+    parked while the type was paused are still to be released, when its rate limit was last set,
+    and whether jobs holding a start under the one before may still be waiting (flow/rate.py)."""
 
     paused: bool = False
     max_concurrency: int | None = None
@@ -57,6 +58,7 @@ class Override:
     release_pending: bool = False
     resumed_at: datetime | None = None
     rate_changed_at: datetime | None = None
+    rate_wake_pending: bool = False
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> Override:
@@ -67,7 +69,7 @@ class Override:
         return cls(
             bool(entity.get("paused")), int(concurrency) if concurrency else None, rate,
             bool(entity.get("release_pending")), parse_time(entity.get("resumed_at") or None),
-            parse_time(entity.get("rate_changed_at") or None),
+            parse_time(entity.get("rate_changed_at") or None), bool(entity.get("rate_wake_pending")),
         )  # fmt: skip
 
     def to_entity(self, job_type: str) -> dict[str, Any]:
@@ -82,6 +84,8 @@ class Override:
             entity["resumed_at"] = isoformat(self.resumed_at)
         if self.rate_changed_at is not None:
             entity["rate_changed_at"] = isoformat(self.rate_changed_at)
+        if self.rate_wake_pending:
+            entity["rate_wake_pending"] = True
         return entity
 
 
@@ -149,6 +153,7 @@ class FlowSettings:
             paused=state.paused(job_type),
             max_concurrency=override.max_concurrency or (spec.max_concurrency if spec else None),
             rate_limit=override.rate_limit or (spec.rate_limit if spec else None),
+            rate_version=to_ms(override.rate_changed_at) if override.rate_changed_at else 0,
         )
 
     async def for_type(self, job_type: str) -> TypeFlow:
