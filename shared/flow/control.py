@@ -57,6 +57,12 @@ class Wait:
     reserved: datetime | None = None  # a start time held for this job (a rate limit)
     for_slot: bool = False  # every concurrency slot was held: whoever gives one back may wake it
     noted_under: str | None = None  # the reserved start is far: noted under this limit, woken if it changes
+    stale: bool = False  # the rate limit's log was kept under a limit newer than this instance's view
+
+    @property
+    def ended_by_a_change(self) -> bool:
+        """Whether a view of the settings newer than the one it was decided on could end it."""
+        return self.for_slot or self.noted_under is not None or self.stale
 
 
 @dataclass(frozen=True)
@@ -82,26 +88,14 @@ class FlowControl:
         if flow.paused:
             # Parking a job after a resume only delays it; still, look again before doing so.
             flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
-        try:
-            verdict = await self._decide(job, flow, reserved, waits, lease)
-        except NewerLimit:
-            # Another instance has seen a rate limit set after the one this instance knows: look
-            # again, once (a read per RECHECK_SECONDS per instance at most).
-            flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
-            try:
-                verdict = await self._decide(job, flow, reserved, waits, lease)
-            except NewerLimit:
-                return Wait(utcnow() + timedelta(seconds=backoff(waits)))
-        if isinstance(verdict, Wait) and (verdict.for_slot or verdict.noted_under):
+        verdict = await self._decide(job, flow, reserved, waits, lease)
+        if isinstance(verdict, Wait) and verdict.ended_by_a_change:
             # A limit raised or removed reaches a cached view only after CACHE_SECONDS, and the
             # jobs it wakes would wait again: look once more before a wait that a change would
             # end (a read at most once per RECHECK_SECONDS per instance, however many jobs wait).
             fresh = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
             if fresh != flow:
-                try:
-                    verdict = await self._decide(job, fresh, reserved, waits, lease)
-                except NewerLimit:
-                    return Wait(utcnow() + timedelta(seconds=backoff(waits)))
+                verdict = await self._decide(job, fresh, reserved, waits, lease)
         return verdict
 
     async def _decide(
@@ -124,14 +118,15 @@ class FlowControl:
                                                  + RESERVATION_SLACK):  # fmt: skip
             try:
                 start = await self.rate.reserve(job.type, flow.rate_limit, now, flow.rate_version)
-            except NewerLimit:
-                await self.give_back(slot)
-                raise
+            except NewerLimit:  # another instance has read a newer limit: this one's view is stale
+                start, stale = None, True
+            else:
+                stale = False
             if start is None or start > now + timedelta(milliseconds=500):
                 if slot is not None:
                     await self.slots.give_back(slot)
-                if start is None:  # the rate row was too busy to write: ask again soon
-                    return Wait(now + timedelta(seconds=backoff(waits)))
+                if start is None:  # the rate row was too busy to write, or is newer: ask again soon
+                    return Wait(now + timedelta(seconds=backoff(waits)), stale=stale)
                 under = signature(flow.rate_limit, flow.rate_version) if start - now > NOTED_BEYOND else None
                 return Wait(start, reserved=start, noted_under=under)
         return Start(slot)
@@ -152,7 +147,7 @@ class FlowControl:
         if concurrency:
             held, waiting = occupancy or await self.slots.occupancy(job_type, utcnow())
             free = waiting if flow.max_concurrency is None else min(flow.max_concurrency - held, waiting)
-        rate_waiters = rate and await self.rate.any_noted(job_type)
+        rate_waiters = rate and await self.rate.waiters.any_waiting(job_type)
         if free <= 0 and not rate_waiters:
             return 0, 0
         # A woken job may reach an instance whose settings predate the change. One that read them

@@ -28,7 +28,7 @@ from azure.storage.queue import QueueMessage
 
 from shared.flow.limits import RateLimit
 from shared.flow.settings import PARTITION
-from shared.flow.waiters import Waiters, by_priority_then_earliest, key_range
+from shared.flow.waiters import Waiters, by_priority_then_earliest
 from shared.job import Priority, to_ms
 from shared.rows import write_if_unchanged
 from shared.storage import Storage
@@ -97,14 +97,6 @@ class RateLimiter:
     async def forget(self, job_type: str, job_id: str) -> None:
         """Delete the row of a job that no longer holds a noted start."""
         await self.waiters.forget(job_type, job_id)
-
-    async def any_noted(self, job_type: str) -> bool:
-        """Whether any job of the type has a waiter row (one call, reading a few rows: another type's
-        rows sort among them only if its name is this one's with `.w.` and a job id after it)."""
-        query = self.storage.table.query_entities(key_range(self.waiters.prefix(job_type)), results_per_page=10)
-        async for page in query.by_page():
-            return any([self.waiters.owns(job_type, row["RowKey"]) async for row in page])
-        return False
 
     async def wake_changed(
         self, job_type: str, rate: RateLimit | None, version: int, now: datetime, seconds: float

@@ -75,6 +75,14 @@ class Waiters:
             mode=UpdateMode.REPLACE,
         )
 
+    async def any_waiting(self, job_type: str) -> bool:
+        """Whether any job of the type has a waiter row (one call, reading a few rows: another type's
+        rows sort among them only if its name is this one's with `.w.` and a job id after it)."""
+        query = self.storage.table.query_entities(key_range(self.prefix(job_type)), results_per_page=10)
+        async for page in query.by_page():
+            return any([self.owns(job_type, row["RowKey"]) async for row in page])
+        return False
+
     async def wake(
         self, job_type: str, now: datetime, count: int | None, seconds: float = 5.0, page: int = 1000,
         order: Callable[[dict], Any] | None = None, chosen: Callable[[dict], bool] | None = None,
