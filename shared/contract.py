@@ -345,14 +345,17 @@ class RateLimitBody(Strict):
     period_seconds: Annotated[float, Field(ge=0.1, le=86400), BeforeValidator(_json_number)]
 
 
-def _no_null_paused(schema: dict[str, Any]) -> None:
-    schema["properties"]["paused"].pop("default", None)
+def absent_is_unchanged(schema: dict[str, Any]) -> None:
+    """The schema of a PATCH body: a field left out stays as it is, so no field has a default (a generated
+    client filling in `"default": null` would clear a limit or a name the caller never mentioned)."""
+    for field in schema["properties"].values():
+        field.pop("default", None)
 
 
 class TypeChange(Strict):
     """What to change about a job type; fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_paused)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=absent_is_unchanged)
     # Absent, never null: a default is not validated, so an explicit null is refused.
     paused: StrictBool = Field(  # type: ignore[assignment]
         None, description="Pause (its jobs stay queued and are set aside) or resume (they run)."

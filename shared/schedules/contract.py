@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from shared.contract import DEFAULT_LIMIT, MAX_LIMIT, Attempts, Strict
+from shared.contract import DEFAULT_LIMIT, MAX_LIMIT, Attempts, Strict, absent_is_unchanged
 from shared.job import Priority
 from shared.schedules.cron import GRAMMAR, MAX_LENGTH, time_zones
 from shared.schedules.schedule import CatchUp, Overlap, SkipReason
@@ -36,15 +36,9 @@ def _zone_schema(schema: dict[str, Any]) -> None:
     schema["enum"] = list(time_zones())
 
 
-def _absent_not_null(*names: str) -> Any:
-    """Optional fields that may be left out but not sent as null (their default is not
-    validated, so the document must not offer null)."""
-
-    def edit(schema: dict[str, Any]) -> None:
-        for name in names:
-            schema["properties"][name].pop("default", None)
-
-    return edit
+def _no_null_name(schema: dict[str, Any]) -> None:
+    # A name may be left out but not sent as null (the default is not validated).
+    schema["properties"]["name"].pop("default", None)
 
 
 Cron = Field(min_length=1, description=CRON_DESCRIPTION, json_schema_extra=_cron_schema)
@@ -63,7 +57,7 @@ class JobTemplate(Strict):
 class JobTemplatePatch(Strict):
     """Fields of the template to change; null `max_attempts` or `priority` go back to the type's default."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null("type"))
+    model_config = ConfigDict(extra="forbid", json_schema_extra=absent_is_unchanged)
     type: str = Field(None, min_length=1, description="A registered job type.")  # type: ignore[assignment]
     payload: Any = Field(None, description="Replaces the payload (null is a payload).")
     max_attempts: Attempts | None = None
@@ -73,7 +67,7 @@ class JobTemplatePatch(Strict):
 class ScheduleRequest(Strict):
     """A recurring schedule: a job submitted at every fire time of `cron` in `time_zone`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null("name"))
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_name)
     cron: str = Cron
     time_zone: str = Field(
         "UTC", description="An IANA time zone (the document lists them); daylight saving as the README says.",
@@ -96,9 +90,7 @@ class SchedulePatch(Strict):
     """The fields to change (absent: unchanged). A new `cron` or `time_zone` starts from now; `paused`
     false resumes from now (fires missed while paused are not made up)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra=_absent_not_null("cron", "time_zone", "job", "overlap", "catch_up", "paused")
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=absent_is_unchanged)
     cron: str = Field(None, min_length=1, description=CRON_DESCRIPTION, json_schema_extra=_cron_schema)  # type: ignore[assignment]
     time_zone: str = Field(None, description="An IANA time zone.", json_schema_extra=_zone_schema)  # type: ignore[assignment]
     job: JobTemplatePatch = None  # type: ignore[assignment]

@@ -339,3 +339,31 @@ def test_the_bulk_routes_say_that_an_empty_filter_matches_every_job_they_apply_t
         assert '`{"filter": {}}`' in description and matched in description, name
     assert '**`{"filter": {}}` cancels every queued and running job**' in readme
     assert '**`{"filter": {}}` matches every one of them**' in readme
+
+
+# --- (g) PATCH bodies ----------------------------------------------------------------------------
+
+
+def _schema(document: dict[str, Any], ref: str) -> dict[str, Any]:
+    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+
+def test_patch_bodies_offer_no_default_since_a_field_left_out_stays_as_it_is():
+    """A generator that fills in `"default": null` for a left-out field would remove a type's limits
+    or a schedule's name the caller never mentioned: no property of a PATCH body (or of an object
+    nested in one) has a default."""
+    document = served_document()
+    seen = []
+    for (path, method), op in operations(document).items():
+        if method != "PATCH":
+            continue
+        pending = [op["requestBody"]["content"]["application/json"]["schema"]["$ref"]]
+        while pending:
+            schema = _schema(document, pending.pop())
+            seen.append(schema["title"])
+            for name, field in schema["properties"].items():
+                assert "default" not in field, (path, schema["title"], name)
+                for option in [field, *field.get("anyOf", [])]:
+                    if "$ref" in option and _schema(document, option["$ref"]).get("properties"):
+                        pending.append(option["$ref"])
+    assert {"TypeChange", "SchedulePatch", "JobTemplatePatch"} <= set(seen), seen
