@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -251,7 +251,7 @@ async def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
     job = submitted.job
-    headers = {"Location": f"{JOBS_PATH}/{job.id}", "Retry-After": str(_retry_after(job))}
+    headers = {"Location": f"{JOBS_PATH}/{job.id}", "Retry-After": str(_retry_after(job.not_before))}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
     return ApiResponse(202, job.to_resource(), headers)
@@ -347,8 +347,15 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
 )  # fmt: skip
 async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     job = await app.service.get(request.route.get("id", ""))
-    headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job))}
-    return ApiResponse(200, _one_job(app, job), headers)
+    body, hold = _one_job(app, job), await app.flow.holds.of(job)
+    if hold is not None:
+        body["held_by"] = hold.to_resource()
+    headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job.not_before))}
+    if hold is not None and hold.until is not None:
+        # A polling client need not ask before the job's reserved start, nor wait much longer
+        # than a minute: a change of the limit may start it sooner.
+        headers["Retry-After"] = str(min(HELD_RETRY_AFTER, _retry_after(hold.until)))
+    return ApiResponse(200, body, headers)
 
 
 @endpoint(
@@ -636,6 +643,9 @@ def _one_job(app: Services, job: Job) -> dict[str, Any]:
     return body
 
 
-def _retry_after(job: Any) -> int:
-    wait = (job.not_before - utcnow()).total_seconds()
+HELD_RETRY_AFTER = 60
+
+
+def _retry_after(until: datetime) -> int:
+    wait = (until - utcnow()).total_seconds()
     return max(1, min(3600, int(wait + 1)))

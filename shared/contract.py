@@ -226,6 +226,20 @@ class AttemptError(BaseModel):
     at: datetime
 
 
+class JobHold(BaseModel):
+    """Why a queued job that is due has not started: flow control holds it back."""
+
+    reason: Literal["pause", "concurrency_limit", "rate_limit"] = Field(
+        description="`pause`: its type is paused (it stays queued until resumed); `concurrency_limit`: every slot of "
+        "its type is held, and it asks again at `until` or when one is given back; `rate_limit`: it holds the start "
+        "`until` under its type's rate limit."
+    )
+    until: datetime | None = Field(
+        description="When it asks for a slot again, or its reserved start; null for a pause, or once its back-off "
+        "for a slot has ended."
+    )
+
+
 class JobResource(BaseModel):
     id: str
     type: str
@@ -253,6 +267,11 @@ class JobResource(BaseModel):
         description="In answers about one job (get, cancel, retry), when the app knows its Application Insights "
         "resource (`JOBS_APPINSIGHTS_RESOURCE_ID`, set by the templates in Azure) and the job has a trace: a link "
         "to the job's telemetry in the Azure portal (Logs, with a query for its operation id). Absent otherwise.",
+    )
+    held_by: JobHold | None = Field(
+        None,
+        description="In the answer to a get, for a queued job that is due: what holds it back, if flow control does "
+        "(a rate limit shows a reserved start only when it is over 30 s ahead). Absent otherwise, and in listings.",
     )
 
 

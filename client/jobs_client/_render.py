@@ -116,8 +116,24 @@ def job_facts(job: Job) -> Text:
         ("result", _short(job.result) if job.result is not None else ""),
         ("last error", _short(job.last_error) if job.last_error else ""),
         ("errors", str(len(job.errors)) if job.errors else ""),
+        ("held by", _hold(job)),
     ]
     return _facts(rows)
+
+
+HOLDS = {"pause": "its type is paused", "concurrency_limit": "its type's concurrency limit",
+         "rate_limit": "its type's rate limit"}  # fmt: skip
+
+
+def _hold(job: Job) -> str:
+    """Why a queued job has not started, when flow control holds it back."""
+    if job.held_by is None:
+        return ""
+    reason = HOLDS.get(job.held_by.reason, job.held_by.reason)
+    until = _time(job.raw.get("held_by") or {}, "until")
+    if not until:
+        return reason
+    return f"{reason}; starts at {until}" if job.held_by.reason == "rate_limit" else f"{reason}; asks again at {until}"
 
 
 def operation_facts(op: Operation) -> Text:

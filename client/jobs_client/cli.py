@@ -648,7 +648,9 @@ def types(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
 
 
 def _pause_or_resume(ctx: typer.Context, job_type: str | None, every: bool, paused: bool, json_flag: bool) -> None:
-    if (job_type is None) == (not every):
+    if job_type is not None and every:
+        usage("give a TYPE or --all, not both", "TYPE")
+    if job_type is None and not every:
         usage("give a TYPE or --all", "TYPE")
     if job_type is not None:
         given_type(job_type)
@@ -660,7 +662,7 @@ def _pause_or_resume(ctx: typer.Context, job_type: str | None, every: bool, paus
             render.write_json(raw)
         elif isinstance(changed, JobTypes):
             render.stdout().print(render.types_table(changed))
-            if changed.released:
+            if changed.released is not None:  # after a resume, even none (what was parked runs now)
                 render.note(f"{changed.released} parked jobs released")
         else:
             render.stdout().print(render.type_facts(changed))

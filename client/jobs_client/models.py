@@ -69,6 +69,21 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class JobHold:
+    """Why a queued job that is due has not started (only in `get`): `reason` is `pause`,
+    `concurrency_limit` or `rate_limit`; `until` when it asks for a slot again, or its reserved start."""
+
+    reason: str
+    until: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobHold | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("reason"), str):
+            return None
+        return cls(data["reason"], parse_time(data.get("until")))
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the API returns it. `raw` is the resource exactly as received, unknown fields included."""
 
@@ -87,6 +102,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     priority: str = "normal"  # one of PRIORITIES
+    held_by: JobHold | None = None  # what flow control holds it back by (answers about one job)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -116,6 +132,7 @@ class Job:
             started_at=parse_time(data.get("started_at")),
             finished_at=parse_time(data.get("finished_at")),
             priority=str(data.get("priority") or "normal"),
+            held_by=JobHold.from_dict(data.get("held_by")),
             raw=dict(data),
         )
 

@@ -186,18 +186,40 @@ export function createJob(id, ctx) {
     const items = [];
     if (job && job.status === "queued") {
       const due = Date.parse(job.due_at);
-      if (due > now + 1000) {
+      const hold = job.held_by; // what flow control holds it back by, as the API reads it
+      if (hold && hold.reason === "rate_limit" && hold.until) {
+        items.push(
+          h(
+            "p",
+            { class: "notice", id: "job-held" },
+            h("strong", {}, "Waiting for its type's rate limit"),
+            ": it holds the start ",
+            h("time", { datetime: hold.until, title: hold.until }, dateTime(hold.until)),
+            ` (${ago(hold.until, now)}). A change of the limit gives it a new start.`,
+          ),
+        );
+      } else if (hold && hold.reason === "concurrency_limit") {
+        items.push(
+          h(
+            "p",
+            { class: "notice", id: "job-held" },
+            h("strong", {}, "Waiting for a concurrency slot"),
+            ": every slot of its type is taken; it starts when one is given back, or asks again on its own",
+            hold.until ? ` ${ago(hold.until, now)}.` : ".",
+          ),
+        );
+      } else if (due > now + 1000) {
         items.push(
           h(
             "p",
             { class: "notice", id: "job-starts" },
             h("strong", {}, "Starts no earlier than "),
             h("time", { datetime: job.due_at, title: job.due_at }, dateTime(job.due_at)),
-            ` (${ago(job.due_at, now)}): it was submitted with a start time (run_at or delay_seconds), or is waiting for a limit of its type.`,
+            ` (${ago(job.due_at, now)}): it was submitted with a start time (run_at or delay_seconds).`,
           ),
         );
       }
-      if (flow && flow.paused) {
+      if ((flow && flow.paused) || (hold && hold.reason === "pause")) {
         items.push(
           h(
             "p",

@@ -59,6 +59,8 @@ export function apiFilter(filter) {
   if (filter.type) out.type = filter.type;
   if (filter.since) out.since = resolveTime(filter.since);
   if (filter.until) out.until = resolveTime(filter.until);
+  // "Due in the last hour" ends now, as the overview's counts do: not the jobs due later.
+  else if (RELATIVE.test(filter.since)) out.until = new Date().toISOString();
   return out;
 }
 

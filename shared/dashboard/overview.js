@@ -140,7 +140,8 @@ export function createOverview(params, ctx) {
         figure("Oldest queued", oldest === null || oldest === undefined ? "–" : duration(oldest * 1000), {
           warn: oldest > 300,
           id: "oldest-queued",
-          hint: oldest === null || oldest === undefined ? "no message waiting" : "the oldest waiting message",
+          // A delayed job's message, or a held one's (a rate limit's start), is hidden: not a backlog.
+          hint: oldest === null || oldest === undefined ? "no message waiting to be taken" : "the oldest message waiting to be taken",
         }),
       ),
     );

@@ -25,6 +25,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueMessage
 
 from shared.config import Config
+from shared.flow.holds import Holds
 from shared.flow.parking import Parking
 from shared.flow.rate import NOTED_BEYOND, RESERVATION_SLACK, NewerLimit, RateLimiter, signature
 from shared.flow.settings import ALL, FlowSettings, FlowState, TypeFlow
@@ -80,6 +81,7 @@ class FlowControl:
         self.slots = Slots(storage)
         self.rate = RateLimiter(storage)
         self.parking = Parking(storage, store)
+        self.holds = Holds(storage, self.settings, self.slots.waiters, self.rate.waiters)
         self.registry = registry
 
     async def admit(self, job: Job, reserved: datetime | None, waits: int, lease: timedelta) -> Verdict:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -362,6 +363,8 @@ def test_types_pause_resume_and_limit_commands(host):
     r = jobs("limit", "sleep", "--rate", "none", url=host.base)
     assert r.returncode == 2 and "nor 'default'" in r.stderr  # the way back to the code's limit is named
     assert jobs("pause", url=host.base).returncode == 2  # neither TYPE nor --all
+    r = jobs("pause", "echo", "--all", url=host.base)
+    assert r.returncode == 2 and "not both" in r.stderr, r.stderr
     r = jobs("limit", "sleep", "--concurrency", "4", url=host.base)
     assert "running          0" in r.stdout and "waiting          0 for a slot" in r.stdout, r.stdout
     r = jobs("pause", "--all", "--json", url=host.base)
@@ -371,7 +374,25 @@ def test_types_pause_resume_and_limit_commands(host):
     rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
     assert "paused (type, all)" in rows["echo"] and "paused (all)" in rows["sleep"]
     assert rows["sleep"].split()[-2:] == ["0", "0"] and rows["fail"].split()[-2:] == ["-", "-"]  # RUNNING, WAITING
-    assert json.loads(jobs("resume", "--all", "--json", url=host.base).stdout)["paused_all"] is False
+    r = jobs("resume", "--all", url=host.base)
+    assert r.returncode == 0 and "parked jobs released" in r.stderr, r.stderr  # even when none were parked
+    assert json.loads(jobs("types", "--json", url=host.base).stdout)["paused_all"] is False
+    assert jobs("resume", "echo", url=host.base).returncode == 0  # its own pause, kept through resume --all
+
+
+def test_get_says_what_holds_a_queued_job_back(host):
+    assert jobs("pause", "echo", url=host.base).returncode == 0
+    try:
+        job_id = requests.post(host.url("/api/jobs"), json={"type": "echo"}, timeout=10).json()["id"]
+        deadline = time.monotonic() + 15  # every instance reads the pause within 5 s
+        while "held by" not in (r := jobs("get", job_id, url=host.base)).stdout:
+            assert time.monotonic() < deadline, r.stdout
+            time.sleep(0.5)
+        assert "held by  its type is paused" in r.stdout and "queued" in r.stdout, r.stdout
+        held = json.loads(jobs("get", job_id, "--json", url=host.base).stdout)["held_by"]
+        assert held == {"reason": "pause", "until": None}
+    finally:
+        jobs("resume", "echo", url=host.base)
 
 
 # --- schedules -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from jobs_client import (
     Fire,
     Job,
     JobError,
+    JobHold,
     JobRequest,
     JobsClient,
     NotFound,
@@ -237,6 +238,20 @@ def test_cancel_a_queued_job_then_cancel_again_raises_conflict_then_retry_redriv
     redriven = client.retry(job.id, extra_attempts=2)
     assert (redriven.status, redriven.attempt) == ("queued", 2)
     assert client.wait(job.id, timeout=20, poll_interval=POLL).status == "succeeded"
+
+
+def test_get_says_what_holds_a_queued_job_back_as_a_job_hold(client):
+    client.pause("echo")
+    try:
+        job = client.submit("echo", 1)
+        deadline = time.monotonic() + 15  # every instance reads the pause within 5 s
+        while (got := client.get(job.id)).held_by is None:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.3)
+        assert got.held_by == JobHold("pause", None) and got.status == "queued"
+    finally:
+        client.resume("echo")
+    assert client.wait(job.id, timeout=20, poll_interval=POLL).held_by is None
 
 
 def test_list_follows_continuation_tokens_newest_first(client):

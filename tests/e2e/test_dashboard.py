@@ -463,6 +463,29 @@ def test_overview_from_a_realistic_mix_and_the_screenshots(host, browser, tmp_pa
         print(f"\n{folder / name}: {len(png) // 1024} KB")
 
 
+def test_a_last_hour_tile_lists_the_jobs_it_counts_not_those_due_later(host, browser_page):
+    """The overview counts jobs due in the last hour; its tile's link lists those, not also the
+    jobs submitted with a start time still ahead."""
+    page = browser_page.page
+    (later,) = submit_batch(host, [{"type": "echo", "delay_seconds": 600}])
+    (now,) = submit_batch(host, [{"type": "echo"}])
+    wait_until(lambda: api_job(host, now)["status"] == "succeeded", timeout=20, what="the job to run")
+    time.sleep(2.5)  # the reconciler counts every 2 s here
+    open_dashboard(browser_page, host, "#/")
+    tile = page.locator(".counts").first.locator(".tile-queued a")
+    tile.wait_for(timeout=10_000)
+    tile.click()
+    until(page, "location.hash.includes('status=queued') && location.hash.includes('since=1h')")
+    wait_until(lambda: any("status=queued" in u and "until=" in u for u in api_requests(browser_page, host)),
+               timeout=10, what="the list asked for jobs due until now")  # fmt: skip
+    page.locator("#jobs-table tbody tr, #jobs-empty").first.wait_for(timeout=10_000)
+    shown = page.evaluate("[...document.querySelectorAll('#jobs-table tbody tr')].map((r) => r.dataset.id)")
+    assert later not in shown
+    page.goto(host.url("/api/dashboard#/jobs?status=queued"))  # with no due-time filter it is listed
+    page.locator(f"#jobs-table tbody tr[data-id='{later}']").wait_for(timeout=10_000)
+    assert_no_problems(browser_page)
+
+
 @pytest.mark.parametrize("slashes", ["/", "//"])
 def test_the_dashboard_under_a_trailing_slash_redirects_and_renders(host, browser_page, slashes):
     page = browser_page.page
@@ -508,6 +531,12 @@ def test_the_job_page_links_to_application_insights_only_where_the_app_knows_its
 
 
 # --- flow control: types, priorities, start times -----------------------------------------------
+
+
+def api_job(host, job_id: str) -> dict[str, Any]:
+    r = requests.get(host.url(f"/api/jobs/{job_id}"), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def api_type(host, job_type: str) -> dict[str, Any]:
@@ -702,6 +731,40 @@ def test_priority_start_time_and_limits_show_on_the_jobs_list_and_the_job_page(h
     assert starts.locator("time").get_attribute("datetime") == due
     page.locator("#job-type-limits").filter(has_text="at most 3 running at once (0 now)").wait_for(timeout=10_000)
     assert page.locator("#job-type-paused").count() == 0
+    assert_no_problems(browser_page)
+
+
+def test_a_job_held_by_a_rate_limit_shows_its_reserved_start_and_starts_when_the_limit_goes(host, browser_page):
+    page = browser_page.page
+    requests.patch(host.url("/api/types/echo"), json={"rate_limit": {"limit": 1, "period_seconds": 3600}},
+                   timeout=10).raise_for_status()  # fmt: skip
+    settle_flow()
+    ids = submit_batch(host, [{"type": "echo", "payload": n} for n in range(2)])
+    deadline = time.monotonic() + 20
+    while not (held := [job for job in (api_job(host, i) for i in ids) if "held_by" in job]):
+        assert time.monotonic() < deadline  # one runs, the other holds the start an hour on
+        time.sleep(0.3)
+    [held] = held
+    assert held["held_by"]["reason"] == "rate_limit" and held["status"] == "queued"
+
+    open_dashboard(browser_page, host, f"#/jobs/{held['id']}")
+    notice = page.locator("#job-held")
+    notice.wait_for(timeout=10_000)
+    text = notice.inner_text()
+    assert "rate limit" in text and ("in 59 min" in text or "in 1 h" in text), text
+    assert notice.locator("time").get_attribute("datetime") == held["held_by"]["until"]
+    assert page.locator("#job-starts").count() == 0  # it was due at once: its start time does not hold it
+
+    # Woken by the request, or by the reconciler (every 2 s here) while the request waits 1.5 s
+    # for every instance to read the change: either way it runs now, not in an hour.
+    requests.patch(host.url("/api/types/echo"), json={"rate_limit": None}, timeout=30).raise_for_status()
+    deadline = time.monotonic() + 20
+    while api_job(host, held["id"])["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the job did not start once its limit was removed"
+        time.sleep(0.3)
+    page.reload()  # (the page itself looks again within a minute, as Retry-After says)
+    until(page, "document.querySelector('#job-status')?.textContent === 'Succeeded'", 20)
+    assert page.locator("#job-held").count() == 0
     assert_no_problems(browser_page)
 
 

@@ -9,11 +9,12 @@ import json
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared import api
 from shared.api import ApiRequest
 from shared.flow import control, routes
 from shared.flow.limits import RateLimit
@@ -615,6 +616,55 @@ def test_the_reconciler_wakes_starts_noted_under_the_old_limit_after_the_change_
     services.flow.settings.change("other", rate_changed_at=utcnow() - 2 * control.RELEASE_TAIL)
     services.reconciler.run()  # nothing left, and the tail is over: done
     assert not services.flow.settings.read().overrides["other"].rate_wake_pending
+
+
+def held_by(services, job_id: str) -> tuple[dict | None, int, dict]:
+    """GET /api/jobs/{id}: its `held_by`, its Retry-After, and the table calls it made."""
+    counter = services.storage.counter
+    counter.reset()
+    response = call_api(services, api.get_job, ApiRequest("GET", {"id": job_id}))
+    assert response.status == 200, response.body
+    calls = {k: v for k, v in counter.snapshot().items() if k[0] == "table"}
+    return response.body.get("held_by"), int(response.headers.get("Retry-After", 0)), calls
+
+
+def test_a_queued_jobs_get_says_which_limit_holds_it_back_and_until_when(services):
+    """A job waiting for its rate-limit start or a concurrency slot stays `queued` with nothing
+    written to its record: its GET reads the reason from its waiter row, and a polling client is
+    told to come back in a minute, not every second."""
+    type_resource(services, "other", {"rate_limit": {"limit": 1, "period_seconds": 300}})
+    ids = wait_in_line(services, "other", 3)
+    unwrap(services).flow.settings.cache_seconds = 60
+    services.flow.settings.read()  # an instance's cached settings: not counted
+    hold, retry_after, calls = held_by(services, ids[2])
+    assert hold is not None and hold["reason"] == "rate_limit"
+    until = datetime.fromisoformat(hold["until"]) - utcnow()
+    assert timedelta(seconds=590) < until <= timedelta(seconds=600), until  # its place: 2 x 300 s ahead
+    assert retry_after == 60  # a change of the limit may start it sooner: look again within a minute
+    assert calls == {("table", "GET"): 2}  # the record, and one query for its waiter rows
+    assert held_by(services, ids[0])[0] is None  # it ran
+
+    second, m2, running = one_held_and_one_more(services)
+    assert services.worker.process(m2.content) is Outcome.WAITING
+    hold, retry_after, _ = held_by(services, second.id)
+    assert hold is not None and hold["reason"] == "concurrency_limit" and retry_after <= 2
+    release_gate.set()
+    assert running.result(10) is Outcome.SUCCEEDED
+
+
+def test_a_paused_jobs_get_says_so_before_and_after_it_is_parked_and_a_plain_job_pays_nothing(services):
+    plain = services.service.submit("other", 1).job
+    unwrap(services).flow.settings.cache_seconds = 60
+    services.flow.settings.read()
+    assert held_by(services, plain.id) == (None, 1, {("table", "GET"): 1})  # the record only
+    services.flow.pause("echo")
+    services.flow.settings.read()
+    job = services.service.submit("echo", 1).job
+    assert held_by(services, job.id)[0] == {"reason": "pause", "until": None}  # its message not yet received
+    assert Outcome.PAUSED in deliver(services)
+    assert held_by(services, job.id)[:2] == ({"reason": "pause", "until": None}, 1)  # parked: from its record
+    later = services.service.submit("echo", 2, delay_seconds=120).job
+    assert held_by(services, later.id)[0] is None  # not due: its due time says why it waits
 
 
 def noted_message(services, job_type: str, start_in: timedelta) -> tuple[Job, JobMessage]:
