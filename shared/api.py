@@ -218,7 +218,10 @@ async def handle(route: Route, services: Callable[[], Awaitable[Services]], requ
     except OperationNotFound as exc:
         return Problem(404, "operation_not_found", f"no operation with id {exc}").response()
     except Conflict as exc:
-        return Problem(409, "invalid_state", exc.reason).response()
+        problem = Problem(409, "invalid_state", exc.reason)
+        if exc.retry_at is not None:
+            problem.headers["Retry-After"] = str(_retry_after(exc.retry_at))
+        return problem.response()
     except (ServiceRequestError, ServiceResponseError) as exc:
         log.error("storage unreachable: %s", exc)
         return Problem(503, "storage_unavailable", "storage did not answer; try again").response()
@@ -360,9 +363,11 @@ async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
 
 @endpoint(
     "POST", "jobs/{id}/cancel", "Cancel a queued or running job", "jobs",
-    {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(404, 409)},
+    {200: Reply("Cancelled. A running job stops at its next checkpoint.", c.JobResource), **problems(400, 404, 409)},
 )  # fmt: skip
 async def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
+    """It takes no body (an empty one, or `{}`)."""
+    no_body(request, "POST /api/jobs/{id}/cancel takes no body: it cancels the job, whatever a body says")
     return ApiResponse(200, _one_job(app, await app.service.cancel(request.route.get("id", ""))))
 
 
@@ -570,6 +575,19 @@ def json_bytes(value: Any) -> int:
     """A JSON value's size as a client sends it: compact, in UTF-8, so `é` counts 2 bytes, not the 6
     of the `\\u00e9` escape Python writes by default. (A lone surrogate, which JSON can carry, counts 3.)"""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def no_body(request: ApiRequest, detail: str) -> None:
+    """A route that takes no body refuses one (a caller who sent one meant something it does not
+    do), save an empty body or `{}`, which say nothing."""
+    if not request.body.strip():
+        return
+    try:
+        if parse_json(request.body) == {}:
+            return
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Problem(400, "invalid_body", detail)
 
 
 def _json_body(request: ApiRequest, max_bytes: int) -> Any:

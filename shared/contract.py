@@ -340,7 +340,9 @@ class SeriesPoint(StatusCounts):
 class QueueFigures(BaseModel):
     depth: int | None = Field(description="Messages in the jobs queue (approximate).")
     poison_depth: int | None
-    oldest_queued_age_seconds: float | None = Field(description="Age of the queue's oldest visible message.")
+    oldest_queued_age_seconds: float | None = Field(
+        description="Age of the queues' oldest visible message when the reconciler looked (`as_of`); null: none."
+    )
 
 
 class StatsResource(BaseModel):

@@ -59,11 +59,13 @@ MS_CEILING = 10**13 - 1
 
 
 class InvalidTransition(Exception):
-    """The job is not in a state that allows the requested change; `reason` says why."""
+    """The job is not in a state that allows the requested change; `reason` says why, and
+    `retry_at` when the change may be allowed, if a time is all it waits for."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retry_at: datetime | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_at = retry_at
 
 
 class AlreadyApplied(InvalidTransition):
@@ -287,7 +289,8 @@ class Job:
         if self.status is Status.CANCELLED and self.lease_until is not None and self.lease_until > now:
             raise InvalidTransition(
                 f"attempt {self.attempt} was running when the job was cancelled and may go on until"
-                f" {isoformat(self.lease_until)} (its lease); retry after that, so two attempts never run at once"
+                f" {isoformat(self.lease_until)} (its lease); retry after that, so two attempts never run at once",
+                retry_at=self.lease_until,
             )
         return replace(
             self,

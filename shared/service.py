@@ -42,10 +42,11 @@ class NotFound(Exception):
 class Conflict(Exception):
     """The job's state does not allow the change; `reason` says why."""
 
-    def __init__(self, reason: str, already_applied: bool = False) -> None:
+    def __init__(self, reason: str, already_applied: bool = False, retry_at: datetime | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.already_applied = already_applied  # the bulk operation asking made this change before
+        self.retry_at = retry_at  # when the change may be allowed, if a time is all it waits for
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class JobService:
             try:
                 new = change(found.job)
             except InvalidTransition as exc:
-                raise Conflict(exc.reason, already_applied=isinstance(exc, AlreadyApplied)) from None
+                raise Conflict(exc.reason, isinstance(exc, AlreadyApplied), exc.retry_at) from None
             if before_write is not None:
                 await before_write(new)
             try:

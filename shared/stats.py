@@ -88,6 +88,9 @@ class Stats:
             if _bucket(at) in buckets:
                 buckets[_bucket(at)].update(counts)
         oldest = parse_time(state.get("oldest_queued_at")) if state else None
+        # Its age when the reconciler looked, like the depth: aged on from then, a message taken
+        # since would seem to wait on (up to 30 s) while none does.
+        as_of = parse_time(state.get("as_of")) if state else None
         return {
             "as_of": state.get("as_of") if state else None,
             "last_hour": {s: last_hour[s] for s in STATUSES},
@@ -96,7 +99,9 @@ class Stats:
             "queue": {
                 "depth": int(state["depth"]) if state else None,
                 "poison_depth": int(state["poison_depth"]) if state else None,
-                "oldest_queued_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+                "oldest_queued_age_seconds": round(max(0.0, ((as_of or now) - oldest).total_seconds()), 1)
+                if oldest
+                else None,
             },
             "recent_dead_letters": [job.to_resource() for job in dead.jobs],
         }

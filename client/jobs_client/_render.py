@@ -37,15 +37,19 @@ STATUS_STYLES = {
 }
 
 
-def stdout() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or redirected: never cut or wrap lines at 80 columns
-        console = Console(highlight=False, width=10_000)
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped, redirected or logged: never cut or wrap lines at 80 columns
+        console = Console(stderr=stderr, highlight=False, width=10_000)
     return console
 
 
+def stdout() -> Console:
+    return _console()
+
+
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -96,7 +96,13 @@ class Settings:
 
 # --- options shared by several commands ------------------------------------------------------
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (and nothing else).")]
+
+def flag(name: str, help: str) -> Any:
+    """An option that takes no value (an empty metavar: typer would print `--json <bool>`)."""
+    return typer.Option(name, metavar="", help=help)
+
+
+JsonFlag = Annotated[bool, flag("--json", "Machine-readable JSON on stdout (and nothing else).")]
 StatusOpt = Annotated[
     str | None,
     typer.Option(
@@ -125,7 +131,7 @@ class Priority(str, Enum):  # for typer's choices (it takes Enum classes)
     low = "low"
 
 
-WaitFlag = Annotated[bool, typer.Option("--wait", help="Wait until it ends; the exit code says how it ended.")]
+WaitFlag = Annotated[bool, flag("--wait", "Wait until it ends; the exit code says how it ended.")]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option("--timeout", min=0, help="With --wait: give up after this many seconds (exit 5).", show_default=False),
@@ -445,9 +451,7 @@ def list_jobs(
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many jobs (0: all).")] = 50,
-    oldest: Annotated[bool, typer.Option("--oldest", help="Oldest first (from --since, else the oldest job kept).")] = (
-        False
-    ),
+    oldest: Annotated[bool, flag("--oldest", "Oldest first (from --since, else the oldest job kept).")] = (False),
     json_flag: JsonFlag = False,
 ) -> None:
     """List jobs, newest first (by due time); --oldest: oldest first."""
@@ -631,7 +635,7 @@ def health(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
 # --- flow control ----------------------------------------------------------------------------
 
 TypeArg = Annotated[str | None, typer.Argument(metavar="TYPE", help="The job type.", show_default=False)]
-AllFlag = Annotated[bool, typer.Option("--all", help="Every type (pausing everything is undone by resume --all).")]
+AllFlag = Annotated[bool, flag("--all", "Every type (pausing everything is undone by resume --all).")]
 
 
 @app.command()
@@ -780,7 +784,7 @@ def create_schedule(
         CatchUp, typer.Option("--catch-up", help="After downtime: once (one job for the missed fires) or skip.")
     ] = CatchUp.once,
     name: Annotated[str | None, typer.Option("--name", help="A name for people.", show_default=False)] = None,
-    paused: Annotated[bool, typer.Option("--paused", help="Create it paused (resume it later).")] = False,
+    paused: Annotated[bool, flag("--paused", "Create it paused (resume it later).")] = False,
     idempotency_key: KeyOpt = None,
     json_flag: JsonFlag = False,
 ) -> None:
@@ -849,7 +853,7 @@ def update_schedule(
     overlap: Annotated[Overlap | None, typer.Option("--overlap", help="allow or skip.", show_default=False)] = None,
     catch_up: Annotated[CatchUp | None, typer.Option("--catch-up", help="once or skip.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="A new name.", show_default=False)] = None,
-    no_name: Annotated[bool, typer.Option("--no-name", help="Remove the name.")] = False,
+    no_name: Annotated[bool, flag("--no-name", "Remove the name.")] = False,
     if_revision: IfRevision = None,
     json_flag: JsonFlag = False,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared import contract as c
-from shared.api import ApiRequest, ApiResponse, Problem, Reply, _json_body, _model, endpoint, parse_json, problems
+from shared.api import ApiRequest, ApiResponse, Problem, Reply, _json_body, _model, endpoint, no_body, problems
 from shared.flow.limits import RateLimit
 from shared.flow.settings import ALL, FlowState
 from shared.job import utcnow
@@ -93,17 +93,9 @@ async def resume_all(app: Services, request: ApiRequest) -> ApiResponse:
 
 
 def _no_body(request: ApiRequest, what: str) -> None:
-    """A body (`{"type": "sleep"}`) is a caller who meant one type: refused, not ignored. None, or
-    `{}`, says nothing and is taken."""
-    if not request.body.strip():
-        return
-    try:
-        if parse_json(request.body) == {}:
-            return
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise Problem(400, "invalid_body", f"{what} every job type and takes no body; for one type, "
-                  'PATCH /api/types/{type} with {"paused": true} or {"paused": false}')  # fmt: skip
+    """A body (`{"type": "sleep"}`) is a caller who meant one type: refused, not ignored."""
+    no_body(request, f"{what} every job type and takes no body; for one type, "
+            'PATCH /api/types/{type} with {"paused": true} or {"paused": false}')  # fmt: skip
 
 
 def _known_type(app: Services, request: ApiRequest) -> str:

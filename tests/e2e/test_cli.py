@@ -197,6 +197,14 @@ def test_help_documents_the_exit_codes():
         assert line in r.stdout
 
 
+@pytest.mark.parametrize("command", [("--help",), ("pause", "--help"), ("list", "--help"), ("submit", "--help")])
+def test_help_shows_no_value_for_a_flag(command):
+    """`--json <bool>` reads as if the flag took a value (`--json true` is an error)."""
+    r = jobs(*command)
+    flags = [line for line in r.stdout.splitlines() if re.search(r"--(json|wait|all|oldest|paused|no-name)\b", line)]
+    assert flags and not [line for line in flags if "<bool>" in line], r.stdout
+
+
 # --- exit codes -----------------------------------------------------------------------------
 
 
@@ -465,7 +473,10 @@ def test_schedules_update_changes_only_the_fields_given_and_refuses_what_it_cann
     assert r.returncode == 4 and json.loads(r.stderr)["code"] == "revision_mismatch"
     r = jobs("schedules", "update", sid, "--name", "kept", "--if-revision", "3", "--json", url=host.base)
     assert r.returncode == 0 and json.loads(r.stdout)["revision"] == 4
-    assert jobs("schedules", "delete", sid, "--if-revision", "3", url=host.base).returncode == 4
+    r = jobs("schedules", "delete", sid, "--if-revision", "3", url=host.base)
+    assert r.returncode == 4
+    [line] = r.stderr.splitlines()  # one line, however long: not wrapped at 80 columns for a log or a grep
+    assert "412 revision_mismatch" in line and "at revision 4" in line and len(line) > 80, r.stderr
     assert jobs("schedules", "delete", sid, "--if-revision", "4", url=host.base).returncode == 0
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from shared import api
 from shared.api import ApiRequest
+from shared.job import Status, utcnow
 from tests.integration.conftest import call_api
 
 
@@ -168,7 +171,12 @@ def test_cancel_and_retry_return_200_or_409_with_reason(call):
     job = call(api.submit_job, {"type": "echo"}).body
     r = call(api.retry_job, route_params={"id": job["id"]})
     assert (r.status, r.body["code"]) == (409, "invalid_state") and "queued" in r.body["detail"]
-    assert call(api.cancel_job, route_params={"id": job["id"]}).body["status"] == "cancelled"
+    # A body is refused, not ignored (a caller who sent one meant something cancel does not do).
+    for raw in (b'{"reason": "x"}', b"garbage", b"[]"):
+        refused = call(api.cancel_job, raw=raw, route_params={"id": job["id"]})
+        assert (refused.status, refused.body["code"]) == (400, "invalid_body"), raw
+    assert call(api.get_job, route_params={"id": job["id"]}).body["status"] == "queued"
+    assert call(api.cancel_job, raw=b"{}", route_params={"id": job["id"]}).body["status"] == "cancelled"
     again = call(api.cancel_job, route_params={"id": job["id"]})
     assert again.status == 409 and "cancelled" in again.body["detail"]
     r = call(api.retry_job, {"extra_attempts": 2}, route_params={"id": job["id"]})
@@ -176,6 +184,22 @@ def test_cancel_and_retry_return_200_or_409_with_reason(call):
     bad = call(api.retry_job, {"extra_attempts": 0}, route_params={"id": job["id"]})
     assert bad.status == 400
     assert call(api.cancel_job, route_params={"id": "nope"}).status == 404
+
+
+def test_retrying_a_job_cancelled_while_running_is_a_409_that_says_when_in_retry_after(call, services):
+    """Until the cancelled attempt's lease runs out it may still be running: the refusal names the
+    time in its detail and in Retry-After, so a client can wait for it."""
+    job = call(api.submit_job, {"type": "echo"}).body
+    found = services.store.get(job["id"])
+    lease = utcnow() + timedelta(seconds=60)
+    running = replace(found.job, status=Status.RUNNING, started_at=utcnow(), lease_until=lease)
+    services.store.replace(running, found.etag, was=Status.QUEUED)
+    assert call(api.cancel_job, route_params={"id": job["id"]}).body["status"] == "cancelled"
+    r = call(api.retry_job, route_params={"id": job["id"]})
+    assert (r.status, r.body["code"]) == (409, "invalid_state") and "retry after that" in r.body["detail"]
+    assert 55 <= int(r.headers["Retry-After"]) <= 61
+    other = call(api.cancel_job, route_params={"id": job["id"]})
+    assert other.status == 409 and "Retry-After" not in other.headers  # no time ends that refusal
 
 
 def test_health_is_200_when_table_and_queue_answer(call):

@@ -91,13 +91,17 @@ def test_if_match_changes_a_schedule_only_at_the_revision_read_and_fires_are_not
     assert call(routes.get_schedule, id=sid, method="GET").body["name"] == "mine"
     # A list or `*` match as HTTP says; a weak tag never does (If-Match compares strongly, RFC 9110
     # 13.1.1), nor a header naming none of ours.
-    tried = (('W/"2"', 412), ('W/"2", "7", "2"', 200), ('"7", "3"', 200), ("*", 200), ("garbage", 412), ('"1"', 412))
+    tried = (('W/"2"', 412), ('W/"2", "7", "2"', 200), ('"7", "3"', 200), ("*", 200), ('"99"', 412), ('"1"', 412))
     for n, (header, status) in enumerate(tried):
         r = call(routes.update_schedule, {"name": f"n{n}"}, id=sid, method="PATCH", headers={"if-match": header})
         assert r.status == status, (header, r.body)
     assert call(routes.get_schedule, id=sid, method="GET").body["revision"] == 5
     too_long = call(routes.update_schedule, {"paused": False}, id=sid, method="PATCH", headers={"if-match": "x" * 1001})
     assert (too_long.status, too_long.body["code"]) == (400, "invalid_if_match")
+    # Not a list of entity tags: refused as such, not taken for a revision that changed.
+    for header in ("garbage", "5", '"', '"5"x', '"5",', "W/5"):
+        r = call(routes.update_schedule, {"paused": False}, id=sid, method="PATCH", headers={"if-match": header})
+        assert (r.status, r.body["code"]) == (400, "invalid_if_match"), header
     refused = call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"4"'})
     assert (refused.status, refused.body["code"]) == (412, "revision_mismatch")
     assert call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"5"'}).status == 204

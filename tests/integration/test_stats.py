@@ -72,3 +72,14 @@ def test_an_old_minute_is_kept_as_last_counted(services):
     deliver(services)  # the job succeeds, but its minute is no longer recounted at `later`
     services.reconciler.run(now=later)
     assert services.stats.read(now=later)["last_hour"]["queued"] == 1
+
+
+def test_the_oldest_messages_age_is_as_of_the_reconcilers_look_not_aged_on_after_it(services):
+    """A message taken after the reconciler looked must not seem to wait on: the age is the one
+    it had at `as_of`, however late the overview is read."""
+    now = utcnow()
+    services.stats.refresh(now, 1, 0, now - timedelta(seconds=12))
+    later = services.stats.read(now + timedelta(seconds=25))
+    assert later["queue"]["oldest_queued_age_seconds"] == 12.0
+    services.stats.refresh(now, 0, 0, None)
+    assert services.stats.read(now + timedelta(seconds=25))["queue"]["oldest_queued_age_seconds"] is None
