@@ -25,14 +25,33 @@ export const TIME_RANGES = [
   ["custom", "Between…"],
 ];
 
+/** Whether a due-time filter is one the API takes: an age ("1h") or a time. */
+function validTime(value) {
+  return !value || RELATIVE.test(value) || !Number.isNaN(Date.parse(value));
+}
+
+/** What is wrong with a status or due-time filter, as sentences (none: it is usable). */
+export function filterProblems({ status = "", since = "", until = "" }) {
+  const problems = [];
+  if (status && !STATUSES.includes(status)) problems.push(`"${status}" is not a status (${STATUSES.join(", ")})`);
+  for (const [name, value] of [["since", since], ["until", until]]) {
+    if (!validTime(value)) problems.push(`${name} "${value}" is neither an age (15m, 1h, 24h, 7d) nor a time`);
+  }
+  return problems;
+}
+
 export function readFilter(params) {
-  const status = params.get("status") || "";
+  const raw = { status: params.get("status") || "", since: params.get("since") || "", until: params.get("until") || "" };
+  // A filter the list cannot use is said so, never dropped: listing (and offering to cancel)
+  // every job for a mistyped status would be the opposite of what was asked.
+  const problems = filterProblems(raw);
   return {
-    status: STATUSES.includes(status) ? status : "",
+    status: STATUSES.includes(raw.status) ? raw.status : "",
     type: (params.get("type") || "").trim(),
-    since: params.get("since") || "",
-    until: params.get("until") || "",
+    since: validTime(raw.since) ? raw.since : "",
+    until: validTime(raw.until) ? raw.until : "",
     order: params.get("order") === "oldest" ? "oldest" : "newest",
+    problems,
   };
 }
 
@@ -173,7 +192,14 @@ export function createJobs(params, ctx) {
   });
 
   const search = h("input", { id: "f-search", name: "q", type: "search", autocomplete: "off", spellcheck: "false", placeholder: "a job id, or status:dead_lettered type:fail", "aria-describedby": "search-help" });
-  const searchHelp = h("p", { id: "search-help", class: "hint" }, "An id opens that job; status:, type:, since: (15m, 1h, 24h, 7d) filter the list.");
+  const SEARCH_HELP = "An id opens that job; status:, type:, since: (15m, 1h, 24h, 7d) filter the list.";
+  const searchHelp = h("p", { id: "search-help", class: "hint", "aria-live": "polite" }, SEARCH_HELP);
+  search.addEventListener("input", () => {
+    if (!searchHelp.classList.contains("error-text")) return;
+    searchHelp.classList.remove("error-text");
+    search.removeAttribute("aria-invalid");
+    setText(searchHelp, SEARCH_HELP);
+  });
   const searchForm = h(
     "form",
     { class: "search", role: "search", "aria-label": "Find jobs", onsubmit: (e) => { e.preventDefault(); runSearch(search.value); } },
@@ -240,16 +266,17 @@ export function createJobs(params, ctx) {
       since.value = toLocalInput(resolveTime(filter.since) || "");
       until.value = toLocalInput(resolveTime(filter.until) || "");
     }
-    const retryOk = bulkAllowed("retry", filter.status);
-    const cancelOk = bulkAllowed("cancel", filter.status);
+    const usable = filter.problems.length === 0;
+    const retryOk = usable && bulkAllowed("retry", filter.status);
+    const cancelOk = usable && bulkAllowed("cancel", filter.status);
     retryAll.disabled = !retryOk;
     cancelAll.disabled = !cancelOk;
     setText(
       bulkHint,
-      !retryOk ? "Retry applies to dead-lettered and cancelled jobs." : !cancelOk ? "Cancel applies to queued and running jobs." : "",
+      !usable ? "" : !retryOk ? "Retry applies to dead-lettered and cancelled jobs." : !cancelOk ? "Cancel applies to queued and running jobs." : "",
     );
     bulkHint.hidden = retryOk && cancelOk;
-    clear.disabled = !(filter.status || filter.type || filter.since || filter.until || filter.order === "oldest");
+    clear.disabled = !(filter.status || filter.type || filter.since || filter.until || filter.order === "oldest" || !usable);
   }
 
   function applyForm() {
@@ -271,6 +298,7 @@ export function createJobs(params, ctx) {
       return;
     }
     const next = { ...filter };
+    const unknown = [];
     for (const token of value.split(/\s+/)) {
       const [name, ...rest] = token.split(":");
       const v = rest.join(":");
@@ -281,14 +309,23 @@ export function createJobs(params, ctx) {
       else if (name === "id") {
         ctx.navigate(`#/jobs/${encodeURIComponent(v)}`);
         return;
-      }
+      } else unknown.push(`"${token}" is neither a job id nor status:, type:, since: or until:`);
+    }
+    const problems = [...unknown, ...filterProblems(next)];
+    if (problems.length) {
+      // Said beside the box, and nothing else changes: a filter half understood lists the wrong jobs.
+      searchHelp.classList.add("error-text");
+      setText(searchHelp, `${problems.join("; ")}.`);
+      search.setAttribute("aria-invalid", "true");
+      search.focus();
+      return;
     }
     search.value = "";
     ctx.navigate(jobsHash(next));
   }
 
   function filterKey(f) {
-    return JSON.stringify([f.status, f.type, f.since, f.until, f.order]);
+    return JSON.stringify([f.status, f.type, f.since, f.until, f.order, f.problems]);
   }
 
   // --- the table ---
@@ -348,7 +385,14 @@ export function createJobs(params, ctx) {
     table.setAttribute("aria-busy", String(!loaded));
     more.hidden = !loaded || !continuation;
     const filtered = Boolean(filter.status || filter.type || filter.since || filter.until);
-    if (loaded && jobs.length === 0) {
+    if (filter.problems.length) {
+      fill(
+        empty,
+        h("p", { id: "filter-problems" }, `This filter cannot be used: ${filter.problems.join("; ")}.`),
+        h("button", { type: "button", class: "button", onclick: () => ctx.navigate("#/jobs") }, "Clear filters"),
+      );
+      empty.hidden = false;
+    } else if (loaded && jobs.length === 0) {
       fill(
         empty,
         continuation
@@ -363,6 +407,7 @@ export function createJobs(params, ctx) {
       empty.hidden = true;
     }
     if (!loaded) setText(summary, "Loading…");
+    else if (filter.problems.length) setText(summary, "Not a filter the list can use.");
     else {
       const what = filtered ? `${plural(jobs.length, "job")} ${describeFilter(filter)}` : plural(jobs.length, "job");
       setText(summary, continuation ? `${what} loaded; there are more.` : `${what}.`);
@@ -378,6 +423,13 @@ export function createJobs(params, ctx) {
 
   // --- loading ---
   async function refresh(signal) {
+    if (filter.problems.length) {
+      // Nothing to ask the API: the view says what is wrong with the filter (render).
+      [jobs, continuation, loaded] = [[], null, true];
+      render();
+      ctx.rendered("jobs");
+      return { retryAfter: null };
+    }
     const mine = generation;
     const query = listQuery(filter);
     const want = Math.min(MAX_LIMIT, Math.max(PAGE, jobs.length));

@@ -486,6 +486,36 @@ def test_a_last_hour_tile_lists_the_jobs_it_counts_not_those_due_later(host, bro
     assert_no_problems(browser_page)
 
 
+def test_a_filter_the_list_cannot_use_is_said_so_and_lists_or_offers_to_cancel_nothing(host, browser_page):
+    """A mistyped status in the URL once listed every job, with "Cancel all matching" aimed at
+    every queued and running one; a Find the API refused left the list loading for ever."""
+    page = browser_page.page
+    open_dashboard(browser_page, host, "#/jobs?status=done&since=yesterday")
+    problems = page.locator("#filter-problems")
+    problems.wait_for(timeout=10_000)
+    assert '"done" is not a status' in problems.inner_text() and 'since "yesterday"' in problems.inner_text()
+    assert page.locator("#jobs-table tbody tr").count() == 0
+    assert page.locator("#cancel-all").is_disabled() and page.locator("#retry-all").is_disabled()
+    assert not [u for u in api_requests(browser_page, host) if "/api/jobs?" in u or u.endswith("/api/jobs")]
+
+    page.locator("#filter-problems + button").click()  # Clear filters
+    until(page, "location.hash === '#/jobs'")
+    until(page, "document.querySelector('#jobs-summary').textContent !== 'Loading…'")
+    for typed in ("since:yesterday", "hello world", "status:done"):
+        page.locator("#f-search").fill(typed)
+        page.locator("#f-search").press("Enter")
+        help_text = page.locator("#search-help.error-text")
+        help_text.wait_for(timeout=5_000)
+        assert page.evaluate("location.hash") == "#/jobs", typed  # nothing applied
+        assert page.locator("#f-search").get_attribute("aria-invalid") == "true"
+    assert '"done" is not a status' in page.locator("#search-help").inner_text()
+    page.locator("#f-search").fill("status:queued since:1h")
+    assert page.locator("#search-help.error-text").count() == 0  # typing again clears the complaint
+    page.locator("#f-search").press("Enter")
+    until(page, "location.hash.includes('status=queued') && location.hash.includes('since=1h')")
+    assert_no_problems(browser_page)
+
+
 @pytest.mark.parametrize("slashes", ["/", "//"])
 def test_the_dashboard_under_a_trailing_slash_redirects_and_renders(host, browser_page, slashes):
     page = browser_page.page
