@@ -373,7 +373,8 @@ async def cancel_job(app: Services, request: ApiRequest) -> ApiResponse:
 
 @endpoint(
     "POST", "jobs/{id}/retry", "Redrive a dead-lettered or cancelled job", "jobs",
-    {200: Reply("Queued again as a new attempt.", c.JobResource, ("Location",)),
+    {200: Reply("Queued again as a new attempt (a job cancelled before its attempt started: as it was, the same "
+                "attempt, at least its attempts left, its start time if still ahead).", c.JobResource, ("Location",)),
      **problems(400, 404, 409, 413, 415)},
     body=c.RetryRequest, body_required=False,
 )  # fmt: skip

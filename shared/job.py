@@ -279,7 +279,8 @@ class Job:
         )  # fmt: skip
 
     def redrive(self, extra_attempts: int = 1, now: datetime | None = None, operation: str | None = None) -> Job:
-        """dead_lettered | cancelled -> queued, as a new attempt with `extra_attempts` more to spend.
+        """dead_lettered | cancelled -> queued, as a new attempt with `extra_attempts` more to spend;
+        a job cancelled before its attempt started goes back as it was, with at least that many.
         A bulk `operation` redrives a job once: a second try by the same operation is refused."""
         now = now or utcnow()
         if operation is not None and self.operation == operation:
@@ -291,6 +292,20 @@ class Job:
                 f"attempt {self.attempt} was running when the job was cancelled and may go on until"
                 f" {isoformat(self.lease_until)} (its lease); retry after that, so two attempts never run at once",
                 retry_at=self.lease_until,
+            )
+        if self.status is Status.CANCELLED and self.started_at is None:
+            # Cancelled before its attempt started: put back as it was. The attempt was not spent,
+            # so it keeps its number (a message still on its way for it is as good as the new one:
+            # the claim lets one of them start it) and its attempts left, and a first attempt keeps
+            # its start time.
+            return replace(
+                self,
+                operation=operation or self.operation,
+                status=Status.QUEUED,
+                max_attempts=max(self.max_attempts, self.attempt + extra_attempts - 1),
+                finished_at=None,
+                not_before=max(now, self.due_at) if self.attempt == 1 else now,
+                updated_at=now,
             )
         return replace(
             self,

@@ -161,7 +161,8 @@ class JobsClient:
         return self._run(self._core.cancel(id))
 
     def retry(self, id: str, extra_attempts: int = 1) -> Job:
-        """Redrive a dead_lettered or cancelled job as a new attempt. Conflict in any other state."""
+        """Redrive a dead_lettered or cancelled job as a new attempt (one cancelled before it started goes
+        back as it was: same attempt and start time). Conflict in any other state."""
         return self._run(self._core.retry(id, extra_attempts))
 
     # --- bulk operations -------------------------------------------------------------------

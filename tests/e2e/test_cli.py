@@ -303,12 +303,13 @@ def test_key_is_sent_as_x_functions_key(unavailable):
 
 
 def test_retry_of_a_cancelled_job_with_wait_exits_0_when_it_then_succeeds(host):
-    job_id = delayed(host)
+    job_id = host.submit({"type": "echo", "payload": 1, "delay_seconds": 2}).json()["id"]
     assert jobs("cancel", job_id, url=host.base).returncode == 0
     r = jobs("--json", "retry", job_id, "--extra-attempts", "2", "--wait", *FAST, url=host.base)
     assert r.returncode == 0, r.stderr
     job = json.loads(r.stdout)
-    assert (job["status"], job["attempt"]) == ("succeeded", 2)
+    assert (job["status"], job["attempt"]) == ("succeeded", 1)  # cancelled before it ran: its attempt unspent
+    assert job["started_at"] >= job["due_at"]  # and its start time kept
 
 
 def test_bulk_retry_with_wait_follows_the_operation_and_exits_0(host):

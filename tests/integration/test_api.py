@@ -13,7 +13,8 @@ import pytest
 from shared import api
 from shared.api import ApiRequest
 from shared.job import Status, utcnow
-from tests.integration.conftest import call_api
+from shared.worker import Outcome
+from tests.integration.conftest import call_api, deliver
 
 
 @pytest.fixture
@@ -180,7 +181,14 @@ def test_cancel_and_retry_return_200_or_409_with_reason(call):
     again = call(api.cancel_job, route_params={"id": job["id"]})
     assert again.status == 409 and "cancelled" in again.body["detail"]
     r = call(api.retry_job, {"extra_attempts": 2}, route_params={"id": job["id"]})
-    assert (r.status, r.body["status"], r.body["attempt"], r.body["max_attempts"]) == (200, "queued", 2, 3)
+    # It never ran: put back as it was, its attempt unspent.
+    assert (r.status, r.body["status"], r.body["attempt"], r.body["max_attempts"]) == (
+        200,
+        "queued",
+        1,
+        job["max_attempts"],
+    )
+    call(api.cancel_job, route_params={"id": job["id"]})
     bad = call(api.retry_job, {"extra_attempts": 0}, route_params={"id": job["id"]})
     assert bad.status == 400
     assert call(api.cancel_job, route_params={"id": "nope"}).status == 404
@@ -200,6 +208,22 @@ def test_retrying_a_job_cancelled_while_running_is_a_409_that_says_when_in_retry
     assert 55 <= int(r.headers["Retry-After"]) <= 61
     other = call(api.cancel_job, route_params={"id": job["id"]})
     assert other.status == 409 and "Retry-After" not in other.headers  # no time ends that refusal
+
+
+def test_a_delayed_job_cancelled_then_retried_keeps_its_start_and_runs_once_on_two_messages(call, services):
+    """Put back as it was, the job has two messages for its one attempt (the one from its submit,
+    still hidden, and the retry's): it runs once, at its start time."""
+    job = call(api.submit_job, {"type": "echo", "payload": 1, "delay_seconds": 1.5}).body
+    call(api.cancel_job, route_params={"id": job["id"]})
+    back = call(api.retry_job, route_params={"id": job["id"]})
+    assert (back.status, back.body["attempt"], back.body["due_at"]) == (200, 1, job["due_at"])
+    assert deliver(services) == []  # both hidden until it is due
+    time.sleep(2)
+    outcomes = deliver(services)
+    assert sorted(outcomes) == sorted([Outcome.SUCCEEDED, Outcome.STALE]), outcomes
+    done = call(api.get_job, route_params={"id": job["id"]}).body
+    assert (done["status"], done["attempt"], done["result"]) == ("succeeded", 1, 1)
+    assert done["started_at"] >= job["due_at"]
 
 
 def test_health_is_200_when_table_and_queue_answer(call):

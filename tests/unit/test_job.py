@@ -118,6 +118,21 @@ def test_a_job_cancelled_while_running_is_retried_only_once_its_attempt_cannot_s
     assert new_job().cancel(now=NOW).redrive(now=NOW).status is Status.QUEUED  # never ran: at once
 
 
+def test_a_job_cancelled_before_its_attempt_started_is_put_back_as_it_was():
+    """Its attempt was not spent: a retry keeps the attempt, its attempts left and its start time
+    (it once came back as 'attempt 2 of 2', due at once, for a delayed job submitted with 5)."""
+    delayed = new_job(max_attempts=5, delay=timedelta(seconds=300)).cancel(now=NOW)
+    back = delayed.redrive(now=NOW + timedelta(seconds=10))
+    assert (back.status, back.attempt, back.max_attempts) == (Status.QUEUED, 1, 5)
+    assert back.not_before == delayed.due_at == NOW + timedelta(seconds=300)  # still ahead: kept
+    assert delayed.redrive(extra_attempts=8, now=NOW).max_attempts == 8  # extra attempts: at least that many
+    late = delayed.redrive(now=NOW + timedelta(seconds=400))
+    assert late.not_before == NOW + timedelta(seconds=400)  # its time passed while cancelled: at once
+    retried = running(new_job(max_attempts=5)).fail("boom", POLICY, now=NOW).cancel(now=NOW)  # waiting for attempt 2
+    again = retried.redrive(now=NOW)
+    assert (again.attempt, again.max_attempts, again.not_before, len(again.errors)) == (2, 5, NOW, 1)
+
+
 def test_backoff_doubles_with_jitter_and_is_capped():
     rand = random.Random(7)
     for attempt, ceiling in [(1, 2), (2, 4), (3, 8), (6, 60), (30, 60)]:
