@@ -128,7 +128,7 @@ class LastFire(BaseModel):
 
 
 class LastSkip(BaseModel):
-    at: datetime = Field(description="The (first) fire time that made no job.")
+    at: datetime = Field(description="The latest fire time that made no job (after downtime, the latest missed).")
     reason: SkipReason = Field(description="`overlap`: the previous job had not finished; `missed`: downtime.")
 
 

@@ -185,16 +185,16 @@ class Cron:
             out.append(after)
         return out
 
-    def count_between(self, start: datetime, end: datetime, cap: int) -> int:
-        """How many fire times lie in (start, end], counting at most `cap`."""
-        n = 0
-        at = start
+    def count_between(self, start: datetime, end: datetime, cap: int) -> tuple[int, datetime]:
+        """How many fire times lie in (start, end], counting at most `cap`, and the last of those
+        counted (`start` if none)."""
+        n, last = 0, start
         while n < cap:
-            at = self.next_after(at)
+            at = self.next_after(last)
             if at > end:
                 break
-            n += 1
-        return n
+            n, last = n + 1, at
+        return n, last
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)

@@ -101,9 +101,10 @@ class Firing:
         missed = now - fire > self.grace
         if missed:  # the whole backlog up to now is one decision
             following = cron.next_after(now)
-            count = 1 + cron.count_between(fire, now, MISSED_COUNTED - 1)
+            later, latest = cron.count_between(fire, now, MISSED_COUNTED - 1)
+            count = 1 + later
         else:
-            following, count = cron.next_after(fire), 1
+            following, count, latest = cron.next_after(fire), 1, fire
         run = not missed or s.catch_up is CatchUp.ONCE
         reason = SkipReason.MISSED if missed else SkipReason.OVERLAP
         if run and s.overlap is Overlap.SKIP and await self._previous_unfinished(s):
@@ -118,9 +119,9 @@ class Firing:
         else:
             job_id = await self._job_made_for(key)  # by a pass that stopped before advancing
         new = (
-            s.fired_at(fire, job_id, following, count - 1, now)
+            s.fired_at(fire, job_id, following, count - 1, latest, now)
             if job_id
-            else s.skipped_at(fire, count, reason, following, now)
+            else s.skipped_at(latest, count, reason, following, now)
         )
         try:
             written = await self.store.replace(new, s)

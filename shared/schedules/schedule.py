@@ -123,16 +123,20 @@ class Schedule:
             return replace(out, next_fire=out.timing().next_after(now))
         return out
 
-    def fired_at(self, fire: datetime, job_id: str, following: datetime, missed: int, now: datetime) -> Schedule:
-        """A job was made for `fire`; `missed` other fire times were folded into it (catch-up)."""
+    def fired_at(
+        self, fire: datetime, job_id: str, following: datetime, missed: int, latest: datetime, now: datetime
+    ) -> Schedule:
+        """A job was made for `fire`; `missed` later fire times, up to `latest`, were folded into it
+        (catch-up): the last skip is the latest of those, not the fire that made the job."""
         out = replace(self, next_fire=following, fired=self.fired + 1, recent=self._with_recent(fire, job_id),
                       updated_at=now)  # fmt: skip
-        return out._skip(fire, missed, SkipReason.MISSED) if missed else out
+        return out._skip(latest, missed, SkipReason.MISSED) if missed else out
 
     def skipped_at(
-        self, fire: datetime, count: int, reason: SkipReason, following: datetime, now: datetime
+        self, latest: datetime, count: int, reason: SkipReason, following: datetime, now: datetime
     ) -> Schedule:
-        return replace(self, next_fire=following, updated_at=now)._skip(fire, count, reason)
+        """`count` fire times, up to `latest`, made no job."""
+        return replace(self, next_fire=following, updated_at=now)._skip(latest, count, reason)
 
     def recorded(self, fire: datetime, job_id: str, now: datetime) -> Schedule:
         """A job an earlier reading of the schedule made, noted without moving the next fire."""

@@ -180,7 +180,9 @@ def test_catch_up_once_after_a_long_downtime_makes_one_job(services):
     [job] = jobs(services)
     after = services.schedules.get(s.id)
     assert (after.fired, after.skipped, after.last_job_id) == (1, 35, job.id)
-    assert (after.last_skip, after.last_skip_reason) == (s.next_fire, SkipReason.MISSED)
+    # The job is the first missed fire's; the last skip is the latest fire folded into it, not that one.
+    assert after.last_fire == s.next_fire and after.recent[0] == (s.next_fire, job.id)
+    assert (after.last_skip, after.last_skip_reason) == (T0 + timedelta(hours=3), SkipReason.MISSED)
     assert after.next_fire == T0 + timedelta(hours=3, minutes=5)  # on schedule again, from now
     assert services.schedules.fire_due(now=now) == {}
 
@@ -192,6 +194,7 @@ def test_catch_up_skip_after_a_long_downtime_makes_no_job(services):
     assert jobs(services) == []
     after = services.schedules.get(s.id)
     assert (after.fired, after.skipped, after.last_skip_reason) == (0, 36, SkipReason.MISSED)
+    assert after.last_skip == T0 + timedelta(hours=3)  # the latest of them (15:00), not the first
     assert after.next_fire == T0 + timedelta(hours=3, minutes=5)
     assert services.schedules.fire_due(now=after.next_fire) == {"schedules_fired": 1}
 

@@ -79,9 +79,9 @@ def test_both_day_fields_restricted_fire_on_either_as_unix_cron_does():
 def test_count_between_counts_fire_times_in_a_half_open_interval_up_to_a_cap():
     cron = Cron("0 * * * *")
     start = at("2026-06-05T10:00:00+00:00")
-    assert cron.count_between(start, start + timedelta(hours=5), cap=100) == 5  # 11:00 ... 15:00
-    assert cron.count_between(start, start + timedelta(hours=5), cap=3) == 3
-    assert cron.count_between(start, start + timedelta(minutes=59), cap=100) == 0
+    assert cron.count_between(start, start + timedelta(hours=5), cap=100) == (5, start + timedelta(hours=5))  # 11-15
+    assert cron.count_between(start, start + timedelta(hours=5), cap=3) == (3, start + timedelta(hours=3))
+    assert cron.count_between(start, start + timedelta(minutes=59), cap=100) == (0, start)
 
 
 # --- daylight saving: times of day fire once a day -----------------------------------------------
