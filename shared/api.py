@@ -278,6 +278,10 @@ async def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
         items = [item.model_dump(exclude_unset=True) for item in c.BatchRequest.model_validate(body).jobs]
     except ValidationError as exc:
         item_errors = [e for e in exc.errors() if e["loc"][:1] == ("jobs",) and len(e["loc"]) > 2]
+        extra = sorted({str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) < 2})
+        if extra:
+            raise Problem(400, "unknown_field", f"unknown field(s): {', '.join(extra)}; a batch is "
+                          f'{{"jobs": [...]}} with 1 to {c.MAX_BATCH} jobs', fields=extra) from None  # fmt: skip
         if len(item_errors) != len(exc.errors()):
             raise Problem(
                 400, "invalid_body", f'the body must be {{"jobs": [...]}} with 1 to {c.MAX_BATCH} jobs'
@@ -634,7 +638,8 @@ def _model(model: type[M], data: Any, unknown: str = "unknown_field", invalid: s
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-    extra = sorted({str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1})
+    # Unknown at any depth (`job.delay_seconds` in a schedule, `filter.colour`): named as at the top.
+    extra = sorted({".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden"})
     if extra:
         what = "query parameter(s)" if unknown == "unknown_parameter" else "field(s)"
         raise Problem(400, unknown, f"unknown {what}: {', '.join(extra)}", fields=extra)

@@ -264,10 +264,17 @@ def test_batch_with_an_invalid_item_writes_nothing_and_names_it(call, services):
     assert table_rows(services) == []
 
 
-@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": [{"type": "echo"}] * 101}, {"jobs": {}}, [1], {"x": 1}])
+@pytest.mark.parametrize("body", [{"jobs": []}, {"jobs": [{"type": "echo"}] * 101}, {"jobs": {}}, [1]])
 def test_batch_shape_is_checked(call, body):
     r = call(api.submit_jobs, body)
     assert (r.status, r.body["code"]) == (400, "invalid_body")
+
+
+@pytest.mark.parametrize("body", [{"x": 1}, {"jobs": [{"type": "echo"}], "x": 1}])
+def test_a_batch_with_a_field_it_does_not_take_names_that_field(call, body):
+    r = call(api.submit_jobs, body)
+    assert (r.status, r.body["code"], r.body["fields"]) == (400, "unknown_field", ["x"])
+    assert '{"jobs": [...]}' in r.body["detail"]
 
 
 def test_deeply_nested_batch_is_a_400_problem(call, services):

@@ -197,6 +197,11 @@ def test_bad_bulk_requests_get_400_and_start_nothing(services, post, route, body
     assert list(services.storage.table.query_entities("PartitionKey eq 'ops'")) == []
 
 
+def test_an_unknown_field_in_the_filter_is_named_with_its_path(services, post):
+    r = post(api.cancel_jobs, {"filter": {"colour": "red"}})
+    assert (r.status, r.body["code"], r.body["fields"]) == (400, "unknown_field", ["filter.colour"])
+
+
 def test_get_operation_404(services):
     for op_id in ("o" + "1" * 20, "nope"):
         r = call_api(services, api.get_operation, ApiRequest("GET", {"id": op_id}))

@@ -172,12 +172,15 @@ def test_listing_pages_by_continuation(call):
         ({"name": None}, 400, "invalid_field"),
         ({"name": ""}, 400, "invalid_field"),
         ({"colour": "red"}, 400, "unknown_field"),
+        ({"job": {"type": "echo", "delay_seconds": 5}}, 400, "unknown_field"),
         ({"cron": None}, 400, "invalid_field"),
     ],
 )
 def test_bad_schedules_are_refused_with_a_problem_and_nothing_is_written(call, services, change, status, code):
     r = call(routes.create_schedule, {**BODY, **change})
     assert (r.status, r.content_type, r.body["code"]) == (status, api.PROBLEM_JSON, code), r.body
+    if code == "unknown_field":  # at any depth, named with its path
+        assert r.body["fields"] == [{"colour": "colour", "job": "job.delay_seconds"}[next(iter(change))]]
     assert stored(services) == []
 
 
