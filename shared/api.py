@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 from pydantic import BaseModel, ValidationError
 
 from shared import contract as c
@@ -159,7 +159,8 @@ HEADERS = {
     ),
     "If-Match": (
         "An ETag this resource answered with (or `*`): the change is made only if the resource is still at "
-        'that revision, else 412. Compared strongly, as RFC 9110 says: a weak tag (`W/"2"`) matches nothing.',
+        'that revision, else 412. Compared strongly, as RFC 9110 says: a weak tag (`W/"2"`) matches nothing, '
+        "nor does a value that is not a list of quoted tags (`2`).",
         {"type": "string", "maxLength": 1000},
     ),
 }
@@ -354,14 +355,20 @@ async def list_jobs(app: Services, request: ApiRequest) -> ApiResponse:
 )  # fmt: skip
 async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     job = await app.service.get(request.route.get("id", ""))
-    body, hold = _one_job(app, job), await app.flow.holds.of(job)
+    body = _one_job(app, job)
+    try:
+        hold = await app.flow.holds.of(job)
+    except AzureError as exc:  # only an explanation: the job is answered without it
+        log.warning("could not tell what holds job %s back: %s", job.id, exc)
+        hold = None
     if hold is not None:
         body["held_by"] = hold.to_resource()
     headers = {} if job.status.terminal else {"Retry-After": str(_retry_after(job.not_before))}
-    if hold is not None and hold.until is not None:
-        # A polling client need not ask before the job's reserved start, nor wait much longer
-        # than a minute: a change of the limit may start it sooner.
-        headers["Retry-After"] = str(min(HELD_RETRY_AFTER, _retry_after(hold.until)))
+    if hold is not None:
+        # A polling client need not ask before the job's reserved start, nor every second while
+        # its type is paused; nor wait much longer than a minute: a change may start it sooner.
+        until = hold.until or utcnow() + timedelta(seconds=HELD_POLL_SECONDS)
+        headers["Retry-After"] = str(min(HELD_RETRY_AFTER, max(_retry_after(until), _retry_after(job.not_before))))
     return ApiResponse(200, body, headers)
 
 
@@ -668,6 +675,7 @@ def _one_job(app: Services, job: Job) -> dict[str, Any]:
 
 
 HELD_RETRY_AFTER = 60
+HELD_POLL_SECONDS = 10  # a paused job's, or one asking for a slot again
 
 
 def _retry_after(until: datetime) -> int:

@@ -136,7 +136,11 @@ class BatchRequest(Strict):
 
 
 class RetryRequest(Strict):
-    extra_attempts: Attempts | None = Field(None, description="Attempts the redriven job may spend (default 1).")
+    extra_attempts: Attempts | None = Field(
+        None,
+        description="Attempts the redriven job may spend (default 1); "
+        "for a job cancelled before its attempt started, at least that many.",
+    )
 
 
 class _Filter(Strict):
@@ -191,7 +195,11 @@ class BulkRetryRequest(_Selector):
     filter: RetryFilter = Field(  # type: ignore[assignment]
         None, description="Every job that matches: `{}` is every dead-lettered and cancelled job, of every type."
     )
-    extra_attempts: Attempts | None = Field(None, description="Attempts each redriven job may spend (default 1).")
+    extra_attempts: Attempts | None = Field(
+        None,
+        description="Attempts each redriven job may spend (default 1); "
+        "for a job cancelled before its attempt started, at least that many.",
+    )
 
 
 class BulkCancelRequest(_Selector):

@@ -4,7 +4,8 @@
     running -> queued            (a retry: attempt + 1, not before its backoff delay)
     running -> dead_lettered     (attempts exhausted, or a non-retryable error)
     queued | running -> cancelled
-    dead_lettered | cancelled -> queued   (redrive, as a new attempt)
+    dead_lettered | cancelled -> queued   (redrive, as a new attempt; or, cancelled before its
+                                           attempt started, as it was)
 
 The transitions here are pure: they take a Job and return a new one, or raise InvalidTransition.
 Making a transition stick is the store's business (a conditional write on the entity's ETag).

@@ -179,6 +179,13 @@ class Reconciler:
                 continue
             if found.job.parked:
                 continue  # set aside while its type is paused: released on resume
+            if found.job.due_at > now:
+                # Put back with its first start still ahead (a bulk retry watched it before the
+                # write): the window reaches it once due, so reading it every run until then
+                # would only cost.
+                if entry.since < now - ENTRY_SETTLE:
+                    await watchlist.remove(entry.job_id, entry.etag)
+                continue
             if self._message_lost(found, now):
                 if await backlog.may_hold(found.job):
                     done["requeue_deferred"] += 1  # the watch entry stays: looked at again next run

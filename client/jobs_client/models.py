@@ -102,8 +102,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     priority: str = "normal"  # one of PRIORITIES
-    held_by: JobHold | None = None  # what flow control holds it back by (answers about one job)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    held_by: JobHold | None = None  # what flow control holds it back by (answers about one job)
 
     @property
     def finished(self) -> bool:

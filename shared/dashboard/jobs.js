@@ -25,9 +25,16 @@ export const TIME_RANGES = [
   ["custom", "Between…"],
 ];
 
-/** Whether a due-time filter is one the API takes: an age ("1h") or a time. */
+// What the API takes as a time: RFC 3339 with a zone (Date.parse would also take "7" or "2024-01-01").
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
+const MAX_AGE_MS = 100 * 365 * UNIT_MS.d;
+
+/** Whether a due-time filter is one the API takes: an age ("1h", up to a century) or a time. */
 function validTime(value) {
-  return !value || RELATIVE.test(value) || !Number.isNaN(Date.parse(value));
+  if (!value) return true;
+  const m = RELATIVE.exec(value);
+  if (m) return Number(m[1]) * UNIT_MS[m[2]] <= MAX_AGE_MS;
+  return RFC3339.test(value) && !Number.isNaN(Date.parse(value));
 }
 
 /** What is wrong with a status or due-time filter, as sentences (none: it is usable). */

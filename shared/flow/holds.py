@@ -7,16 +7,20 @@ its attempt and costs no record write), so the reason is read from where flow co
 - `rate_limit`: a waiter row names the job, with the start reserved for it (only starts over
   NOTED_BEYOND ahead leave one; a nearer start is not shown, and comes soon).
 
-It costs nothing for a job that is not queued, or whose type has no limit (the settings are
-cached); otherwise one query, for both of the job's possible waiter rows. (A wait for a far start
-moves the record's `not_before` to it, so a job not due may still be one held back.)
+It costs nothing for a job that is not queued but the instance's cached settings (read at most
+once per CACHE_SECONDS); for a queued job of a limited type, a point read per limit it has (its
+waiter row of that kind). A wait for a far start moves the record's `not_before` to it, so a job
+not due may still be one held back.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared.flow.settings import PARTITION, FlowSettings
 from shared.flow.waiters import Waiters, orphaned
@@ -51,20 +55,27 @@ class Holds:
         flow = await self.settings.for_type(job.type)
         if flow.paused and job.not_before <= now:  # a job not due yet waits for its own time first
             return Hold("pause")
-        if not flow.limited:
-            return None
-        reasons = {w.row(job.type, job.id): reason for reason, w in self.waiters.items()}
-        keys = {f"k{i}": key for i, key in enumerate(reasons)}
-        # The SDK finds parameters between spaces: none may touch a parenthesis.
-        query = f"PartitionKey eq @p and ( {' or '.join(f'RowKey eq @{name}' for name in keys)} )"
-        found = [row async for row in self.storage.table.query_entities(query, parameters={"p": PARTITION, **keys})]
-        for row in sorted(found, key=lambda r: r.get("back", ""), reverse=True):  # the later return, if both
+        kinds: list[Reason] = []
+        if flow.max_concurrency is not None:
+            kinds.append("concurrency_limit")
+        if flow.rate_limit is not None:
+            kinds.append("rate_limit")
+        rows = await asyncio.gather(*(self._row(reason, job) for reason in kinds))
+        found = [(reason, row) for reason, row in zip(kinds, rows, strict=True) if row is not None]
+        for reason, row in sorted(found, key=lambda f: f[1].get("back", ""), reverse=True):  # the later, if both
             back = parse_time(row.get("back"))
             if back is None or orphaned(row, now):
                 continue
-            reason = reasons[row["RowKey"]]
             if reason == "concurrency_limit":  # past its back-off, it is asking for a slot again
                 return Hold(reason, back if back > now else None)
             if back > now:  # a reserved start that has come is a job starting
                 return Hold(reason, back)
         return None
+
+    async def _row(self, reason: Reason, job: Job) -> dict | None:
+        """The job's waiter row of this kind: a point read (a query on other keys would scan the
+        partition, which every admission writes)."""
+        try:
+            return await self.storage.table.get_entity(PARTITION, self.waiters[reason].row(job.type, job.id))
+        except ResourceNotFoundError:
+            return None

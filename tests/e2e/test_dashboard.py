@@ -476,8 +476,10 @@ def test_a_last_hour_tile_lists_the_jobs_it_counts_not_those_due_later(host, bro
     tile.wait_for(timeout=10_000)
     tile.click()
     until(page, "location.hash.includes('status=queued') && location.hash.includes('since=1h')")
-    wait_until(lambda: any("status=queued" in u and "until=" in u for u in api_requests(browser_page, host)),
-               timeout=10, what="the list asked for jobs due until now")  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not any("status=queued" in u and "until=" in u for u in api_requests(browser_page, host)):
+        assert time.monotonic() < deadline, api_requests(browser_page, host)[-3:]  # jobs due until now
+        page.wait_for_timeout(200)  # (Playwright reports requests only while it is called)
     page.locator("#jobs-table tbody tr, #jobs-empty").first.wait_for(timeout=10_000)
     shown = page.evaluate("[...document.querySelectorAll('#jobs-table tbody tr')].map((r) => r.dataset.id)")
     assert later not in shown
@@ -501,7 +503,7 @@ def test_a_filter_the_list_cannot_use_is_said_so_and_lists_or_offers_to_cancel_n
     page.locator("#filter-problems + button").click()  # Clear filters
     until(page, "location.hash === '#/jobs'")
     until(page, "document.querySelector('#jobs-summary').textContent !== 'Loading…'")
-    for typed in ("since:yesterday", "hello world", "status:done"):
+    for typed in ("since:yesterday", "since:7", "hello world", "status:done"):
         page.locator("#f-search").fill(typed)
         page.locator("#f-search").press("Enter")
         help_text = page.locator("#search-help.error-text")
@@ -513,6 +515,13 @@ def test_a_filter_the_list_cannot_use_is_said_so_and_lists_or_offers_to_cancel_n
     assert page.locator("#search-help.error-text").count() == 0  # typing again clears the complaint
     page.locator("#f-search").press("Enter")
     until(page, "location.hash.includes('status=queued') && location.hash.includes('since=1h')")
+    # A time as the "Between…" range writes it (RFC 3339) is taken, and asked of the API.
+    page.goto(host.url("/api/dashboard#/jobs?since=2026-01-01T00:00:00.000Z"))
+    deadline = time.monotonic() + 10
+    while not any("since=2026-01-01" in u for u in api_requests(browser_page, host)):
+        assert time.monotonic() < deadline, api_requests(browser_page, host)[-3:]
+        page.wait_for_timeout(200)  # (Playwright reports requests only while it is called)
+    assert page.locator("#filter-problems").count() == 0
     assert_no_problems(browser_page)
 
 

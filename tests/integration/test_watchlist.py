@@ -146,3 +146,22 @@ def test_a_run_keeps_an_entry_a_redrive_wrote_after_the_run_read_it(services_fac
     assert watched(services) == [old.id] and services.service.get(old.id).status is Status.QUEUED
     services.storage.queue.clear_messages()  # and its message is lost
     assert services.reconciler.run(now=utcnow() + timedelta(minutes=10))["requeued"] == 1
+
+
+def test_a_job_put_back_with_its_first_start_ahead_is_not_watched_until_then(services, monkeypatch):
+    """A delayed job cancelled then retried keeps its start time: the window reaches it once it is
+    due, so it is not watched (each entry costs a read every run). One a bulk retry watched before
+    its write is taken off at the reconciler's next run."""
+    later = services.service.submit("echo", 1, delay_seconds=3600).job
+    services.service.cancel(later.id)
+    services.service.redrive(later.id)
+    assert watched(services) == []
+    bulk = services.service.submit("echo", 2, delay_seconds=3600).job
+    services.service.cancel(bulk.id)
+    services.service.watchlist.add(bulk.id)  # as a bulk retry does for its page, before the writes
+    services.service.redrive(bulk.id, watched=True)
+    assert watched(services) == [bulk.id]
+    monkeypatch.setattr(reconciler, "ENTRY_SETTLE", timedelta(0))
+    services.reconciler.run()
+    assert watched(services) == []
+    assert services.service.get(bulk.id).status is Status.QUEUED  # left queued, its message hidden till due
