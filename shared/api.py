@@ -367,8 +367,8 @@ async def get_job(app: Services, request: ApiRequest) -> ApiResponse:
     if hold is not None:
         # A polling client need not ask before the job's reserved start, nor every second while
         # its type is paused; nor wait much longer than a minute: a change may start it sooner.
-        until = hold.until or utcnow() + timedelta(seconds=HELD_POLL_SECONDS)
-        headers["Retry-After"] = str(min(HELD_RETRY_AFTER, max(_retry_after(until), _retry_after(job.not_before))))
+        until = max(hold.until or utcnow() + timedelta(seconds=HELD_POLL_SECONDS), job.not_before)
+        headers["Retry-After"] = str(min(HELD_RETRY_AFTER, _retry_after(until)))
     return ApiResponse(200, body, headers)
 
 

@@ -179,9 +179,8 @@ class Reconciler:
                 continue
             if found.job.parked:
                 continue  # set aside while its type is paused: released on resume
-            if found.job.due_at > now:
-                # Put back with its first start still ahead (a bulk retry watched it before the
-                # write): the window reaches it once due, so reading it every run until then
+            if watchlist.ahead_of_window(entry.job_id, now):
+                # A bulk retry watched it before its write: reading it every run until it is due
                 # would only cost.
                 if entry.since < now - ENTRY_SETTLE:
                     await watchlist.remove(entry.job_id, entry.etag)

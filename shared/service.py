@@ -187,8 +187,8 @@ class JobService:
         watched_ids: list[str] = [job_id] if watched else []
 
         async def watch_once(job: Job) -> None:
-            if job.due_at > utcnow():
-                return  # put back with its first start still ahead: the window reaches it once due
+            if self.watchlist.ahead_of_window(job.id, utcnow()):
+                return
             if not watched_ids:
                 await self.watchlist.add(job.id)
                 watched_ids.append(job.id)

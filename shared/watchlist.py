@@ -52,6 +52,11 @@ class WatchList:
         """Whether a lease until `lease_until` may run out after the window has passed the job by."""
         return lease_until + MARGIN >= first_due(job_id) + self.window
 
+    def ahead_of_window(self, job_id: str, now: datetime) -> bool:
+        """Whether the job's first due time is still ahead: the window reaches it once it is due,
+        so it needs no entry until then (a job put back with its start time)."""
+        return first_due(job_id) > now
+
     async def add(self, job_id: str) -> str:
         """Watch the job; the entry's ETag, for `remove`."""
         written = await self.table.upsert_entity({"PartitionKey": PARTITION, "RowKey": job_id})
