@@ -23,10 +23,11 @@ from pydantic import BaseModel, ValidationError
 
 from shared import contract as c
 from shared.contract import ProblemCode
+from shared.idempotency import IdempotencyMismatch, RequestHash
 from shared.job import Job, utcnow
 from shared.operations import Operation, OperationNotFound
 from shared.service import Conflict, NotFound, Submission
-from shared.store import BadContinuation, IdempotencyMismatch, with_request_hash
+from shared.store import BadContinuation
 from shared.telemetry import trace_portal_url
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ PROBLEMS = {
     412: "If-Match named a revision the resource is no longer at: someone changed it since. Read it again.",
     413: "The body or the payload is too large.",
     415: "The body is not JSON.",
-    422: "Valid, but not doable: the Idempotency-Key was used before with a different body "
+    422: "Valid, but not doable: the Idempotency-Key was used before with a different request "
     "(`idempotency_key_reused`), or a time is out of range (`run_at_out_of_range`), or a cron expression "
     "matches no time (`unsatisfiable_cron`).",
     429: "The host is throttling requests (in Azure: the Functions host's HTTP concurrency limits). Retry later.",
@@ -249,7 +250,7 @@ async def submit_job(app: Services, request: ApiRequest) -> ApiResponse:
     try:
         submitted = await service.submit(
             sub.type, sub.payload, max_attempts=sub.max_attempts, delay_seconds=sub.delay_seconds,
-            idempotency_key=key, request_hash=with_request_hash(body) if key else None, run_at=sub.run_at,
+            idempotency_key=key, request_hash=RequestHash.of(body) if key else None, run_at=sub.run_at,
             priority=sub.priority,
         )  # fmt: skip
     except IdempotencyMismatch as exc:
@@ -302,7 +303,7 @@ async def submit_jobs(app: Services, request: ApiRequest) -> ApiResponse:
                       errors=errors)  # fmt: skip
     key = _idempotency_key(request)
     try:
-        results, replayed = await app.service.submit_batch(subs, key, with_request_hash(body) if key else None)
+        results, replayed = await app.service.submit_batch(subs, key, RequestHash.of(body) if key else None)
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
     if all(isinstance(r, Job) for r in results):
@@ -439,7 +440,7 @@ async def _start_bulk(
     try:
         started = await app.operations.start(
             action, job_filter, bulk.ids, getattr(bulk, "extra_attempts", None),
-            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+            idempotency_key=key, request_hash=RequestHash.of(body) if key else None,
         )  # fmt: skip
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None
@@ -634,6 +635,13 @@ def query_model(model: type[M], request: ApiRequest) -> M:
     """A route's query parameters, validated. `code` is the function key, when a client sends it
     in the query; an empty value is no value."""
     query = {k: v for k, v in request.query.items() if k != "code" and v != ""}
+    # A parameter given twice arrives as its values joined with commas (so the Functions host
+    # passes them), and no parameter's value holds one: say so rather than list the valid values.
+    several = sorted(k for k, v in query.items() if "," in v and k in model.model_fields)
+    if several:
+        given = ", ".join(f"{k}={query[k]}" for k in several)
+        raise Problem(400, "invalid_parameter", f"give each query parameter once, with one value ({given})",
+                      fields=several)  # fmt: skip
     return _model(model, query, unknown="unknown_parameter", invalid="invalid_parameter")
 
 

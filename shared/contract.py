@@ -99,7 +99,6 @@ class Strict(BaseModel):
 
 def _delay_or_run_at(schema: dict[str, Any]) -> None:
     schema["not"] = {"required": ["delay_seconds", "run_at"]}
-    schema["properties"]["run_at"].pop("default", None)
 
 
 class JobRequest(Strict):
@@ -112,8 +111,7 @@ class JobRequest(Strict):
     delay_seconds: Seconds | None = Field(
         None, description="Start no earlier than this many seconds from now (up to 365 days). Not with `run_at`."
     )
-    # Absent, never null: a default is not validated, so an explicit null is refused.
-    run_at: Moment = Field(  # type: ignore[assignment]
+    run_at: Moment | None = Field(
         None,
         description="Start no earlier than this time (RFC 3339; a past time means now; up to 365 days ahead: "
         "later is a 422). Not with `delay_seconds`.",

@@ -32,11 +32,12 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.contract import JobFilter, OperationStatus
+from shared.idempotency import RequestHash, hash_key, recorded
 from shared.job import MS_CEILING, Status, isoformat, parse_time, to_ms, utcnow
 from shared.properties import property_json
 from shared.service import Conflict, JobService, NotFound, gather_bounded
 from shared.storage import Storage
-from shared.store import ConcurrencyConflict, IdempotencyMismatch, hash_key
+from shared.store import ConcurrencyConflict
 
 log = logging.getLogger("jobs.operations")
 
@@ -138,7 +139,7 @@ class Operations:
         ids: list[str] | None,
         extra_attempts: int | None = None,
         idempotency_key: str | None = None,
-        request_hash: str | None = None,
+        request_hash: RequestHash | None = None,
     ) -> Started:
         now = utcnow()
         op = Operation(
@@ -154,7 +155,7 @@ class Operations:
             op = replace(op, etag=(await self.table.create_entity(entity))["etag"])
         else:
             key_row = {"PartitionKey": PARTITION, "RowKey": f"k{op.idempotency_key}", "op": op.id,
-                       "request_hash": request_hash or ""}  # fmt: skip
+                       "request_hash": recorded(request_hash)}  # fmt: skip
             try:
                 written = await self.table.submit_transaction([("create", entity), ("create", key_row)])
                 op = replace(op, etag=written[0]["etag"])
@@ -166,10 +167,10 @@ class Operations:
         log.info("bulk %s started: %s", action, op.id, extra={"operation": op.id})
         return Started(op, created=True)
 
-    async def _for_key(self, key_hash: str, request_hash: str | None) -> Operation:
+    async def _for_key(self, key_hash: str, request_hash: RequestHash | None) -> Operation:
         row = await self.table.get_entity(PARTITION, f"k{key_hash}")
-        if request_hash and row.get("request_hash") != request_hash:
-            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+        if request_hash:
+            request_hash.check(row)
         return await self.get(row["op"])
 
     async def get(self, op_id: str) -> Operation:

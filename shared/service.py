@@ -22,11 +22,12 @@ from opentelemetry.trace import SpanKind
 
 from shared import signals
 from shared.config import Config
+from shared.idempotency import RequestHash, hash_key
 from shared.job import AlreadyApplied, InvalidTransition, Job, Priority, utcnow
 from shared.messages import enqueue
 from shared.registry import Registry
 from shared.storage import Storage
-from shared.store import ConcurrencyConflict, JobStore, Page, Versioned, hash_key
+from shared.store import ConcurrencyConflict, JobStore, Page, Versioned
 from shared.telemetry import Telemetry, job_attributes
 from shared.watchlist import WatchList
 
@@ -83,7 +84,7 @@ class JobService:
         max_attempts: int | None = None,
         delay_seconds: float = 0,
         idempotency_key: str | None = None,
-        request_hash: str | None = None,
+        request_hash: RequestHash | None = None,
         run_at: datetime | None = None,
         priority: Priority | str | None = None,
     ) -> Submitted:
@@ -109,7 +110,7 @@ class JobService:
         return Submitted(stored.job, created=True)
 
     async def submit_batch(
-        self, subs: list[Submission], idempotency_key: str | None = None, request_hash: str | None = None
+        self, subs: list[Submission], idempotency_key: str | None = None, request_hash: RequestHash | None = None
     ) -> tuple[list[Job | Exception], bool]:
         """Jobs that share one partition, inserted in entity-group transactions, then enqueued.
         A result per submission (its job, or why it was not stored), and whether an

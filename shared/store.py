@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared import oldest
+from shared.idempotency import IdempotencyMismatch, RequestHash, hash_key, recorded
 from shared.job import MS_CEILING, TERMINAL, Job, JobKey, Priority, Status, parse_time, partition_key, row_key_at, to_ms
 from shared.properties import PROPERTY_CHARS, property_chars, property_json
 from shared.rows import delete_if_unchanged
@@ -69,10 +69,6 @@ class Refused(ConcurrencyConflict):
     def __init__(self, job_id: str, found: Versioned | None) -> None:
         super().__init__(job_id)
         self.found = found
-
-
-class IdempotencyMismatch(Exception):
-    """The idempotency key was used before with a different request body."""
 
 
 class BadContinuation(ValueError):
@@ -117,10 +113,6 @@ class Page:
     continuation: str | None
 
 
-def hash_key(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
-
-
 class JobStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -129,7 +121,7 @@ class JobStore:
 
     # --- point operations --------------------------------------------------------------------
 
-    async def insert(self, job: Job, request_hash: str | None = None) -> Versioned:
+    async def insert(self, job: Job, request_hash: RequestHash | None = None) -> Versioned:
         """Insert a new job. With an idempotency key, either insert it with its key record, or
         return the job that key already created (IdempotencyMismatch if the body differs)."""
         job = await self._offload(job)
@@ -143,7 +135,7 @@ class JobStore:
             "PartitionKey": entity["PartitionKey"],
             "RowKey": _IDEM_PREFIX + job.idempotency_key,
             "job_row": entity["RowKey"],
-            "request_hash": request_hash or "",
+            "request_hash": recorded(request_hash),
         }
         try:
             results = await self.table.submit_transaction([("create", entity), ("create", idem)])
@@ -155,7 +147,7 @@ class JobStore:
         return Versioned(job, results[0]["etag"])
 
     async def insert_batch(
-        self, jobs: list[Job], key_hash: str | None = None, request_hash: str | None = None
+        self, jobs: list[Job], key_hash: str | None = None, request_hash: RequestHash | None = None
     ) -> tuple[list[Versioned | Exception], bool]:
         """Insert jobs of one partition in entity-group transactions of up to 100 rows and about
         3.5 MB (the service takes 4 MiB): each group is all or nothing. With an idempotency key,
@@ -166,7 +158,7 @@ class JobStore:
             rows = ",".join(job.key.row_key for job in jobs)
             pk = jobs[0].key.partition_key
             entities.append((None, {"PartitionKey": pk, "RowKey": _IDEM_PREFIX + key_hash, "job_rows": rows,
-                                    "request_hash": request_hash or ""}))  # fmt: skip
+                                    "request_hash": recorded(request_hash)}))  # fmt: skip
         for job in jobs:
             job = await self._offload(job)
             entities.append((job, self._to_entity(job)))
@@ -189,24 +181,32 @@ class JobStore:
                 size += entity_size
         return results, False
 
-    async def _replay_batch(self, shard: int, key_hash: str, request_hash: str | None) -> list[Versioned | Exception]:
-        idem = await self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
-        if "job_rows" not in idem or (request_hash and idem.get("request_hash") != request_hash):
-            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+    async def _replay_batch(
+        self, shard: int, key_hash: str, request_hash: RequestHash | None
+    ) -> list[Versioned | Exception]:
+        idem = await self._key_record(shard, key_hash, "job_rows", request_hash)
         out: list[Versioned | Exception] = []
         for row in idem["job_rows"].split(","):
             found = await self.get(f"{shard:02d}{row}", load_blobs=False)
             out.append(found if found is not None else ResourceNotFoundError(f"job {shard:02d}{row} is gone"))
         return out
 
-    async def _existing_for_key(self, shard: int, key_hash: str, request_hash: str | None) -> Versioned:
-        idem = await self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
-        if "job_row" not in idem or (request_hash and idem.get("request_hash") != request_hash):
-            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+    async def _existing_for_key(self, shard: int, key_hash: str, request_hash: RequestHash | None) -> Versioned:
+        idem = await self._key_record(shard, key_hash, "job_row", request_hash)
         found = await self.get(f"{shard:02d}{idem['job_row']}")
         if found is None:  # cannot happen: the two rows are written and deleted together
             raise ResourceNotFoundError("job of idempotency key is missing")
         return found
+
+    async def _key_record(self, shard: int, key_hash: str, names: str, request_hash: RequestHash | None) -> TableEntity:
+        """A key's row, if it was used for the same kind of submit (`names`: one job or a batch's
+        rows) with the same request."""
+        idem = await self.table.get_entity(partition_key(shard), _IDEM_PREFIX + key_hash)
+        if names not in idem:
+            raise IdempotencyMismatch
+        if request_hash:
+            request_hash.check(idem)
+        return idem
 
     async def get(self, job_id: str, load_blobs: bool = True) -> Versioned | None:
         key = JobKey.parse(job_id)
@@ -623,10 +623,6 @@ def row_range(since: datetime | None, until: datetime | None) -> tuple[str | Non
     low = f"{MS_CEILING - until_ms + 1:013d}" if until_ms <= MS_CEILING else None
     high = f"{MS_CEILING - since_ms + 1:013d}" if since_ms > 0 else None
     return low, high
-
-
-def with_request_hash(body: dict[str, Any]) -> str:
-    return hash_key(json.dumps(body, sort_keys=True, separators=(",", ":")))
 
 
 # --- idempotency records, for callers that derive their keys (shared/schedules/) -------------------

@@ -122,7 +122,8 @@ async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any
         "type": job_type,
         "priority": str(spec.priority or "normal"),
         "max_attempts": spec.max_attempts or app.config.max_attempts,
-        "time_limit_seconds": spec.time_limit_seconds or app.config.time_limit_seconds,
+        # The setting is read as a float (540.0) where a type's own is usually an int: one spelling.
+        "time_limit_seconds": _json_number(spec.time_limit_seconds or app.config.time_limit_seconds),
         "paused": flow.paused,
         "paused_by": state.paused_by(job_type),
         "max_concurrency": flow.max_concurrency,
@@ -130,3 +131,7 @@ async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any
         "running": running,
         "waiting": waiting,
     }
+
+
+def _json_number(value: float) -> float:
+    return int(value) if float(value).is_integer() else value

@@ -2,8 +2,9 @@
 
 Expressions have 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first,
 the layout of Azure's NCRONTAB. Each field takes `*`, numbers, names (JAN-DEC, SUN-SAT), ranges
-`a-b`, steps `*/n`, `a/n`, `a-b/n` and lists `a,b`; day-of-month also takes `L` (the last day)
-and `LW` (the last weekday), day-of-week `5L` (the last Friday) and `MON#1` (the first Monday).
+`a-b`, steps `*/n`, `a/n`, `a-b/n` (n up to the field's largest value) and lists `a,b`;
+day-of-month also takes `L` (the last day) and `LW` (the last weekday), day-of-week `5L` (the
+last Friday) and `MON#1` (the first Monday).
 `GRAMMAR` says exactly that (the OpenAPI document publishes it); cronsim evaluates it, as
 Debian's cron does. Like Unix cron (and unlike NCRONTAB), when both day fields are restricted a
 day matching either fires: `0 9 1 * MON` is the 1st and every Monday; the first Monday is
@@ -63,31 +64,34 @@ def _names(*names: str) -> str:
 
 _MONTHS = _names("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAYS = _names("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-_STEP = r"/[1-9][0-9]{0,3}"
 
 
-def _field(value: str, special: str = "") -> str:
-    item = rf"(\*({_STEP})?|({value})(-({value}))?({_STEP})?{special})"
+def _field(value: str, step: str, special: str = "") -> str:
+    # A step is at most the field's largest value: `*/90` in seconds would match only 0, which
+    # cronsim accepts, so a schedule meant for every 90 s would fire once a minute.
+    item = rf"(\*(/({step}))?|({value})(-({value}))?(/({step}))?{special})"
     return rf"{item}(,{item})*"
 
 
 _SIXTY = r"[0-5]?[0-9]"
+_UP_TO_59 = r"[1-9]|[1-5][0-9]"
 FIELDS = (
-    _field(_SIXTY),  # second (6-field expressions only)
-    _field(_SIXTY),  # minute
-    _field(r"[01]?[0-9]|2[0-3]"),  # hour
-    _field(r"0?[1-9]|[12][0-9]|3[01]", special="|[Ll][Ww]?"),  # day of month, L, LW
-    _field(rf"0?[1-9]|1[0-2]|{_MONTHS}"),  # month
-    _field(rf"[0-7]|{_DAYS}", special=rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),  # day of week, 5L, MON#1
+    _field(_SIXTY, _UP_TO_59),  # second (6-field expressions only)
+    _field(_SIXTY, _UP_TO_59),  # minute
+    _field(r"[01]?[0-9]|2[0-3]", r"[1-9]|1[0-9]|2[0-3]"),  # hour
+    _field(r"0?[1-9]|[12][0-9]|3[01]", r"[1-9]|[12][0-9]|3[01]", special="|[Ll][Ww]?"),  # day of month, L, LW
+    _field(rf"0?[1-9]|1[0-2]|{_MONTHS}", r"[1-9]|1[0-2]"),  # month
+    _field(rf"[0-7]|{_DAYS}", r"[1-7]", special=rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),  # day of week, 5L, MON#1
 )
 # One expression: 6 fields with seconds, or the last 5, separated by single spaces.
 GRAMMAR = rf"^(({FIELDS[0]}) )?{' '.join(f'({f})' for f in FIELDS[1:])}$"
 _GRAMMAR = re.compile(GRAMMAR)
 _FIELD_GRAMMARS = tuple(re.compile(f) for f in FIELDS)
-# Each field's name and values, to say which field a refused expression gets wrong.
+# Each field's name, values and largest step, to say which field a refused expression gets wrong.
 _FIELD_VALUES = (
-    ("second", "0-59"), ("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31, `L`, `LW`"),
-    ("month", "1-12, `JAN`-`DEC`"), ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`"),
+    ("second", "0-59", 59), ("minute", "0-59", 59), ("hour", "0-23", 23),
+    ("day-of-month", "1-31, `L`, `LW`", 31), ("month", "1-12, `JAN`-`DEC`", 12),
+    ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`", 7),
 )  # fmt: skip
 _LAYOUT = (
     "give 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, separated by single "
@@ -102,12 +106,12 @@ def _fault(expression: str) -> str:
     parts = expression.split(" ")
     if len(parts) in (5, 6) and "" not in parts:
         skipped = 6 - len(parts)  # a 5-field expression has no second field
-        for part, grammar, (name, values) in zip(
+        for part, grammar, (name, values, step) in zip(
             parts, _FIELD_GRAMMARS[skipped:], _FIELD_VALUES[skipped:], strict=True
         ):
             if not grammar.fullmatch(part):
                 return (f"its {name} field `{part}` is not valid: it takes `*`, {values}, ranges `a-b`, steps `*/n` "
-                        "and lists `a,b`")  # fmt: skip
+                        f"(n from 1 to {step}) and lists `a,b`")  # fmt: skip
     return _LAYOUT
 
 

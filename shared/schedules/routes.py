@@ -10,12 +10,13 @@ from shared.api import ApiRequest, ApiResponse, Problem, Reply, endpoint, json_b
 from shared.api import _idempotency_key as idempotency_key  # the same header rules as for jobs
 from shared.api import _json_body as json_body
 from shared.api import _model as model
+from shared.idempotency import IdempotencyMismatch, RequestHash
 from shared.schedules import contract as c
 from shared.schedules.cron import Cron, CronError, UnknownZone, UnsatisfiableCron
 from shared.schedules.schedule import JobTemplate, Schedule
 from shared.schedules.service import RevisionMismatch, Revisions, ScheduleBusy, ScheduleNotFound
 from shared.schedules.store import ID_PATTERN, BadContinuation
-from shared.store import INLINE_LIMIT_CHARS, IdempotencyMismatch, with_request_hash
+from shared.store import INLINE_LIMIT_CHARS
 
 if TYPE_CHECKING:
     from shared.app import Services
@@ -45,7 +46,7 @@ async def create_schedule(app: Services, request: ApiRequest) -> ApiResponse:
     try:
         schedule, created = await app.schedules.create(
             req.cron, req.time_zone, job, req.overlap, req.catch_up, req.paused, req.name,
-            idempotency_key=key, request_hash=with_request_hash(body) if key else None,
+            idempotency_key=key, request_hash=RequestHash.of(body) if key else None,
         )  # fmt: skip
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None

@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from shared.idempotency import RequestHash, hash_key, recorded
 from shared.job import utcnow
 from shared.schedules.firing import Firing
 from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, Schedule, new_id
 from shared.schedules.store import ScheduleStore
-from shared.store import ConcurrencyConflict, hash_key
+from shared.store import ConcurrencyConflict
 
 CONFLICT_RETRIES = 5
 
@@ -51,7 +52,7 @@ class ScheduleService:
         paused: bool = False,
         name: str | None = None,
         idempotency_key: str | None = None,
-        request_hash: str | None = None,
+        request_hash: RequestHash | None = None,
         now: datetime | None = None,
     ) -> tuple[Schedule, bool]:
         """A new schedule (validated by the caller), next firing after now unless paused; with an
@@ -61,7 +62,7 @@ class ScheduleService:
         schedule = Schedule(
             id=new_id(now), cron=cron, time_zone=time_zone, job=job, overlap=overlap, catch_up=catch_up,
             next_fire=None, created_at=now, updated_at=now, name=name, idempotency_key=key_hash,
-            request_hash=request_hash,
+            request_hash=recorded(request_hash) or None,
         )  # fmt: skip
         if not paused:
             schedule = replace(schedule, next_fire=schedule.timing().next_after(now))

@@ -27,11 +27,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from shared.idempotency import RequestHash, recorded
 from shared.job import Priority, isoformat, parse_time, to_ms
 from shared.properties import property_json
 from shared.schedules.schedule import CatchUp, JobTemplate, Overlap, Schedule, SkipReason
 from shared.storage import Storage
-from shared.store import ConcurrencyConflict, IdempotencyMismatch
+from shared.store import ConcurrencyConflict
 
 PARTITION = "sched"
 DEFINITION = "d."
@@ -60,7 +61,7 @@ class ScheduleStore:
     # --- one schedule --------------------------------------------------------------------------
 
     async def insert(
-        self, schedule: Schedule, key_hash: str | None = None, request_hash: str | None = None
+        self, schedule: Schedule, key_hash: str | None = None, request_hash: RequestHash | None = None
     ) -> tuple[Schedule, bool]:
         """Write a new schedule with its index row (and its key's row) in one transaction. With a
         key used before, nothing is written and the schedule it made comes back (created False),
@@ -70,7 +71,7 @@ class ScheduleStore:
             ops.append(("create", _index_entity(schedule)))
         if key_hash:
             ops.append(("create", {"PartitionKey": PARTITION, "RowKey": KEY + key_hash, "schedule": schedule.id,
-                                   "request_hash": request_hash or ""}))  # fmt: skip
+                                   "request_hash": recorded(request_hash)}))  # fmt: skip
         try:
             results = await self.table.submit_transaction(ops)  # type: ignore[arg-type]
         except TableTransactionError as exc:
@@ -79,10 +80,10 @@ class ScheduleStore:
             return await self._replay(key_hash, request_hash), False
         return _with_etag(schedule, results[0]["etag"]), True
 
-    async def _replay(self, key_hash: str, request_hash: str | None) -> Schedule:
+    async def _replay(self, key_hash: str, request_hash: RequestHash | None) -> Schedule:
         record = await self.table.get_entity(PARTITION, KEY + key_hash)
-        if request_hash and record.get("request_hash") != request_hash:
-            raise IdempotencyMismatch("this Idempotency-Key was used with a different request")
+        if request_hash:
+            request_hash.check(record)
         found = await self.get(record["schedule"])
         if found is None:  # cannot happen: the rows are written and deleted together
             raise ResourceNotFoundError("schedule of idempotency key is missing")

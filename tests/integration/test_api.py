@@ -125,6 +125,26 @@ def test_idempotency_key_header_returns_the_same_job(call, services):
     assert (bad.status, bad.body["code"]) == (400, "invalid_idempotency_key")
 
 
+def test_a_replay_may_spell_the_same_request_otherwise(call, services):
+    """`30` or `30.0`, a null field or none, key order: the same request as the API reads it. A
+    payload is compared as sent, since the handler would see the difference."""
+    first = call(api.submit_job, {"type": "echo", "delay_seconds": 30, "payload": {"n": 1}},
+                 headers={"idempotency-key": "spelled"})  # fmt: skip
+    again = call(api.submit_job, {"payload": {"n": 1}, "delay_seconds": 30.0, "priority": None, "type": "echo"},
+                 headers={"idempotency-key": "spelled"})  # fmt: skip
+    assert (again.status, again.body["id"], again.headers.get("Idempotent-Replayed")) == (202, first.body["id"], "true")
+    other = call(api.submit_job, {"type": "echo", "delay_seconds": 30, "payload": {"n": 1.0}},
+                 headers={"idempotency-key": "spelled"})  # fmt: skip
+    assert (other.status, other.body["code"]) == (422, "idempotency_key_reused")
+
+
+def test_run_at_null_is_left_out_like_any_other_optional_field(call):
+    r = call(api.submit_job, {"type": "echo", "run_at": None, "max_attempts": None})
+    assert r.status == 202, r.body
+    both = call(api.submit_job, {"type": "echo", "run_at": None, "delay_seconds": 5})  # both named: as the schema says
+    assert (both.status, both.body["code"]) == (400, "invalid_field"), both.body
+
+
 @pytest.mark.parametrize(
     ("query", "code"),
     [

@@ -145,6 +145,12 @@ def test_a_type_says_whether_its_own_pause_or_everythings_pauses_it(services):
     assert (resumed["paused"], resumed["paused_by"]) == (False, [])
 
 
+def test_a_types_time_limit_is_spelled_alike_whether_set_or_defaulted(services):
+    """JOBS_TIME_LIMIT_SECONDS is read as a float; 540.0 beside another type's 30 read as two kinds."""
+    limit = type_resource(services, "echo")["time_limit_seconds"]
+    assert (limit, type(limit)) == (int(services.config.time_limit_seconds), int)
+
+
 def flow_call(services, route, query: dict | None = None, body: bytes = b""):
     request = ApiRequest("POST", {}, query or {}, {"content-type": "application/json"}, body)
     return call_api(services, route, request)

@@ -12,6 +12,7 @@ import pytest
 from shared import api
 from shared.api import ApiRequest
 from shared.contract import JobFilter, OperationStatus
+from shared.idempotency import RequestHash
 from shared.job import Job, Status, utcnow
 from shared.operations import PAGE, STALLED, _to_entity
 from shared.worker import Outcome
@@ -101,8 +102,12 @@ def test_bulk_cancel_by_type_and_time_cancels_only_what_matches(services):
 
 def test_idempotency_key_returns_the_same_operation(services):
     dead_lettered(services, 2)
-    first = services.operations.start("retry", JobFilter(), None, idempotency_key="k1", request_hash="h")
-    again = services.operations.start("retry", JobFilter(), None, idempotency_key="k1", request_hash="h")
+    first = services.operations.start(
+        "retry", JobFilter(), None, idempotency_key="k1", request_hash=RequestHash.of("h")
+    )
+    again = services.operations.start(
+        "retry", JobFilter(), None, idempotency_key="k1", request_hash=RequestHash.of("h")
+    )
     assert (again.created, again.operation.id) == (False, first.operation.id)
     assert len(operation_messages(services)) == 1
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared.idempotency import RequestHash
 from shared.job import Status
 from shared.messages import JobMessage
 from shared.properties import PROPERTY_CHARS, property_chars
@@ -257,18 +258,18 @@ def test_a_payload_stays_in_the_record_while_the_table_can_hold_it(services, pay
 
 
 def test_idempotency_key_returns_the_same_job(services):
-    first = services.service.submit("echo", 1, idempotency_key="order-42", request_hash="h1")
-    again = services.service.submit("echo", 1, idempotency_key="order-42", request_hash="h1")
+    first = services.service.submit("echo", 1, idempotency_key="order-42", request_hash=RequestHash.of("h1"))
+    again = services.service.submit("echo", 1, idempotency_key="order-42", request_hash=RequestHash.of("h1"))
     assert first.created and not again.created and again.job.id == first.job.id
     assert len(messages_in(services)) == 1
 
 
 def test_idempotency_key_with_other_body_is_refused(services):
-    from shared.store import IdempotencyMismatch
+    from shared.idempotency import IdempotencyMismatch
 
-    services.service.submit("echo", 1, idempotency_key="k", request_hash="h1")
+    services.service.submit("echo", 1, idempotency_key="k", request_hash=RequestHash.of("h1"))
     with pytest.raises(IdempotencyMismatch):
-        services.service.submit("echo", 2, idempotency_key="k", request_hash="h2")
+        services.service.submit("echo", 2, idempotency_key="k", request_hash=RequestHash.of("h2"))
 
 
 def test_job_without_handler_is_dead_lettered(services):

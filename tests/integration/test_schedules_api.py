@@ -192,7 +192,7 @@ def test_problems_say_what_is_wrong(call):
     # The cron problems name the field at fault, as invalid_field's do, and say what is wrong in it.
     cron = call(routes.create_schedule, {**BODY, "cron": "0 25 * * *"}).body
     said = "`cron`: not a cron expression: its hour field `25` is not valid: it takes `*`, 0-23, ranges `a-b`, "
-    assert (cron["code"], cron["detail"]) == ("invalid_cron", said + "steps `*/n` and lists `a,b`")
+    assert (cron["code"], cron["detail"]) == ("invalid_cron", said + "steps `*/n` (n from 1 to 23) and lists `a,b`")
     never = call(routes.create_schedule, {**BODY, "cron": "0 0 30 2 *"}).body
     assert (never["code"], never["detail"].startswith("`cron`: no time matches")) == ("unsatisfiable_cron", True)
     job_type = call(routes.create_schedule, {**BODY, "job": {"type": "nope"}}).body

@@ -258,6 +258,13 @@ def test_times_of_day_fire_once_per_reading_at_its_first_instant_or_at_the_jump(
         "* * * 13 *",
         "* * * * 8",
         "*/0 * * * *",
+        "*/90 * * * * *",  # would match only second 0
+        "*/60 * * * *",
+        "0 */24 * * *",
+        "0 0 */32 * *",
+        "0 0 1 */13 *",
+        "0 0 * * */8",
+        "0 0-10/60 * * *",
         "* * * * MONDAY",
         "0  0 * * *",
         " 0 0 * * *",
@@ -282,6 +289,11 @@ def test_expressions_outside_the_grammar_are_refused(expression):
         ("61 * * * *", "its minute field `61` is not valid: it takes `*`, 0-59,"),
         ("0 0 * * MON#6", "its day-of-week field `MON#6` is not valid"),
         ("60 0 0 * * *", "its second field `60`"),
+        (
+            "*/90 * * * * *",
+            "its second field `*/90` is not valid: it takes `*`, 0-59, ranges `a-b`, steps `*/n` (n from 1 to 59)",
+        ),
+        ("0 */24 * * *", "steps `*/n` (n from 1 to 23)"),
         ("0 9 32 * *", "its day-of-month field `32`"),
         ("* * * *", "give 5 fields"),
         ("*  * * * *", "give 5 fields"),
@@ -325,3 +337,10 @@ def test_the_zone_list_holds_the_iana_names_people_use():
     zones = time_zones()
     assert {"UTC", BERLIN, NEW_YORK, "Asia/Kolkata", "Australia/Lord_Howe"} <= set(zones)
     assert "localtime" not in zones and list(zones) == sorted(zones)
+
+
+@pytest.mark.parametrize(
+    "expression", ["*/59 * * * * *", "0 */23 * * *", "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */7"]
+)
+def test_a_step_up_to_its_fields_largest_value_is_taken(expression):
+    assert Cron(expression).upcoming(at("2026-10-24T12:00:00+00:00"), 2)

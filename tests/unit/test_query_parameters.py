@@ -9,7 +9,7 @@ import pytest
 
 import shared.apidocs  # noqa: F401 - registers every route
 import shared.handlers  # noqa: F401
-from shared import api
+from shared import api, contract
 
 
 async def no_services():
@@ -41,3 +41,13 @@ def test_the_message_names_the_route_and_what_it_does():
 def test_pages_and_their_files_take_any_query():
     pages = sorted(e.name for e in api.ENDPOINTS if e.any_query)
     assert pages == ["dashboard", "dashboard_asset", "docs", "docs_asset"]
+
+
+def test_a_parameter_given_twice_is_named_as_such():
+    """The host joins a repeated parameter's values with commas; no valid value holds one."""
+    request = api.ApiRequest("GET", {}, {"status": "queued,failed", "limit": "5"}, {}, b"")
+    with pytest.raises(api.Problem) as refused:
+        api.query_model(contract.ListQuery, request)
+    r = refused.value.response()
+    assert (r.status, r.body["code"], r.body["fields"]) == (400, "invalid_parameter", ["status"]), r.body
+    assert r.body["detail"] == "give each query parameter once, with one value (status=queued,failed)"
