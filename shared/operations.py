@@ -320,8 +320,12 @@ class Operations:
         return len(stalled)
 
     async def prune(self, cutoff: datetime, max_rows: int = 1000) -> int:
-        """Delete finished operations (and their idempotency rows) older than `cutoff`."""
-        query = f"PartitionKey eq '{PARTITION}' and status ne '{OperationStatus.RUNNING}'"
+        """Delete finished operations (and their idempotency rows) older than `cutoff`. Row keys
+        grow as creation times go back, and an operation finished before `cutoff` was created
+        before it: only those rows are read, not the whole retention period's."""
+        created_before = f"o{MS_CEILING - to_ms(cutoff):013d}"
+        query = (f"PartitionKey eq '{PARTITION}' and RowKey ge '{created_before}' and RowKey lt 'p' "
+                 f"and status ne '{OperationStatus.RUNNING}'")  # fmt: skip
         deleted = 0
         async for entity in self.table.query_entities(query, select=["RowKey", "finished_at", "idem"]):
             finished = parse_time(entity.get("finished_at"))

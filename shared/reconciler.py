@@ -94,9 +94,9 @@ class Reconciler:
 
     async def _run(self, now: datetime) -> Counter[str]:
         done: Counter[str] = Counter()
-        backlog = QueueBacklog(self.storage)
-        depth, poison_depth = await self._measure_depths()
-        await self._sync_poison(done)
+        depths, poison_depths = await self._measure_depths()
+        backlog = QueueBacklog(self.storage, empty={p for p, n in depths.items() if n == 0})
+        await self._sync_poison(done, {p for p, n in poison_depths.items() if n > 0})
         flow = await self.flow.settings.read()
         done["released"] += await self.flow.release(flow, RELEASE_SECONDS, RELEASE_PER_RUN)
         done["rate_woken"] += await self.flow.wake_rate_waiters(flow, RELEASE_SECONDS)
@@ -112,26 +112,30 @@ class Reconciler:
         done["operations_deleted"] += await self.operations.prune(cutoff)
         # A job left for later must stay inside the next run's window, however long it waits.
         await self._save_run(min(now, resume) if resume else now, watch_cursor)
-        await self.stats.refresh(now, depth, poison_depth, await backlog.oldest())
+        await self.stats.refresh(now, sum(depths.values()), sum(poison_depths.values()), await backlog.oldest())
         log.info("reconcile run: %s", dict(done) or "nothing to do", extra={"reconcile": dict(done)})
         return done
 
-    async def _measure_depths(self) -> tuple[int, int]:
-        """Queue and poison-queue depth gauges, summed over the priorities' queues: one call per
-        queue per run, whatever the backlog."""
+    async def _measure_depths(self) -> tuple[dict[Priority, int], dict[Priority, int]]:
+        """Each queue's and poison queue's depth (one call per queue per run, whatever the
+        backlog), and their gauges, summed over the priorities. Azure's count is approximate but
+        never lower than the truth, so a 0 lets the run skip reading that queue."""
         depths = []
         for metric, queues in (
             (signals.QUEUE_DEPTH, self.storage.queues),
             (signals.POISON_DEPTH, self.storage.poison_queues),
         ):
-            counts = [(await q.get_queue_properties()).approximate_message_count for q in queues.values()]
-            depths.append(sum(counts))
-            self.telemetry.set_gauge(metric, depths[-1])
+            counts = {p: (await q.get_queue_properties()).approximate_message_count for p, q in queues.items()}
+            depths.append(counts)
+            self.telemetry.set_gauge(metric, sum(counts.values()))
         return depths[0], depths[1]
 
-    async def _sync_poison(self, done: Counter[str]) -> None:
-        for queue in self.storage.poison_queues.values():
-            await self._sync_poison_queue(queue, done)
+    async def _sync_poison(self, done: Counter[str], holding: set[Priority]) -> None:
+        """Dead-letter the jobs of the poison queues that held messages when measured (what comes
+        later is the next run's)."""
+        for priority, queue in self.storage.poison_queues.items():
+            if priority in holding:
+                await self._sync_poison_queue(queue, done)
 
     async def _sync_poison_queue(self, queue: QueueClient, done: Counter[str]) -> None:
         for _ in range(POISON_BATCHES):
@@ -280,9 +284,10 @@ class QueueBacklog:
     per queue). Queues are roughly first in, first out: while that message was put before a job
     was due, the job's own message may still be waiting behind it, so it is not lost yet."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, empty: set[Priority] | None = None) -> None:
         self.storage = storage
-        self._oldest: dict[Priority, datetime | None] = {}  # peeked once per queue, on first need
+        # Peeked once per queue, on first need; a queue measured empty this run is not peeked.
+        self._oldest: dict[Priority, datetime | None] = dict.fromkeys(empty or (), None)
 
     async def oldest_in(self, priority: Priority) -> datetime | None:
         if priority not in self._oldest:

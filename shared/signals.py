@@ -1,7 +1,7 @@
 """The one definition of what the app emits: metric names, span names, attribute names.
 
 The code emits these (shared/telemetry.py); the Application Insights workbook and the alerts are
-generated from them (python -m infra.workbook); a test runs a job against Azurite with in-memory
+generated from them (python -m tools.dashboards); a test runs a job against Azurite with in-memory
 exporters and checks that every name the workbook queries was emitted.
 """
 

@@ -5,6 +5,7 @@ python tools/package.py app.zip
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import subprocess
 import sys
@@ -37,7 +38,9 @@ def files() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1] if len(argv) > 1 else "app.zip")
+    parser = argparse.ArgumentParser(prog="python tools/package.py", description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="app.zip", type=Path, help="the zip to write (default: app.zip)")
+    out = parser.parse_args(argv[1:]).out
     included = files()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in included:

@@ -13,7 +13,7 @@ from shared import api
 from shared.api import ApiRequest
 from shared.contract import JobFilter, OperationStatus
 from shared.idempotency import RequestHash
-from shared.job import Job, Status, utcnow
+from shared.job import MS_CEILING, Job, Status, to_ms, utcnow
 from shared.operations import PAGE, STALLED, _to_entity
 from shared.worker import Outcome
 from tests.integration.conftest import call_api, deliver
@@ -138,14 +138,19 @@ def test_the_worker_takes_operation_messages_from_the_jobs_queue(services):
     assert services.operations.get(op.id).status is OperationStatus.SUCCEEDED
 
 
-def test_retention_deletes_finished_operations(services):
+def test_retention_deletes_finished_operations_reading_only_those_made_before_the_cutoff(services):
     op = services.operations.start("cancel", JobFilter(), None, idempotency_key="old").operation
+    recent = services.operations.start("cancel", JobFilter(), None).operation
     deliver(services)
     done = services.operations.get(op.id)
-    stale = replace(done, finished_at=utcnow() - timedelta(days=30))
+    # The same operation, as if made and finished 30 days ago (its row key holds its creation time).
+    month_ago = utcnow() - timedelta(days=30)
+    stale = replace(done, id=f"o{MS_CEILING - to_ms(month_ago):013d}{op.id[-8:]}", created_at=month_ago,
+                    finished_at=month_ago + timedelta(minutes=1))  # fmt: skip
     services.storage.table.upsert_entity(_to_entity(stale))
+    services.storage.table.delete_entity("ops", op.id)
     assert services.operations.prune(utcnow() - timedelta(days=7)) == 1
-    assert list(services.storage.table.query_entities("PartitionKey eq 'ops'")) == []
+    assert [e["RowKey"] for e in services.storage.table.query_entities("PartitionKey eq 'ops'")] == [recent.id]
 
 
 # --- over the API ---------------------------------------------------------------------------
