@@ -98,7 +98,11 @@ class Strict(BaseModel):
 
 
 def _delay_or_run_at(schema: dict[str, Any]) -> None:
-    schema["not"] = {"required": ["delay_seconds", "run_at"]}
+    # Not both given; null is "not given", as everywhere in a request.
+    schema["not"] = {
+        "required": ["delay_seconds", "run_at"],
+        "properties": {"delay_seconds": {"type": "number"}, "run_at": {"type": "string"}},
+    }
 
 
 class JobRequest(Strict):
@@ -124,7 +128,7 @@ class JobRequest(Strict):
 
     @model_validator(mode="after")
     def _one_start(self) -> JobRequest:
-        if {"delay_seconds", "run_at"} <= self.model_fields_set:
+        if self.delay_seconds is not None and self.run_at is not None:
             raise ValueError("give `delay_seconds` or `run_at`, not both")
         return self
 

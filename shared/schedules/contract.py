@@ -22,8 +22,8 @@ from shared.schedules.store import ID_PATTERN
 MAX_NAME = 200
 CRON_DESCRIPTION = (
     "5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, as Azure's NCRONTAB: "
-    "`*`, numbers, names (JAN-DEC, SUN-SAT), ranges `a-b`, steps `*/n` `a/n` `a-b/n` (n up to the field's "
-    "largest value), lists `a,b`; day-of-month also `L` and `LW`, day-of-week `5L` and `MON#1`. When both day "
+    "`*`, numbers, names (JAN-DEC, SUN-SAT), ranges `a-b`, steps `*/n` `a/n` `a-b/n` (n below the field's "
+    "span), lists `a,b`; day-of-month also `L` and `LW`, day-of-week `5L` and `MON#1`. When both day "
     "fields are restricted, a day matching either fires (as in Unix cron). A well-formed expression that matches "
     "no time (`5-2`, 30 February) is a 422."
 )

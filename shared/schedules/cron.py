@@ -2,7 +2,7 @@
 
 Expressions have 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first,
 the layout of Azure's NCRONTAB. Each field takes `*`, numbers, names (JAN-DEC, SUN-SAT), ranges
-`a-b`, steps `*/n`, `a/n`, `a-b/n` (n up to the field's largest value) and lists `a,b`;
+`a-b`, steps `*/n`, `a/n`, `a-b/n` (n below the field's span: 1-59 for seconds) and lists `a,b`;
 day-of-month also takes `L` (the last day) and `LW` (the last weekday), day-of-week `5L` (the
 last Friday) and `MON#1` (the first Monday).
 `GRAMMAR` says exactly that (the OpenAPI document publishes it); cronsim evaluates it, as
@@ -67,31 +67,48 @@ _DAYS = _names("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 
 def _field(value: str, step: str, special: str = "") -> str:
-    # A step is at most the field's largest value: `*/90` in seconds would match only 0, which
-    # cronsim accepts, so a schedule meant for every 90 s would fire once a minute.
     item = rf"(\*(/({step}))?|({value})(-({value}))?(/({step}))?{special})"
     return rf"{item}(,{item})*"
 
 
+# A step is at most the field's span less one: a wider one matches only the first value, which
+# cronsim accepts, so `*/90` in seconds, meant for every 90 s, would fire once a minute.
 _SIXTY = r"[0-5]?[0-9]"
-_UP_TO_59 = r"[1-9]|[1-5][0-9]"
-FIELDS = (
-    _field(_SIXTY, _UP_TO_59),  # second (6-field expressions only)
-    _field(_SIXTY, _UP_TO_59),  # minute
-    _field(r"[01]?[0-9]|2[0-3]", r"[1-9]|1[0-9]|2[0-3]"),  # hour
-    _field(r"0?[1-9]|[12][0-9]|3[01]", r"[1-9]|[12][0-9]|3[01]", special="|[Ll][Ww]?"),  # day of month, L, LW
-    _field(rf"0?[1-9]|1[0-2]|{_MONTHS}", r"[1-9]|1[0-2]"),  # month
-    _field(rf"[0-7]|{_DAYS}", r"[1-7]", special=rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),  # day of week, 5L, MON#1
+_STEPS = (
+    r"[1-9]|[1-5][0-9]",  # second: 1-59
+    r"[1-9]|[1-5][0-9]",  # minute: 1-59
+    r"[1-9]|1[0-9]|2[0-3]",  # hour: 1-23
+    r"[1-9]|[12][0-9]|30",  # day of month: 1-30
+    r"[1-9]|1[01]",  # month: 1-11
+    r"[1-6]",  # day of week: 1-6 (7 is Sunday again)
 )
-# One expression: 6 fields with seconds, or the last 5, separated by single spaces.
-GRAMMAR = rf"^(({FIELDS[0]}) )?{' '.join(f'({f})' for f in FIELDS[1:])}$"
+# Schedules stored before the steps were bounded took any step up to 9999: still read as stored.
+_ANY_STEP = r"[1-9][0-9]{0,3}"
+_VALUES = (
+    (_SIXTY, ""),  # second (6-field expressions only)
+    (_SIXTY, ""),  # minute
+    (r"[01]?[0-9]|2[0-3]", ""),  # hour
+    (r"0?[1-9]|[12][0-9]|3[01]", "|[Ll][Ww]?"),  # day of month, L, LW
+    (rf"0?[1-9]|1[0-2]|{_MONTHS}", ""),  # month
+    (rf"[0-7]|{_DAYS}", rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),  # day of week, 5L, MON#1
+)
+FIELDS = tuple(_field(value, step, special) for (value, special), step in zip(_VALUES, _STEPS, strict=True))
+
+
+def _grammar(fields: tuple[str, ...]) -> str:
+    # One expression: 6 fields with seconds, or the last 5, separated by single spaces.
+    return rf"^(({fields[0]}) )?{' '.join(f'({f})' for f in fields[1:])}$"
+
+
+GRAMMAR = _grammar(FIELDS)
 _GRAMMAR = re.compile(GRAMMAR)
+_STORED_GRAMMAR = re.compile(_grammar(tuple(_field(value, _ANY_STEP, special) for value, special in _VALUES)))
 _FIELD_GRAMMARS = tuple(re.compile(f) for f in FIELDS)
 # Each field's name, values and largest step, to say which field a refused expression gets wrong.
 _FIELD_VALUES = (
     ("second", "0-59", 59), ("minute", "0-59", 59), ("hour", "0-23", 23),
-    ("day-of-month", "1-31, `L`, `LW`", 31), ("month", "1-12, `JAN`-`DEC`", 12),
-    ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`", 7),
+    ("day-of-month", "1-31, `L`, `LW`", 30), ("month", "1-12, `JAN`-`DEC`", 11),
+    ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`", 6),
 )  # fmt: skip
 _LAYOUT = (
     "give 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, separated by single "
@@ -150,8 +167,11 @@ def _known() -> frozenset[str]:
 class Cron:
     """A cron expression in a time zone. Fire times are whole seconds, returned in UTC."""
 
-    def __init__(self, expression: str, time_zone: str = "UTC") -> None:
-        if not isinstance(expression, str) or len(expression) > MAX_LENGTH or not _GRAMMAR.fullmatch(expression):
+    def __init__(self, expression: str, time_zone: str = "UTC", stored: bool = False) -> None:
+        """`stored`: an expression a schedule already holds, read with the grammar it was taken
+        under (steps were not bounded before), so that it keeps firing as it did."""
+        grammar = _STORED_GRAMMAR if stored else _GRAMMAR
+        if not isinstance(expression, str) or len(expression) > MAX_LENGTH or not grammar.fullmatch(expression):
             raise CronError(f"not a cron expression: {_fault(expression) if isinstance(expression, str) else _LAYOUT}")
         self.expression = expression
         self.time_zone = time_zone

@@ -94,7 +94,10 @@ async def update_schedule(app: Services, request: ApiRequest) -> ApiResponse:
     current = await found(app, request)
     changes = patch.model_dump(exclude_unset=True, exclude={"job"})
     job_changes = patch.job.model_dump(exclude_unset=True) if patch.job is not None else {}
-    checked(changes.get("cron", current.cron), changes.get("time_zone", current.time_zone))
+    # A cron kept from before may be one only the stored grammar takes (an unbounded step).
+    checked(
+        changes.get("cron", current.cron), changes.get("time_zone", current.time_zone), stored="cron" not in changes
+    )
     if job_changes:
         template(app, {**current.job.to_resource(), **job_changes})
     try:
@@ -171,10 +174,10 @@ def not_found(schedule_id: str) -> Problem:
     return Problem(404, "schedule_not_found", f"no schedule with id {schedule_id}")
 
 
-def checked(cron: str, time_zone: str) -> Cron:
+def checked(cron: str, time_zone: str, stored: bool = False) -> Cron:
     """The expression in its zone; a problem names the field at fault, as invalid_field's do."""
     try:
-        return Cron(cron, time_zone)
+        return Cron(cron, time_zone, stored=stored)
     except UnknownZone as exc:
         raise Problem(400, "unknown_time_zone", f"`time_zone`: {exc}") from None
     except CronError as exc:

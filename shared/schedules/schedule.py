@@ -101,7 +101,7 @@ class Schedule:
         return self.recent[0][1] if self.recent else None
 
     def timing(self) -> Cron:
-        return Cron(self.cron, self.time_zone)
+        return Cron(self.cron, self.time_zone, stored=True)
 
     # --- changes ---
 

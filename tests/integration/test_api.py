@@ -141,7 +141,9 @@ def test_a_replay_may_spell_the_same_request_otherwise(call, services):
 def test_run_at_null_is_left_out_like_any_other_optional_field(call):
     r = call(api.submit_job, {"type": "echo", "run_at": None, "max_attempts": None})
     assert r.status == 202, r.body
-    both = call(api.submit_job, {"type": "echo", "run_at": None, "delay_seconds": 5})  # both named: as the schema says
+    delayed = call(api.submit_job, {"type": "echo", "run_at": None, "delay_seconds": 5})
+    assert delayed.status == 202 and delayed.body["due_at"] > r.body["due_at"], delayed.body
+    both = call(api.submit_job, {"type": "echo", "run_at": "2026-01-01T00:00:00Z", "delay_seconds": 5})
     assert (both.status, both.body["code"]) == (400, "invalid_field"), both.body
 
 

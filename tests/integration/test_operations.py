@@ -149,6 +149,10 @@ def test_retention_deletes_finished_operations_reading_only_those_made_before_th
                     finished_at=month_ago + timedelta(minutes=1))  # fmt: skip
     services.storage.table.upsert_entity(_to_entity(stale))
     services.storage.table.delete_entity("ops", op.id)
+    # Made after the cutoff, so not read at all: even a finish time before it (which cannot
+    # happen) does not get it deleted. A query over the whole partition would delete it.
+    unread = replace(services.operations.get(recent.id), finished_at=month_ago)
+    services.storage.table.upsert_entity(_to_entity(unread))
     assert services.operations.prune(utcnow() - timedelta(days=7)) == 1
     assert [e["RowKey"] for e in services.storage.table.query_entities("PartitionKey eq 'ops'")] == [recent.id]
 

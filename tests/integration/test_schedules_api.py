@@ -11,7 +11,7 @@ import pytest
 from shared import api
 from shared.api import ApiRequest
 from shared.schedules import routes
-from shared.schedules.store import PARTITION
+from shared.schedules.store import DEFINITION, PARTITION
 from tests.integration.conftest import call_api
 
 BODY = {"cron": "30 2 * * *", "time_zone": "Europe/Berlin", "job": {"type": "echo", "payload": {"a": 1}}}
@@ -107,6 +107,24 @@ def test_if_match_changes_a_schedule_only_at_the_revision_read_and_fires_are_not
     refused = call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"4"'})
     assert (refused.status, refused.body["code"]) == (412, "revision_mismatch")
     assert call(routes.delete_schedule, id=sid, method="DELETE", headers={"if-match": '"5"'}).status == 204
+
+
+def test_a_schedule_stored_with_a_step_now_refused_still_reads_changes_and_fires(call, services):
+    """Steps wider than their field were taken before (`*/90` in seconds matches only second 0): a
+    schedule that holds one keeps working as it did, and only a new cron must be in the grammar."""
+    sid = call(routes.create_schedule, {**BODY, "cron": "0 * * * * *", "time_zone": "UTC"}).body["id"]
+    row = {"PartitionKey": PARTITION, "RowKey": DEFINITION + sid, "cron": "*/90 * * * * *"}
+    services.storage.table.update_entity(row)
+    got = call(routes.get_schedule, id=sid, method="GET")
+    assert (got.status, got.body["cron"]) == (200, "*/90 * * * * *"), got.body
+    assert [s["id"] for s in call(routes.list_schedules, method="GET").body["schedules"]] == [sid]
+    renamed = call(routes.update_schedule, {"name": "legacy"}, id=sid, method="PATCH")
+    assert (renamed.status, renamed.body["cron"]) == (200, "*/90 * * * * *"), renamed.body
+    fire = datetime.fromisoformat(renamed.body["next_fire_at"])
+    assert fire.second == 0
+    assert services.schedules.fire_due(now=fire + timedelta(seconds=1)) == {"schedules_fired": 1}
+    refused = call(routes.update_schedule, {"cron": "*/90 * * * * *"}, id=sid, method="PATCH")
+    assert (refused.status, refused.body["code"]) == (400, "invalid_cron")
 
 
 def test_a_patch_that_changes_nothing_keeps_the_revision_and_writes_nothing(call, services):

@@ -261,9 +261,9 @@ def test_times_of_day_fire_once_per_reading_at_its_first_instant_or_at_the_jump(
         "*/90 * * * * *",  # would match only second 0
         "*/60 * * * *",
         "0 */24 * * *",
-        "0 0 */32 * *",
-        "0 0 1 */13 *",
-        "0 0 * * */8",
+        "0 0 */31 * *",  # only day 1
+        "0 0 1 */12 *",  # only January
+        "0 0 * * */7",  # only Sunday
         "0 0-10/60 * * *",
         "* * * * MONDAY",
         "0  0 * * *",
@@ -340,7 +340,12 @@ def test_the_zone_list_holds_the_iana_names_people_use():
 
 
 @pytest.mark.parametrize(
-    "expression", ["*/59 * * * * *", "0 */23 * * *", "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */7"]
+    "expression", ["*/59 * * * * *", "0 */23 * * *", "0 0 */30 * *", "0 0 1 */11 *", "0 0 * * */6"]
 )
-def test_a_step_up_to_its_fields_largest_value_is_taken(expression):
+def test_a_step_below_its_fields_span_is_taken(expression):
     assert Cron(expression).upcoming(at("2026-10-24T12:00:00+00:00"), 2)
+
+
+def test_an_expression_stored_before_steps_were_bounded_is_read_as_it_fired():
+    fires = Cron("*/90 * * * * *", stored=True).upcoming(at("2026-10-24T12:00:30+00:00"), 2)
+    assert fires == [at("2026-10-24T12:01:00+00:00"), at("2026-10-24T12:02:00+00:00")]
