@@ -26,7 +26,7 @@ from shared.contract import ProblemCode
 from shared.idempotency import IdempotencyMismatch, RequestHash
 from shared.job import Job, utcnow
 from shared.operations import Operation, OperationNotFound
-from shared.service import Conflict, NotFound, Submission
+from shared.service import Conflict, NotFound, Submission, short_error
 from shared.store import BadContinuation
 from shared.telemetry import trace_portal_url
 
@@ -226,6 +226,9 @@ async def handle(route: Route, services: Callable[[], Awaitable[Services]], requ
         return problem.response()
     except (ServiceRequestError, ServiceResponseError) as exc:
         log.error("storage unreachable: %s", exc)
+        if route is health:  # storage was down before the first request: health still says which
+            checks = dict.fromkeys(("table", "queue"), short_error(exc))
+            return Problem(503, "dependency_unavailable", "not answering: queue, table", checks=checks).response()
         return Problem(503, "storage_unavailable", "storage did not answer; try again").response()
     except Exception:
         log.exception("unhandled error in %s", getattr(route, "__name__", route))

@@ -230,16 +230,16 @@ class JobService:
             await self.storage.table.get_entity("health", "probe")
         except ResourceNotFoundError as exc:
             # The table answered that the row is not there: healthy. A missing table is not.
-            checks["table"] = _short(exc) if exc.error_code == "TableNotFound" else "ok"
+            checks["table"] = short_error(exc) if exc.error_code == "TableNotFound" else "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, and we say which
-            checks["table"] = _short(exc)
+            checks["table"] = short_error(exc)
         else:
             checks["table"] = "ok"
         try:
             await self.storage.queue.get_queue_properties()
             checks["queue"] = "ok"
         except Exception as exc:  # noqa: BLE001
-            checks["queue"] = _short(exc)
+            checks["queue"] = short_error(exc)
         return checks
 
 
@@ -262,5 +262,5 @@ async def gather_bounded(calls: list[Coroutine[Any, Any, Any]], limit: int) -> l
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

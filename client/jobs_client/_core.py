@@ -27,7 +27,14 @@ from urllib.parse import quote
 import httpx
 
 from jobs_client._version import __version__
-from jobs_client.errors import BatchIncomplete, ServiceUnreachable, UnexpectedResponse, WaitTimeout, error_for
+from jobs_client.errors import (
+    BatchIncomplete,
+    JobsError,
+    ServiceUnreachable,
+    UnexpectedResponse,
+    WaitTimeout,
+    error_for,
+)
 from jobs_client.models import (
     Job,
     JobRequest,
@@ -231,6 +238,11 @@ class RetryPolicy:
 # --- responses -------------------------------------------------------------------------------
 
 
+# Statuses the jobs API always answers with a problem body: without one, the answer came from
+# something else (another server on that port, a path outside the API), not from a refusal.
+_ONLY_FROM_THE_API = frozenset({400, 404, 405, 409, 412, 415, 422})
+
+
 def decode(response: httpx.Response) -> Any:
     """The JSON body of a success response; raises the ApiError for an error response."""
     if response.status_code >= 400:
@@ -238,6 +250,15 @@ def decode(response: httpx.Response) -> Any:
             body: Any = response.json()
         except ValueError:
             body = response.text
+        is_problem = isinstance(body, Mapping) and ("code" in body or "status" in body)
+        if response.status_code in _ONLY_FROM_THE_API and not is_problem:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise UnexpectedResponse(
+                f"{response.request.method} {response.request.url.copy_with(query=None)} answered "
+                f"{response.status_code} {response.reason_phrase} ({kind}), which is not an answer of the "
+                "jobs API: is the URL right?",
+                response.status_code,
+            )
         raise error_for(response.status_code, body, response.reason_phrase)
     try:
         return response.json()
@@ -371,9 +392,14 @@ class Core:
                 submitted += yield from self.submit_batch(chunk, key)
             except BatchIncomplete as exc:
                 offset = len(submitted)
-                raise BatchIncomplete(
+                incomplete = BatchIncomplete(
                     [*submitted, *exc.jobs], {offset + i: why for i, why in exc.failures.items()}
-                ) from None
+                )
+                incomplete.stored = (*submitted, *(j for j in exc.jobs if j is not None))
+                raise incomplete from None
+            except JobsError as exc:
+                exc.stored = tuple(submitted)
+                raise
             if on_progress is not None:
                 on_progress(len(submitted))
         raise AssertionError("unreachable")

@@ -219,7 +219,7 @@ def type_facts(t: JobType) -> Text:
         ("rate limit", str(t.rate_limit or "none")),
         ("running", "" if t.running is None else str(t.running)),
         ("waiting", "" if t.waiting is None else f"{t.waiting} for a slot"),
-        ("released", "" if t.released is None else f"{t.released} parked jobs released"),
+        ("released", "" if t.released is None else f"{t.released} parked job{'s' if t.released != 1 else ''}"),
         ("woken", "" if not t.woken else f"{t.woken} waiting jobs woken to start now or take a new start"),
     ]
     return _facts(rows)

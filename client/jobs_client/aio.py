@@ -9,7 +9,7 @@ import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
@@ -190,7 +190,14 @@ class AsyncJobsClient:
         return await self._run(self._core.types())
 
     async def get_type(self, type: str) -> JobType:
+        """A registered type and how its jobs flow now (paused, limits, running and waiting
+        counts); NotFound if no handler has that name."""
         return await self._run(self._core.get_type(type))
+
+    @overload
+    async def pause(self, type: str) -> JobType: ...
+    @overload
+    async def pause(self, type: None = None) -> JobTypes: ...
 
     async def pause(self, type: str | None = None) -> JobType | JobTypes:
         """Pause a type (or, without one, every type): its jobs stay queued and are set aside
@@ -198,6 +205,11 @@ class AsyncJobsClient:
         if type is None:
             return await self._run(self._core.pause_all(True))
         return await self._run(self._core.change_type(type, {"paused": True}))
+
+    @overload
+    async def resume(self, type: str) -> JobType: ...
+    @overload
+    async def resume(self, type: None = None) -> JobTypes: ...
 
     async def resume(self, type: str | None = None) -> JobType | JobTypes:
         """Resume a type (or undo pausing everything); `released` says how many parked jobs this
@@ -221,6 +233,8 @@ class AsyncJobsClient:
         return await self._run(self._core.change_type(type, body))
 
     async def get_operation(self, id: str) -> Operation:
+        """A bulk operation (from retry_matching or cancel_matching) and its progress; NotFound
+        if there is none (finished ones are kept as long as jobs are)."""
         return await self._run(self._core.get_operation(id))
 
     async def wait_operation(
@@ -278,6 +292,8 @@ class AsyncJobsClient:
             continuation = page.continuation
 
     async def list_schedules_page(self, *, limit: int = 50, continuation: str | None = None) -> SchedulePage:
+        """One page of up to `limit` schedules (1-200); pass its `continuation` for the next,
+        until it is None."""
         return await self._run(self._core.list_schedules_page(limit, continuation))
 
     async def update_schedule(

@@ -5,9 +5,10 @@ messages go to stderr. Exit codes are in EXIT_CODES below, and in `jobs --help`.
 """
 
 import json
+import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from jobs_client import _render as render
 from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url, type_path
@@ -49,7 +50,24 @@ Exit codes:
   6  service unavailable or unreachable after retries (and any 5xx)"""
 
 
-class _Commands(TyperGroup):
+def _flag_help(option: Any) -> Any:
+    # A flag's help shows no value to give: typer would print `-h <bool>` (see `flag`).
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag_help(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag_help(super().get_help_option(ctx))
+
+
+class _Commands(_Group):
     """With --json, a usage error is written as the JSON object every other error is, on stderr
     (exit 2). Click prints it as text in its standalone mode, so that mode is left to click's
     documented switch (`standalone_mode=False`) and its exit codes are kept."""
@@ -248,9 +266,25 @@ def number_or_default(text: str, param: str, high: int | None = None) -> int | N
 
 def parse_json(text: str, param: str) -> Any:
     try:
-        return json.loads(text)
+        return strict_json(text)
     except ValueError as exc:
         usage(f"not valid JSON: {exc}", param)
+
+
+def strict_json(text: str) -> Any:
+    """JSON as the API takes it: Python's reader also takes NaN, Infinity and numbers too large
+    for a float (1e400), which no JSON body can carry."""
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):
+            raise ValueError(f"{literal} is too large for a JSON number")
+        return value
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    return json.loads(text, parse_float=number, parse_constant=refuse)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -301,7 +335,7 @@ def wait_for_operation(client: JobsClient, op: Operation, timeout: float | None,
 # --- commands --------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def submit(
     ctx: typer.Context,
     job_type: Annotated[
@@ -387,7 +421,7 @@ def read_job_lines(file: str) -> tuple[list[int], list[dict[str, Any]]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            item = json.loads(line)
+            item = strict_json(line)
         except ValueError as exc:
             usage(f"line {number} is not valid JSON: {exc}", "--file")
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
@@ -418,21 +452,39 @@ def submit_file(
 
                 jobs = client.submit_many(requests, on_progress=update, idempotency_key=key)
         except JobsError as exc:
-            if stored:
-                render.note(f"{stored} of {len(requests)} jobs were submitted before the error (in file order)")
+            # The jobs stored before the error stay stored: name them, so a rerun can skip them.
+            if exc.stored:
+                print_jobs(settings, exc.stored)
+            if exc.stored and not settings.json:  # with --json, stderr holds only the error's object
+                render.note(f"{len(exc.stored)} of {len(requests)} jobs were submitted before the error "
+                            f"(in file order, listed above){_RERUN if key is None else ''}")  # fmt: skip
             # The service names a refused job by its place in its batch of 100: say its line instead.
             render.error(exc, settings.json, lines=lines, batch_start=stored)
             raise typer.Exit(exit_code(exc)) from None
-        if settings.json:
-            render.write_json_array(dict(j.raw) for j in jobs)
-        else:
-            out = render.stdout()
-            for job in jobs:
-                out.print(job.id)
-            render.note(f"submitted {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+        except KeyboardInterrupt:
+            if stored:
+                render.note(f"interrupted: {stored} of {len(requests)} jobs were submitted (the first {stored} "
+                            f"lines){_RERUN if key is None else ''}")  # fmt: skip
+            raise
+        print_jobs(settings, jobs)
+        render.note(f"submitted {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
 
 
-@app.command()
+# With a key, a second run of the same file stores nothing twice.
+_RERUN = "; give --idempotency-key to make a rerun of the same file store each job once"
+
+
+def print_jobs(settings: Settings, jobs: Iterable[Job]) -> None:
+    """Submitted jobs on stdout: their ids, one a line, or with --json an array of them."""
+    if settings.json:
+        render.write_json_array(dict(j.raw) for j in jobs)
+        return
+    out = render.stdout()
+    for job in jobs:
+        out.print(job.id)
+
+
+@app.command(cls=_Command)
 def get(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
@@ -443,7 +495,7 @@ def get(
         show(settings, client.get(given_id(job_id)))
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 def list_jobs(
     ctx: typer.Context,
     status: StatusOpt = None,
@@ -476,7 +528,7 @@ def list_jobs(
         )
 
 
-@app.command()
+@app.command(cls=_Command)
 def wait(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
@@ -517,7 +569,7 @@ def _filters_given(*values: object) -> bool:
     return any(v is not None for v in values)
 
 
-@app.command()
+@app.command(cls=_Command)
 def cancel(
     ctx: typer.Context,
     job_id: Annotated[
@@ -536,16 +588,19 @@ def cancel(
     json_flag: JsonFlag = False,
 ) -> None:
     """Cancel a job, or (with filters instead of an ID) start cancelling every matching job."""
+    if timeout is not None and not wait:
+        usage("--timeout goes with --wait", "--timeout")
     if job_id is not None:
-        if _filters_given(status, job_type, since, until, idempotency_key) or wait:
+        if _filters_given(status, job_type, since, until):
             usage("give a job ID, or filters (--status, --type, --since, --until) for a bulk cancel, not both", "ID")
+        if wait or _filters_given(idempotency_key, poll_interval):
+            usage("--wait, --timeout, --poll-interval and --idempotency-key go with a bulk cancel (filters): "
+                  "a job's cancel is answered at once", "ID")  # fmt: skip
         with session(ctx, json_flag) as (client, settings):
             show(settings, client.cancel(given_id(job_id)))
         return
     if not _filters_given(status, job_type, since, until):
         usage("give a job ID, or at least one filter (e.g. --status queued to cancel every queued job)", "ID")
-    if timeout is not None and not wait:
-        usage("--timeout goes with --wait", "--timeout")
     since_at, until_at = moment(since, "--since"), moment(until, "--until")
     start = lambda c: c.cancel_matching(  # noqa: E731
         status=status, type=job_type, since=since_at, until=until_at, idempotency_key=idempotency_key
@@ -553,7 +608,7 @@ def cancel(
     _bulk(ctx, json_flag, start, wait, timeout, poll_interval)
 
 
-@app.command()
+@app.command(cls=_Command)
 def retry(
     ctx: typer.Context,
     job_id: Annotated[
@@ -579,8 +634,11 @@ def retry(
     if timeout is not None and not wait:
         usage("--timeout goes with --wait", "--timeout")
     if job_id is not None:
-        if _filters_given(status, job_type, since, until, idempotency_key):
+        if _filters_given(status, job_type, since, until):
             usage("give a job ID, or filters (--status, --type, --since, --until) for a bulk retry, not both", "ID")
+        if idempotency_key is not None:
+            usage("--idempotency-key goes with a bulk retry (filters): a second retry of a job is refused anyway",
+                  "--idempotency-key")  # fmt: skip
         with session(ctx, json_flag) as (client, settings):
             job = client.retry(given_id(job_id), extra_attempts=extra_attempts)
             if not wait:
@@ -599,7 +657,7 @@ def retry(
     _bulk(ctx, json_flag, start, wait, timeout, poll_interval)
 
 
-@app.command()
+@app.command(cls=_Command)
 def operation(
     ctx: typer.Context,
     operation_id: Annotated[str, typer.Argument(metavar="ID", help="The operation's id.")],
@@ -621,7 +679,7 @@ def operation(
     raise typer.Exit(outcome(op))
 
 
-@app.command()
+@app.command(cls=_Command)
 def health(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     """Check that the service and its storage answer (exit 0), or not (exit 6)."""
     with session(ctx, json_flag) as (client, settings):
@@ -638,7 +696,7 @@ TypeArg = Annotated[str | None, typer.Argument(metavar="TYPE", help="The job typ
 AllFlag = Annotated[bool, flag("--all", "Every type (pausing everything is undone by resume --all).")]
 
 
-@app.command()
+@app.command(cls=_Command)
 def types(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     """List the job types: priority, paused or not, concurrency and rate limits, attempts running."""
     with session(ctx, json_flag) as (client, settings):
@@ -667,24 +725,24 @@ def _pause_or_resume(ctx: typer.Context, job_type: str | None, every: bool, paus
         elif isinstance(changed, JobTypes):
             render.stdout().print(render.types_table(changed))
             if changed.released is not None:  # after a resume, even none (what was parked runs now)
-                render.note(f"{changed.released} parked jobs released")
+                render.note(f"{changed.released} parked job{'s' if changed.released != 1 else ''} released")
         else:
             render.stdout().print(render.type_facts(changed))
 
 
-@app.command()
+@app.command(cls=_Command)
 def pause(ctx: typer.Context, job_type: TypeArg = None, every: AllFlag = False, json_flag: JsonFlag = False) -> None:
     """Pause a job type (or --all): its jobs stay queued and wait; running ones finish."""
     _pause_or_resume(ctx, job_type, every, True, json_flag)
 
 
-@app.command()
+@app.command(cls=_Command)
 def resume(ctx: typer.Context, job_type: TypeArg = None, every: AllFlag = False, json_flag: JsonFlag = False) -> None:
     """Resume a job type (or --all): the jobs that waited run."""
     _pause_or_resume(ctx, job_type, every, False, json_flag)
 
 
-@app.command()
+@app.command(cls=_Command)
 def limit(
     ctx: typer.Context,
     job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type.")],
@@ -724,6 +782,7 @@ def limit(
 # --- schedules -------------------------------------------------------------------------------
 
 schedules_app = typer.Typer(
+    cls=_Group,
     name="schedules",
     help="Recurring schedules: a job at every fire time of a cron expression, in a time zone.",
     no_args_is_help=True,
@@ -755,7 +814,7 @@ def show_schedule(settings: Settings, schedule: Schedule) -> None:
         render.stdout().print(render.schedule_facts(schedule))
 
 
-@schedules_app.command("create")
+@schedules_app.command("create", cls=_Command)
 def create_schedule(
     ctx: typer.Context,
     job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type each fire submits, e.g. echo.")],
@@ -799,7 +858,7 @@ def create_schedule(
         show_schedule(settings, schedule)
 
 
-@schedules_app.command("list")
+@schedules_app.command("list", cls=_Command)
 def list_schedules(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (0: all).")] = 50,
@@ -821,14 +880,14 @@ def list_schedules(
                     + (" (more: raise --limit, 0 for all)" if more else ""))  # fmt: skip
 
 
-@schedules_app.command("show")
+@schedules_app.command("show", cls=_Command)
 def show_schedule_command(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
     """Show a schedule, with its next five fire times in UTC and in its zone."""
     with session(ctx, json_flag) as (client, settings):
         show_schedule(settings, client.get_schedule(given_id(schedule_id)))
 
 
-@schedules_app.command("update")
+@schedules_app.command("update", cls=_Command)
 def update_schedule(
     ctx: typer.Context,
     schedule_id: ScheduleId,
@@ -887,21 +946,21 @@ def update_schedule(
         show_schedule(settings, client.update_schedule(given_id(schedule_id), **changes, if_revision=if_revision))
 
 
-@schedules_app.command("pause")
+@schedules_app.command("pause", cls=_Command)
 def pause_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
     """Pause a schedule: it fires nothing until resumed."""
     with session(ctx, json_flag) as (client, settings):
         show_schedule(settings, client.pause_schedule(given_id(schedule_id)))
 
 
-@schedules_app.command("resume")
+@schedules_app.command("resume", cls=_Command)
 def resume_schedule(ctx: typer.Context, schedule_id: ScheduleId, json_flag: JsonFlag = False) -> None:
     """Resume a schedule from now (fire times missed while paused are not made up)."""
     with session(ctx, json_flag) as (client, settings):
         show_schedule(settings, client.resume_schedule(given_id(schedule_id)))
 
 
-@schedules_app.command("delete")
+@schedules_app.command("delete", cls=_Command)
 def delete_schedule(
     ctx: typer.Context, schedule_id: ScheduleId, if_revision: IfRevision = None, json_flag: JsonFlag = False
 ) -> None:

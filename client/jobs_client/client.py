@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
@@ -38,7 +38,10 @@ class JobsClient:
     `url` defaults to $JOBS_URL, then http://localhost:7071; `key` (sent as `x-functions-key`, as
     Azure Functions expects) to $JOBS_KEY. `timeout` bounds each HTTP request, in seconds.
     429, 503 and connection failures are retried up to `retries` times with exponential backoff
-    and jitter (honouring Retry-After); after that the error is raised.
+    and jitter (honouring Retry-After); so are 502, 504 and timeouts, but for the requests a
+    second send could change (a job's cancel or retry, a schedule's delete, a change with
+    `if_revision`), sent again only when the first cannot have arrived. After that the error is
+    raised.
 
         with JobsClient() as jobs:
             job = jobs.wait(jobs.submit("echo", {"hello": "world"}).id, timeout=30)
@@ -213,7 +216,14 @@ class JobsClient:
         return self._run(self._core.types())
 
     def get_type(self, type: str) -> JobType:
+        """A registered type and how its jobs flow now (paused, limits, running and waiting
+        counts); NotFound if no handler has that name."""
         return self._run(self._core.get_type(type))
+
+    @overload
+    def pause(self, type: str) -> JobType: ...
+    @overload
+    def pause(self, type: None = None) -> JobTypes: ...
 
     def pause(self, type: str | None = None) -> JobType | JobTypes:
         """Pause a type (or, without one, every type): its jobs stay queued and are set aside
@@ -221,6 +231,11 @@ class JobsClient:
         if type is None:
             return self._run(self._core.pause_all(True))
         return self._run(self._core.change_type(type, {"paused": True}))
+
+    @overload
+    def resume(self, type: str) -> JobType: ...
+    @overload
+    def resume(self, type: None = None) -> JobTypes: ...
 
     def resume(self, type: str | None = None) -> JobType | JobTypes:
         """Resume a type (or undo pausing everything); `released` says how many parked jobs this
@@ -244,6 +259,8 @@ class JobsClient:
         return self._run(self._core.change_type(type, body))
 
     def get_operation(self, id: str) -> Operation:
+        """A bulk operation (from retry_matching or cancel_matching) and its progress; NotFound
+        if there is none (finished ones are kept as long as jobs are)."""
         return self._run(self._core.get_operation(id))
 
     def wait_operation(
@@ -304,6 +321,8 @@ class JobsClient:
             continuation = page.continuation
 
     def list_schedules_page(self, *, limit: int = 50, continuation: str | None = None) -> SchedulePage:
+        """One page of up to `limit` schedules (1-200); pass its `continuation` for the next,
+        until it is None."""
         return self._run(self._core.list_schedules_page(limit, continuation))
 
     def update_schedule(

@@ -15,7 +15,7 @@ JobsError
 │   └── ServerError          5xx
 │       └── ServiceUnavailable    503 (still unavailable after the retries)
 ├── ServiceUnreachable       no response at all (connection refused, timeouts) after the retries
-├── UnexpectedResponse       a success response that is not what the API promises
+├── UnexpectedResponse       an answer that is not what the API promises (or not from the API at all)
 ├── BatchIncomplete          some jobs of a batch could not be stored, even after retries
 └── WaitTimeout              wait()/wait_operation() gave up; `.last` is the last state seen
 """
@@ -29,7 +29,10 @@ from jobs_client.models import Job, Operation
 
 
 class JobsError(Exception):
-    """Base class of every error raised by jobs_client."""
+    """Base class of every error raised by jobs_client. From `submit_many`, `stored` holds the
+    jobs its earlier chunks stored before the error, in input order (they stay stored)."""
+
+    stored: tuple[Job, ...] = ()
 
 
 class ApiError(JobsError):
@@ -101,7 +104,8 @@ class ServiceUnreachable(JobsError):
 
 
 class UnexpectedResponse(JobsError):
-    """A success status whose body is not what the API promises (not JSON, wrong shape)."""
+    """A success status whose body is not what the API promises (not JSON, wrong shape), or an
+    error that did not come from the API (a 404 without a problem body: a wrong URL or port)."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)

@@ -176,8 +176,29 @@ def test_submit_file_names_the_jobs_the_service_refuses_by_their_line_from_1(hos
     path.write_text("\n".join(['{"type": "echo", "delay_seconds": 3600}'] * 101 + ['{"type": "nope"}']) + "\n")
     r = jobs("submit", "--file", str(path), url=host.base)
     assert r.returncode == 4 and "  line 102: no handler" in r.stderr, r.stderr
-    assert "100 of 102 jobs were submitted before the error" in r.stderr
-    assert len(all_jobs(host)) == 100  # the first batch; nothing of the refused ones
+    assert "100 of 102 jobs were submitted before the error (in file order, listed above)" in r.stderr
+    assert "give --idempotency-key" in r.stderr
+    stored = sorted(j["id"] for j in all_jobs(host))
+    assert len(stored) == 100  # the first batch; nothing of the refused ones
+    assert sorted(r.stdout.split()) == stored  # named, so a rerun can leave them out
+    r = jobs("--json", "submit", "--file", str(path), "--idempotency-key", "partial", url=host.base)
+    assert (r.returncode, len(json.loads(r.stdout)), json.loads(r.stderr)["code"]) == (4, 100, "invalid_batch")
+
+
+@pytest.mark.parametrize("payload", ["NaN", "-Infinity", "1e400", '{"a": [NaN]}'])
+def test_a_payload_json_cannot_carry_is_a_usage_error(host, payload):
+    r = jobs("submit", "echo", "--payload", payload, url=host.base)
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert "not valid JSON" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_url_that_is_not_the_api_is_said_to_be_so_not_a_missing_job(host):
+    """A 404 or 400 without a problem body came from something else (another server, a path
+    outside the API): not "no such job" (exit 3) or "refused" (exit 4)."""
+    r = jobs("get", UNKNOWN_ID, url=host.base + "/elsewhere")
+    assert r.returncode == 6, r.stderr
+    assert f"GET {host.base}/elsewhere/api/jobs/{UNKNOWN_ID} answered 404" in r.stderr
+    assert "is the URL right?" in r.stderr
 
 
 def test_health_exits_0_and_shows_each_check_from_the_console_script_or_python_m(host):
@@ -197,11 +218,16 @@ def test_help_documents_the_exit_codes():
         assert line in r.stdout
 
 
-@pytest.mark.parametrize("command", [("--help",), ("pause", "--help"), ("list", "--help"), ("submit", "--help")])
+@pytest.mark.parametrize(
+    "command",
+    [("--help",), ("pause", "--help"), ("list", "--help"), ("submit", "--help"), ("schedules", "--help"),
+     ("schedules", "create", "--help")],
+)  # fmt: skip
 def test_help_shows_no_value_for_a_flag(command):
-    """`--json <bool>` reads as if the flag took a value (`--json true` is an error)."""
+    """`--json <bool>` reads as if the flag took a value (`--json true` is an error); `--help` too."""
     r = jobs(*command)
-    flags = [line for line in r.stdout.splitlines() if re.search(r"--(json|wait|all|oldest|paused|no-name)\b", line)]
+    wanted = r"--(json|wait|all|oldest|paused|no-name|help)\b"
+    flags = [line for line in r.stdout.splitlines() if re.search(wanted, line)]
     assert flags and not [line for line in flags if "<bool>" in line], r.stdout
 
 
@@ -386,7 +412,8 @@ def test_types_pause_resume_and_limit_commands(host):
     r = jobs("resume", "--all", url=host.base)
     assert r.returncode == 0 and "parked jobs released" in r.stderr, r.stderr  # even when none were parked
     assert json.loads(jobs("types", "--json", url=host.base).stdout)["paused_all"] is False
-    assert jobs("resume", "echo", url=host.base).returncode == 0  # its own pause, kept through resume --all
+    r = jobs("resume", "echo", url=host.base)  # its own pause, kept through resume --all
+    assert r.returncode == 0 and "released         0 parked jobs\n" in r.stdout, r.stdout  # said once
 
 
 def test_get_says_what_holds_a_queued_job_back(host):

@@ -226,7 +226,12 @@ def test_error_answers_raise_typed_exceptions_carrying_status_code_and_problem(c
     with pytest.raises(BadRequest) as invalid_batch:  # one invalid item: nothing of the batch is stored
         client.submit_many([{"type": "echo"}, {"type": "echo", "max_attempts": 0}])
     assert invalid_batch.value.code == "invalid_batch" and invalid_batch.value.problem["errors"][0]["index"] == 1
-    assert all_jobs(host) == []
+    assert all_jobs(host) == [] and invalid_batch.value.stored == ()
+    # A later chunk refused: the error names the jobs the earlier chunks stored, which stay.
+    with pytest.raises(BadRequest) as later_chunk:
+        client.submit_many([{"type": "echo", "delay_seconds": 60}] * 2 + [{"type": "nope"}], chunk_size=2)
+    assert sorted(j.id for j in later_chunk.value.stored) == sorted(j["id"] for j in all_jobs(host))
+    assert len(later_chunk.value.stored) == 2
 
 
 def test_cancel_a_queued_job_then_cancel_again_raises_conflict_then_retry_redrives_it(client):

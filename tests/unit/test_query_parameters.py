@@ -51,3 +51,22 @@ def test_a_parameter_given_twice_is_named_as_such():
     r = refused.value.response()
     assert (r.status, r.body["code"], r.body["fields"]) == (400, "invalid_parameter", ["status"]), r.body
     assert r.body["detail"] == "give each query parameter once, with one value (status=queued,failed)"
+
+
+def test_health_names_its_dependencies_when_storage_was_down_before_the_first_request():
+    """The app's services make the table and queues on first use; when that fails, every route
+    answers 503 storage_unavailable but health, which still says what does not answer."""
+    from azure.core.exceptions import ServiceRequestError
+
+    async def unreachable():
+        raise ServiceRequestError("Connection refused")
+
+    for route, code in ((api.health, "dependency_unavailable"), (api.list_jobs, "storage_unavailable")):
+        request = api.ApiRequest("GET", {}, {}, {}, b"")
+        r = asyncio.run(api.handle(route, unreachable, request))
+        assert (r.status, r.body["code"]) == (503, code), r.body
+    assert r.body.get("checks") is None
+    r = asyncio.run(api.handle(api.health, unreachable, api.ApiRequest("GET", {}, {}, {}, b"")))
+    assert r.body["checks"] == {"table": "ServiceRequestError: Connection refused"} | {
+        "queue": "ServiceRequestError: Connection refused"
+    }

@@ -1,0 +1,3 @@
+from jobs_client.cli import main
+
+main()
