@@ -443,7 +443,7 @@ async def _start_bulk(
     try:
         started = await app.operations.start(
             action, job_filter, bulk.ids, getattr(bulk, "extra_attempts", None),
-            idempotency_key=key, request_hash=RequestHash.of(body) if key else None,
+            idempotency_key=key, request_hash=RequestHash.of(body, action) if key else None,
         )  # fmt: skip
     except IdempotencyMismatch as exc:
         raise Problem(422, "idempotency_key_reused", str(exc)) from None

@@ -4,7 +4,8 @@ operations): how a key is stored, and when a request replays the one that used i
 A replay must send the same request. "Same" is judged on the body as the API reads it, not on its
 bytes: key order, `30` or `30.0`, and a field sent as null or left out (null means "the default"
 wherever a POST takes it) do not make a request different. A payload is compared as sent: the
-handler would see `30.0` where it saw `30`, and a `null` member where there was none."""
+handler would see `30.0` where it saw `30`, and a `null` member where there was none. Routes that
+share their keys (a bulk retry and a bulk cancel) add what they ask to the fingerprint."""
 
 from __future__ import annotations
 
@@ -26,21 +27,30 @@ def hash_key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:40]
 
 
+# Marks a fingerprint taken by the rule above. A key recorded before holds the hash of the JSON
+# exactly as sent, of the body alone: its replay is compared that way.
+_READ = "r:"
+
+
 @dataclass(frozen=True)
 class RequestHash:
-    """A request body's fingerprint. `value` is what a new key records. `exact` is the hash of the
-    JSON as sent, which keys recorded before the rule above hold: a replay of one still matches."""
+    """A request's fingerprint: `value` is what a new key records; `exact`, what a key recorded
+    before it holds for the same request."""
 
     value: str
     exact: str
 
     @classmethod
-    def of(cls, body: Any) -> RequestHash:
-        return cls(_hash_json(_as_read(body)), _hash_json(body))
+    def of(cls, body: Any, action: str | None = None) -> RequestHash:
+        """`action`: what the request asks, when routes that ask different things share their
+        keys (a bulk retry's key replayed on the cancel route is another request)."""
+        read = _as_read(body)
+        return cls(_READ + _hash_json([action, read] if action else read), _hash_json(body))
 
     def check(self, record: Mapping[str, Any]) -> None:
         """Raise IdempotencyMismatch unless `record` (a key's row) was written for this request."""
-        if record.get("request_hash") not in (self.value, self.exact):
+        recorded = str(record.get("request_hash") or "")
+        if recorded != (self.value if recorded.startswith(_READ) else self.exact):
             raise IdempotencyMismatch
 
 

@@ -181,6 +181,16 @@ def test_bulk_retry_answers_202_with_an_operation_to_poll(services, post):
     assert got.status == 200 and got.body["applied"] == 2 and "Retry-After" not in got.headers
 
 
+def test_a_bulk_retrys_key_sent_to_the_cancel_route_is_another_request(services, post):
+    """Both routes keep their keys in one place, and `{"filter": {}}` is a valid body of either:
+    replaying the retry there would answer a cancel with the retry's operation."""
+    key = {"idempotency-key": "nightly-redrive"}
+    retried = post(api.retry_jobs, {"filter": {}}, key)
+    assert post(api.retry_jobs, {"filter": {}}, key).body["id"] == retried.body["id"]
+    r = post(api.cancel_jobs, {"filter": {}}, key)
+    assert (r.status, r.body["code"]) == (422, "idempotency_key_reused"), r.body
+
+
 def test_an_empty_bulk_cancel_filter_cancels_every_queued_job_of_every_type_as_documented(services, post):
     """`{"filter": {}}` asks for no confirmation: the README and the document say what it does."""
     queued = [services.service.submit(t, 1, delay_seconds=300).job.id for t in ("sleep", "echo", "fail")]

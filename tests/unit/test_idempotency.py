@@ -50,3 +50,19 @@ def test_a_key_recorded_before_the_rule_still_matches_the_same_json():
     RequestHash.of(body).check({"request_hash": old})
     with pytest.raises(IdempotencyMismatch):
         RequestHash.of({"type": "echo", "delay_seconds": 31}).check({"request_hash": old})
+
+
+def test_a_request_to_another_action_does_not_match_though_its_body_does():
+    recorded = {"request_hash": RequestHash.of({"filter": {}}, "retry").value}
+    RequestHash.of({"filter": {}}, "retry").check(recorded)
+    with pytest.raises(IdempotencyMismatch):
+        RequestHash.of({"filter": {}}, "cancel").check(recorded)
+
+
+def test_a_key_recorded_before_is_compared_exactly_and_a_new_one_as_read():
+    """Only a new key's record is taken by the looser rule; an old one holds the exact JSON's hash."""
+    body = {"type": "echo", "delay_seconds": 30}
+    old = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:40]
+    with pytest.raises(IdempotencyMismatch):  # the same as read, but not the JSON that old key saw
+        RequestHash.of({**body, "delay_seconds": 30.0}).check({"request_hash": old})
+    RequestHash.of({**body, "delay_seconds": 30.0}).check({"request_hash": RequestHash.of(body).value})
