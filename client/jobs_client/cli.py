@@ -50,21 +50,22 @@ Exit codes:
   6  service unavailable or unreachable after retries (and any 5xx)"""
 
 
-def _flag_help(option: Any) -> Any:
-    # A flag's help shows no value to give: typer would print `-h <bool>` (see `flag`).
-    if option is not None:
-        option.metavar = ""
-    return option
+class _PlainHelp:
+    """`-h/--help` shown as the flag it is: typer would print `-h <bool>` (see `flag`)."""
 
-
-class _Command(TyperCommand):
     def get_help_option(self, ctx: Any) -> Any:
-        return _flag_help(super().get_help_option(ctx))
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
 
 
-class _Group(TyperGroup):
-    def get_help_option(self, ctx: Any) -> Any:
-        return _flag_help(super().get_help_option(ctx))
+class _Command(_PlainHelp, TyperCommand):
+    pass
+
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
 
 
 class _Commands(_Group):

@@ -123,7 +123,7 @@ async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any
         "priority": str(spec.priority or "normal"),
         "max_attempts": spec.max_attempts or app.config.max_attempts,
         # The setting is read as a float (540.0) where a type's own is usually an int: one spelling.
-        "time_limit_seconds": _json_number(spec.time_limit_seconds or app.config.time_limit_seconds),
+        "time_limit_seconds": _whole_as_int(spec.time_limit_seconds or app.config.time_limit_seconds),
         "paused": flow.paused,
         "paused_by": state.paused_by(job_type),
         "max_concurrency": flow.max_concurrency,
@@ -133,5 +133,5 @@ async def _type(app: Services, state: FlowState, job_type: str) -> dict[str, Any
     }
 
 
-def _json_number(value: float) -> float:
+def _whole_as_int(value: float) -> float:
     return int(value) if float(value).is_integer() else value

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -66,33 +67,36 @@ _MONTHS = _names("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", 
 _DAYS = _names("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 
-def _field(value: str, step: str, special: str = "") -> str:
-    item = rf"(\*(/({step}))?|({value})(-({value}))?(/({step}))?{special})"
-    return rf"{item}(,{item})*"
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    values: str  # as a refusal lists them
+    value: str  # a pattern of one value
+    step: str  # a pattern of the steps it takes: 1 to `largest_step`
+    largest_step: int
+    special: str = ""  # alternatives to a plain item (`L`, `MON#1`)
+
+    def pattern(self, step: str | None = None) -> str:
+        step = step or self.step
+        item = rf"(\*(/({step}))?|({self.value})(-({self.value}))?(/({step}))?{self.special})"
+        return rf"{item}(,{item})*"
 
 
 # A step is at most the field's span less one: a wider one matches only the first value, which
 # cronsim accepts, so `*/90` in seconds, meant for every 90 s, would fire once a minute.
 _SIXTY = r"[0-5]?[0-9]"
-_STEPS = (
-    r"[1-9]|[1-5][0-9]",  # second: 1-59
-    r"[1-9]|[1-5][0-9]",  # minute: 1-59
-    r"[1-9]|1[0-9]|2[0-3]",  # hour: 1-23
-    r"[1-9]|[12][0-9]|30",  # day of month: 1-30
-    r"[1-9]|1[01]",  # month: 1-11
-    r"[1-6]",  # day of week: 1-6 (7 is Sunday again)
-)
+_FIELDS = (
+    _Field("second", "0-59", _SIXTY, r"[1-9]|[1-5][0-9]", 59),  # 6-field expressions only
+    _Field("minute", "0-59", _SIXTY, r"[1-9]|[1-5][0-9]", 59),
+    _Field("hour", "0-23", r"[01]?[0-9]|2[0-3]", r"[1-9]|1[0-9]|2[0-3]", 23),
+    _Field("day-of-month", "1-31, `L`, `LW`", r"0?[1-9]|[12][0-9]|3[01]", r"[1-9]|[12][0-9]|30", 30, "|[Ll][Ww]?"),
+    _Field("month", "1-12, `JAN`-`DEC`", rf"0?[1-9]|1[0-2]|{_MONTHS}", r"[1-9]|1[01]", 11),
+    _Field("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`", rf"[0-7]|{_DAYS}", r"[1-6]", 6,  # 7 is Sunday again
+           rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),
+)  # fmt: skip
 # Schedules stored before the steps were bounded took any step up to 9999: still read as stored.
 _ANY_STEP = r"[1-9][0-9]{0,3}"
-_VALUES = (
-    (_SIXTY, ""),  # second (6-field expressions only)
-    (_SIXTY, ""),  # minute
-    (r"[01]?[0-9]|2[0-3]", ""),  # hour
-    (r"0?[1-9]|[12][0-9]|3[01]", "|[Ll][Ww]?"),  # day of month, L, LW
-    (rf"0?[1-9]|1[0-2]|{_MONTHS}", ""),  # month
-    (rf"[0-7]|{_DAYS}", rf"|({'[0-7]|' + _DAYS})(#[1-5]|[Ll])"),  # day of week, 5L, MON#1
-)
-FIELDS = tuple(_field(value, step, special) for (value, special), step in zip(_VALUES, _STEPS, strict=True))
+FIELDS = tuple(f.pattern() for f in _FIELDS)
 
 
 def _grammar(fields: tuple[str, ...]) -> str:
@@ -102,14 +106,8 @@ def _grammar(fields: tuple[str, ...]) -> str:
 
 GRAMMAR = _grammar(FIELDS)
 _GRAMMAR = re.compile(GRAMMAR)
-_STORED_GRAMMAR = re.compile(_grammar(tuple(_field(value, _ANY_STEP, special) for value, special in _VALUES)))
+_STORED_GRAMMAR = re.compile(_grammar(tuple(f.pattern(_ANY_STEP) for f in _FIELDS)))
 _FIELD_GRAMMARS = tuple(re.compile(f) for f in FIELDS)
-# Each field's name, values and largest step, to say which field a refused expression gets wrong.
-_FIELD_VALUES = (
-    ("second", "0-59", 59), ("minute", "0-59", 59), ("hour", "0-23", 23),
-    ("day-of-month", "1-31, `L`, `LW`", 30), ("month", "1-12, `JAN`-`DEC`", 11),
-    ("day-of-week", "0-7, `SUN`-`SAT`, `5L`, `MON#1`", 6),
-)  # fmt: skip
 _LAYOUT = (
     "give 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, separated by single "
     "spaces, such as `30 2 * * *` or `*/10 * * * * *`"
@@ -123,12 +121,10 @@ def _fault(expression: str) -> str:
     parts = expression.split(" ")
     if len(parts) in (5, 6) and "" not in parts:
         skipped = 6 - len(parts)  # a 5-field expression has no second field
-        for part, grammar, (name, values, step) in zip(
-            parts, _FIELD_GRAMMARS[skipped:], _FIELD_VALUES[skipped:], strict=True
-        ):
+        for part, grammar, f in zip(parts, _FIELD_GRAMMARS[skipped:], _FIELDS[skipped:], strict=True):
             if not grammar.fullmatch(part):
-                return (f"its {name} field `{part}` is not valid: it takes `*`, {values}, ranges `a-b`, steps `*/n` "
-                        f"(n from 1 to {step}) and lists `a,b`")  # fmt: skip
+                return (f"its {f.name} field `{part}` is not valid: it takes `*`, {f.values}, ranges `a-b`, steps "
+                        f"`*/n` (n from 1 to {f.largest_step}) and lists `a,b`")  # fmt: skip
     return _LAYOUT
 
 
