@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import itertools
+import logging
 import os
 import random
 import re
@@ -50,6 +51,9 @@ from jobs_client.models import (
 
 T = TypeVar("T")
 Polled = TypeVar("Polled", Job, Operation)
+
+# Each resend is logged here at INFO (the CLI shows these lines), so a wait is never silent.
+log = logging.getLogger("jobs_client")
 
 DEFAULT_URL = "http://localhost:7071"
 KEY_HEADER = "x-functions-key"
@@ -235,6 +239,22 @@ class RetryPolicy:
         return None
 
 
+def _target(call: Call, outcome: Outcome) -> str:
+    """The request's method and whole URL (without its query), so that a failure to reach the
+    service names where it looked."""
+    try:
+        url = outcome.request.url.copy_with(query=None)
+    except RuntimeError:  # a transport error raised before the request was built
+        return f"{call.method} {call.path}"
+    return f"{call.method} {url}"
+
+
+def _describe(outcome: Outcome) -> str:
+    if isinstance(outcome, httpx.Response):
+        return f"{outcome.status_code} {outcome.reason_phrase}".rstrip()
+    return f"{type(outcome).__name__}: {outcome or 'no response'}"
+
+
 # --- responses -------------------------------------------------------------------------------
 
 
@@ -300,12 +320,15 @@ class Core:
             delay = self.policy.delay(retry, outcome, call)
             if delay is None:
                 if isinstance(outcome, httpx.TransportError):
-                    raise ServiceUnreachable(
-                        f"{call.method} {call.path}: {type(outcome).__name__}: {outcome or 'no response'}"
-                        f" (after {retry + 1} attempt{'s' if retry else ''})"
-                    ) from outcome
+                    attempts = f"{retry + 1} attempt{'s' if retry else ''}"
+                    message = f"{_target(call, outcome)}: {_describe(outcome)} (after {attempts})"
+                    raise ServiceUnreachable(message) from outcome
                 return outcome
             retry += 1
+            log.info(
+                "%s: %s; sending it again in %.1f s (retry %d of %d)",
+                _target(call, outcome), _describe(outcome), delay, retry, self.policy.retries,
+            )  # fmt: skip
             yield Sleep(delay)
 
     def fetch(self, call: Call, *keys: str) -> Flow[tuple[Mapping[str, Any], httpx.Response]]:

@@ -253,10 +253,25 @@ def _progress(*columns: Any) -> Progress:
     )
 
 
+# The progress display on screen, if any: a note goes through its console, which prints it above
+# the display instead of through the display's lines.
+_showing: list[Progress] = []
+
+
+@contextmanager
+def _shown(progress: Progress) -> Iterator[Progress]:
+    with progress:
+        _showing.append(progress)
+        try:
+            yield progress
+        finally:
+            _showing.pop()
+
+
 @contextmanager
 def spinner(description: str) -> Iterator[tuple[Progress, Any]]:
     """A spinner with a changing description."""
-    with _progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+    with _shown(_progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())) as progress:
         yield progress, progress.add_task(description, total=None)
 
 
@@ -265,7 +280,7 @@ def bar(description: str, total: int | None) -> Iterator[tuple[Progress, Any]]:
     """A progress bar with counts."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TimeElapsedColumn())  # fmt: skip
-    with _progress(*columns) as progress:
+    with _shown(_progress(*columns)) as progress:
         yield progress, progress.add_task(description, total=total)
 
 
@@ -315,7 +330,7 @@ def error(exc: JobsError, as_json: bool, lines: Sequence[int] | None = None, bat
 
 
 def note(message: str) -> None:
-    stderr().print(Text(message))
+    (_showing[-1].console if _showing else stderr()).print(Text(message))
 
 
 # --- schedules -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ messages go to stderr. Exit codes are in EXIT_CODES below, and in `jobs --help`.
 """
 
 import json
+import logging
 import math
 import re
 import sys
@@ -22,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from jobs_client import _render as render
 from jobs_client._core import DEFAULT_URL, MAX_PAGE_SIZE, format_time, parse_rate, resolve_url, type_path
+from jobs_client._core import log as client_log
 from jobs_client.client import JobsClient
 from jobs_client.errors import ClientError, JobsError, NotFound, TooManyRequests, WaitTimeout
 from jobs_client.models import Job, JobTypes, Operation, Schedule, parse_time
@@ -211,6 +213,12 @@ def session(ctx: typer.Context, json_flag: bool) -> Iterator[tuple[JobsClient, S
     """A client for one command; a JobsError becomes a message on stderr and its exit code."""
     settings: Settings = ctx.obj
     settings.json = settings.json or json_flag
+    # Each retry said on stderr as it happens: an app that is down takes some 10 s of retries to
+    # report, and a silent wait that long looks hung. Not with --json, whose stderr is JSON.
+    retries = None if settings.json else _RetryNotes()
+    if retries is not None:
+        client_log.addHandler(retries)
+        client_log.setLevel(logging.INFO)
     try:
         with JobsClient(settings.url, settings.key, retries=settings.retries) as client:
             yield client, settings
@@ -219,6 +227,14 @@ def session(ctx: typer.Context, json_flag: bool) -> Iterator[tuple[JobsClient, S
             show(settings, exc.last)  # the state it was left in is still the answer
         render.error(exc, settings.json)
         raise typer.Exit(exit_code(exc)) from None
+    finally:
+        if retries is not None:
+            client_log.removeHandler(retries)
+
+
+class _RetryNotes(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        render.note(record.getMessage())
 
 
 def usage(message: str, param: str | None = None) -> NoReturn:

@@ -312,6 +312,23 @@ def test_an_unreachable_service_exits_6():
     assert listed.returncode == 6 and listed.stdout == ""  # not a lone `[`
 
 
+def test_each_retry_is_said_as_it_happens_naming_the_url_but_not_with_json():
+    """An app that is down takes some 10 s of retries to report: each one is said on stderr, so
+    the wait does not look hung, and the URL is named, since a wrong one is the usual cause."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api/jobs/abc"
+    r = jobs("--retries", "2", "get", "abc", url=f"http://127.0.0.1:{port}")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 6 and len(lines) == 3, r.stderr
+    assert lines[0].startswith(f"GET {url}: ConnectError") and lines[0].endswith("(retry 1 of 2)")
+    assert lines[1].endswith("(retry 2 of 2)") and "sending it again in" in lines[1]
+    assert lines[2].startswith(f"error: GET {url}: ConnectError") and lines[2].endswith("(after 3 attempts)")
+    quiet = jobs("--retries", "2", "--json", "get", "abc", url=f"http://127.0.0.1:{port}")
+    assert quiet.returncode == 6 and json.loads(quiet.stderr)["error"] == "ServiceUnreachable"  # one JSON object
+
+
 def test_503_after_the_retries_exits_6(unavailable):
     url, seen = unavailable
     r = jobs("--retries", "2", "get", "1", url=url)

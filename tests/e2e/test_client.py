@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import socket
 import threading
 import time
@@ -435,11 +436,16 @@ def test_503_that_persists_raises_service_unavailable_after_the_retries(proxy_fo
     assert caught.value.code == "storage_unavailable" and len(proxy.seen) == 4
 
 
-def test_connection_refused_is_retried_with_backoff_then_raises_service_unreachable():
+def test_connection_refused_is_retried_with_backoff_then_raises_service_unreachable(caplog):
     started = time.monotonic()
-    with JobsClient(f"http://127.0.0.1:{closed_port()}", retries=2) as c, pytest.raises(ServiceUnreachable):
+    base = f"http://127.0.0.1:{closed_port()}"
+    caplog.set_level(logging.INFO, logger="jobs_client")
+    with JobsClient(base, retries=2) as c, pytest.raises(ServiceUnreachable) as caught:
         c.get("1")
     assert time.monotonic() - started >= 0.25 + 0.5  # two backoffs: at least half of 0.5 s, then of 1 s
+    assert str(caught.value).startswith(f"GET {base}/api/jobs/1: ConnectError")  # names where it looked
+    said = [r.getMessage() for r in caplog.records if r.name == "jobs_client"]
+    assert [m.rsplit("(", 1)[1] for m in said] == ["retry 1 of 2)", "retry 2 of 2)"]  # each resend is logged
 
 
 def test_cancel_is_not_resent_once_it_may_have_reached_the_service(host, proxy_for):
