@@ -79,7 +79,7 @@ class Heartbeat:
     async def _renew(self, until: datetime) -> None:
         """One renewal; a refusal of our own making (JobStore.write_own) is no refusal."""
         self.current = await self.store.write_own(
-            self.current, replace(self.current.job, lease_until=until), LEASE_FIELDS
+            self.current, replace(self.current.job, lease_until=until), LEASE_FIELDS, holder=True
         )
         self.renewals += 1
 

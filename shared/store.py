@@ -275,15 +275,23 @@ class JobStore:
         return Versioned(job, meta["etag"])
 
     async def write_own(
-        self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None, whole: bool = False
+        self,
+        current: Versioned,
+        new: Job,
+        fields: tuple[str, ...] | None = None,
+        whole: bool = False,
+        holder: bool = False,
     ) -> Versioned:
         """Write `new` over `current` (a replace, or a merge of `fields`) if nobody changed it,
         telling a refusal of our own making from another's change with one read. The SDK sends a
         write again when its answer is lost (a timeout, a 503), and a first try that landed makes
         the second's condition fail: if the record holds `new` (Job.holds_write), the write
-        stands. A running attempt's lease renewal whose answer was an error may have landed too:
-        if the record is `current` but for its lease (Job.renewed_from), write again from it,
-        once. Otherwise Refused, with the record as read (`whole`: with its blobs)."""
+        stands. The `holder` of a running attempt (its worker) renews its lease, and a renewal
+        whose answer was an error may have landed too: if the record is `current` but for its
+        lease (Job.renewed_from), the holder writes again from it, once. Anyone else (the
+        reconciler repairing an expired lease) must not: that renewal is the attempt's worker
+        alive, and writing over it would run two attempts at once. Otherwise Refused, with the
+        record as read (`whole`: with its blobs)."""
         etag = current.etag
         for again in (True, False):
             try:
@@ -295,8 +303,14 @@ class JobStore:
             if found is not None and found.job.holds_write(new):
                 log.info("our %s write was applied; its answer was lost", new.status, extra={"job_id": new.id})
                 return Versioned(new, found.etag)
-            renewed = found is not None and current.job.status is Status.RUNNING and found.job.renewed_from(current.job)
+            renewed = (
+                holder
+                and found is not None
+                and current.job.status is Status.RUNNING
+                and found.job.renewed_from(current.job)
+            )
             if not (again and renewed):
+                await self._drop_unwritten_result(new, found)
                 raise Refused(new.id, found)
             assert found is not None
             etag = found.etag
@@ -506,7 +520,7 @@ class JobStore:
             if value is None or f"{name}_blob" in extra:
                 continue
             if property_chars(property_json(value)) > INLINE_LIMIT_CHARS:
-                blob_name = f"{job.id}/{name}.json"
+                blob_name = _blob_name(job, name)
                 text = json.dumps(value, separators=(",", ":"))  # escaped: a lone surrogate is no UTF-8
                 await self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
                 extra[f"{name}_blob"] = blob_name
@@ -557,6 +571,15 @@ class JobStore:
             **times,  # type: ignore[arg-type]
         )
         return job
+
+    async def _drop_unwritten_result(self, new: Job, found: Versioned | None) -> None:
+        """The result blob a refused write uploaded before it, which no record names."""
+        if new.result is None or property_chars(property_json(new.result)) <= INLINE_LIMIT_CHARS:
+            return  # inline: no blob was uploaded
+        name = _blob_name(new, "result")
+        if found is None or found.job.extra.get("result_blob") != name:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self.storage.container.delete_blob(name)
 
     async def _drop_blobs(self, entity: dict[str, Any]) -> None:
         for name in ("payload_blob", "result_blob"):
@@ -633,3 +656,10 @@ def idempotency_record(idempotency_key: str, partitions: int) -> tuple[int, str]
     it) and the record's row key. Its `job_row` names the job the key made."""
     key_hash = hash_key(idempotency_key)
     return int(key_hash, 16) % partitions, _IDEM_PREFIX + key_hash
+
+
+def _blob_name(job: Job, name: str) -> str:
+    """Where a payload or result too large for a property goes. A result is named for its
+    attempt: a stale attempt's late result, whose write is then refused, must not replace the
+    result of the attempt that won."""
+    return f"{job.id}/{name}.{job.attempt}.json" if name == "result" else f"{job.id}/{name}.json"

@@ -180,14 +180,14 @@ class Worker:
             if job.status is Status.QUEUED and message.attempt == job.attempt - 1:
                 # The attempt this message was for scheduled the next one, then the process died
                 # before the host deleted it: the next attempt's message may never have been put.
-                await enqueue(self.storage, job, found.etag)
+                await self._enqueue(job, found.etag)
             return self._drop(job, Outcome.STALE, f"message is for attempt {message.attempt}")
         if job.status is Status.RUNNING:
             if not job.lease_expired(now):
                 return self._drop(job, Outcome.DUPLICATE, "attempt is held by another worker")
             return _outcome_of(await self.fail_attempt(found, LEASE_EXPIRED))
         if job.not_before > now + timedelta(seconds=1) and not _woken_early(message):
-            await enqueue(self.storage, job, found.etag)
+            await self._enqueue(job, found.etag)
             return self._drop(job, Outcome.NOT_DUE, "attempt is not due yet")
         spec = self.registry.get(job.type)
         if spec is None:
@@ -406,8 +406,8 @@ class Worker:
             current = latest if complete else await self.store.get(job.id)
             if current is None or (current.etag != latest.etag and not current.job.renewed_from(latest.job)):
                 return _outcome_of(_lost_race(current, job))
-            return _outcome_of(await self.fail_attempt(current, error, retryable=retryable, delay=delay))
-        done = await self._write(latest, job.succeed(result), RESULT_FIELDS)
+            return _outcome_of(await self.fail_attempt(current, error, retryable, delay, holder=True))
+        done = await self._write(latest, job.succeed(result), RESULT_FIELDS, holder=True)
         if done is not None and done.job.status is Status.SUCCEEDED:
             self.telemetry.count(signals.SUCCEEDED, done.job)
             log.info("attempt succeeded", extra=job_attributes(done.job))
@@ -420,16 +420,17 @@ class Worker:
         return thread.run(functools.partial(contextvars.copy_context().run, spec.func, ctx))
 
     async def fail_attempt(
-        self, current: Versioned, error: str, retryable: bool = True, delay: float | None = None
+        self, current: Versioned, error: str, retryable: bool = True, delay: float | None = None, holder: bool = False
     ) -> Versioned | None:
         """A failed attempt: schedule the next one (record first, then its hidden message) or
-        dead-letter the job. The new state, or what won if someone else changed the job first."""
+        dead-letter the job. The new state, or what won if someone else changed the job first.
+        `holder`: the attempt's own worker writes it (JobStore.write_own), not the reconciler."""
         new = current.job.fail(error, self.policy_for(current.job.type), retryable=retryable, delay=delay)
-        written = await self._write(current, new)
+        written = await self._write(current, new, holder=holder)
         if written is None or written.job.status is Status.CANCELLED:
             return written
         if written.job.status is Status.QUEUED:
-            await enqueue(self.storage, written.job, written.etag)
+            await self._enqueue(written.job, written.etag)
             self.telemetry.count(signals.RETRIED, written.job)
             log.warning("attempt failed, retry scheduled: %s", error, extra=job_attributes(written.job))
         else:
@@ -457,12 +458,25 @@ class Worker:
         job = found.job
         if job.status.terminal or job.attempt != message.attempt:
             return Outcome.STALE
+        if job.status is Status.RUNNING and not job.lease_expired():
+            # A copy of the message failed, while a worker runs the attempt and renews its lease;
+            # should that worker be gone, the lease runs out and the reconciler repairs it then.
+            return self._drop(job, Outcome.DUPLICATE, "poisoned copy of an attempt that is running")
         with self.telemetry.span(signals.SPAN_REPAIR, job, parent=job.trace, reason="poisoned"):
             return _outcome_of(await self.dead_letter(found, reason))
 
-    async def _write(self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None) -> Versioned | None:
+    async def _enqueue(self, job: Job, etag: str | None) -> None:
+        """Put the message of the job's attempt. A start too far ahead for a queue message (over 7
+        days: a handler's RetryLater) goes on the watch list instead, which the reconciler reads
+        every run and enqueues the job from once it is due: the window has passed it by."""
+        if not await enqueue(self.storage, job, etag):
+            await self.watchlist.add(job.id)
+
+    async def _write(
+        self, current: Versioned, new: Job, fields: tuple[str, ...] | None = None, holder: bool = False
+    ) -> Versioned | None:
         try:
-            return await self.store.write_own(current, new, fields)
+            return await self.store.write_own(current, new, fields, holder=holder)
         except Refused as refused:
             return _lost_race(refused.found, new)
 
