@@ -11,6 +11,11 @@ the resend's condition fail; one read tells the two apart.
 An attempt that ends before the first renewal is due costs nothing more: no renewal is made.
 Renewals stop at the attempt's time limit: a handler that outlives it (a sync one cannot be
 interrupted) keeps no lease, and its result is discarded.
+
+A cancel stops an async handler at once, but a sync one only at its next `ctx.checkpoint()`. Until
+it returns, its heartbeat goes on writing `lease_until` on the cancelled record (and renewing its
+concurrency slot), still not past the time limit: a retry is refused until the lease has run out
+(Job.redrive), so it cannot start beside the attempt still running.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.job import utcnow
-from shared.store import ConcurrencyConflict, JobStore, Versioned
+from shared.job import Status, utcnow
+from shared.store import ConcurrencyConflict, JobStore, Refused, Versioned
 
 log = logging.getLogger("jobs.heartbeat")
 LEASE_FIELDS = ("lease_until",)
@@ -40,6 +45,7 @@ class Heartbeat:
         on_lost: Callable[[], None],
         also: Callable[[datetime], Awaitable[None]] | None = None,
         before: Callable[[datetime], Awaitable[None]] | None = None,
+        unstoppable: bool = False,
     ) -> None:
         self.store = store
         self.current = claimed  # the record as last written: the final write is conditional on its ETag
@@ -51,6 +57,8 @@ class Heartbeat:
         self._on_lost = on_lost
         self._also = also  # renewed with the lease: a concurrency slot the attempt holds
         self._before = before  # called with each new lease end before it is written
+        self._unstoppable = unstoppable  # a sync handler: a cancel does not stop it
+        self._cancelled: Versioned | None = None  # the cancelled record whose lease it keeps while it runs
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +91,16 @@ class Heartbeat:
         )
         self.renewals += 1
 
+    def _runs_on_cancelled(self, refused: ConcurrencyConflict) -> bool:
+        """Whether the refusal was this attempt's job cancelled, with a handler that runs on."""
+        found = refused.found if isinstance(refused, Refused) else None
+        if not self._unstoppable or found is None or found.job.status is not Status.CANCELLED:
+            return False
+        if found.job.attempt != self.current.job.attempt:
+            return False
+        self._cancelled = found
+        return True
+
     async def _run(self) -> None:
         """Renew now (the first wait was the timer's), then every `every` seconds until stopped."""
         while not self._stop.is_set():
@@ -90,16 +108,24 @@ class Heartbeat:
             if until <= utcnow():
                 return  # the time limit has passed: the lease is left to run out
             try:
-                if self._before is not None:
-                    await self._before(until)
-                await self._renew(until)
+                if self._cancelled is not None:
+                    job = replace(self._cancelled.job, lease_until=until)
+                    self._cancelled = await self.store.update(job, self._cancelled.etag, LEASE_FIELDS)
+                else:
+                    if self._before is not None:
+                        await self._before(until)
+                    await self._renew(until)
                 if self._also is not None:
                     await self._also(until)
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as refused:
+                if self._cancelled is not None:
+                    return  # the cancelled job changed again (its lease had run out): let it be
                 self.lost = True
                 log.info("lease renewal refused: the job changed", extra={"job_id": self.current.job.id})
                 self._on_lost()
-                return
+                if not self._runs_on_cancelled(refused):
+                    return
+                continue  # keep the cancelled record's lease now
             except Exception as exc:  # noqa: BLE001 - storage down: try again at the next beat
                 log.warning("lease renewal failed: %s", exc, extra={"job_id": self.current.job.id})
             with contextlib.suppress(TimeoutError):

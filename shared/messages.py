@@ -72,6 +72,7 @@ class JobMessage:
     waits: int = 0  # times it waited for a concurrency slot: its next wait is longer
     reserved_ms: int | None = None  # the start time a rate limit holds for it
     noted: str | None = None  # that start is far enough ahead to have a waiter row of this type (flow/rate.py)
+    under: str | None = None  # the limit that far start was given under (flow/rate.py's signature)
 
     @property
     def reserved(self) -> datetime | None:
@@ -89,6 +90,8 @@ class JobMessage:
             data["r"] = self.reserved_ms
         if self.noted:
             data["n"] = self.noted
+        if self.under:
+            data["u"] = self.under
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -111,7 +114,9 @@ class JobMessage:
         reserved = reserved if isinstance(reserved, int) and not isinstance(reserved, bool) else None
         noted = data.get("n")
         noted = noted if reserved is not None and isinstance(noted, str) and 0 < len(noted) <= 200 else None
-        return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")), waits, reserved, noted)
+        under = data.get("u")
+        under = under if noted is not None and isinstance(under, str) and 0 < len(under) <= 100 else None
+        return cls(job_id, attempt, trace, Snapshot.decode(data.get("run")), waits, reserved, noted, under)
 
 
 def operation_of(body: bytes | str) -> str | None:

@@ -259,7 +259,7 @@ class Worker:
     async def _admit(self, spec: HandlerSpec, job: Job, message: JobMessage) -> Verdict:
         if self.flow is None:
             return Start()
-        return await self.flow.admit(job, message.reserved, message.waits, self._lease(spec))
+        return await self.flow.admit(job, message.reserved, message.waits, self._lease(spec), message.under)
 
     async def _forget_noted(self, message: JobMessage) -> None:
         """Delete the waiter row naming this message (flow/rate.py): it no longer waits under it."""
@@ -298,7 +298,8 @@ class Worker:
             snapshot = snapshot and replace(snapshot, etag=written.etag, due_ms=to_ms(verdict.until))
         reserved = to_ms(verdict.reserved) if verdict.reserved else None
         noted = job.type if verdict.noted_under is not None else None
-        later = replace(message, snapshot=snapshot, waits=message.waits + counted, reserved_ms=reserved, noted=noted)
+        later = replace(message, snapshot=snapshot, waits=message.waits + counted, reserved_ms=reserved, noted=noted,
+                        under=verdict.noted_under if noted else None)  # fmt: skip
         sent = await send_later(self.storage, later, priority, verdict.until)
         if verdict.for_slot and self.flow is not None:
             await self.flow.wait_for_slot(job, priority, sent, verdict.until)
@@ -364,7 +365,8 @@ class Worker:
                 watched[0] = await self.watchlist.add(job.id)
 
         beat = Heartbeat(self.store, claimed, self._lease(spec), self.config.heartbeat_seconds,
-                         now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None, watch)  # fmt: skip
+                         now + timedelta(seconds=limit), on_lost, renew_slot if held[0] else None, watch,
+                         unstoppable=not spec.is_async)  # fmt: skip
         ctx = JobContext(
             id=job.id, type=job.type, payload=job.payload, attempt=job.attempt, max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_token, _checkpoint=lambda: beat.lost,

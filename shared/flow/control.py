@@ -84,24 +84,27 @@ class FlowControl:
         self.holds = Holds(storage, self.settings, self.slots.waiters, self.rate.waiters)
         self.registry = registry
 
-    async def admit(self, job: Job, reserved: datetime | None, waits: int, lease: timedelta) -> Verdict:
-        """May this attempt start now? A Start may hold a slot: give it back when the attempt ends."""
+    async def admit(
+        self, job: Job, reserved: datetime | None, waits: int, lease: timedelta, under: str | None = None
+    ) -> Verdict:
+        """May this attempt start now? A Start may hold a slot: give it back when the attempt ends.
+        `reserved`: the start a rate limit gave it, under the limit `under` if that start was far."""
         flow = await self.settings.for_type(job.type)
         if flow.paused:
             # Parking a job after a resume only delays it; still, look again before doing so.
             flow = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
-        verdict = await self._decide(job, flow, reserved, waits, lease)
+        verdict = await self._decide(job, flow, reserved, waits, lease, under)
         if isinstance(verdict, Wait) and verdict.ended_by_a_change:
             # A limit raised or removed reaches a cached view only after CACHE_SECONDS, and the
             # jobs it wakes would wait again: look once more before a wait that a change would
             # end (a read at most once per RECHECK_SECONDS per instance, however many jobs wait).
             fresh = self.settings.effective(await self.settings.current(RECHECK_SECONDS), job.type)
             if fresh != flow:
-                verdict = await self._decide(job, fresh, reserved, waits, lease)
+                verdict = await self._decide(job, fresh, reserved, waits, lease, under)
         return verdict
 
     async def _decide(
-        self, job: Job, flow: TypeFlow, reserved: datetime | None, waits: int, lease: timedelta
+        self, job: Job, flow: TypeFlow, reserved: datetime | None, waits: int, lease: timedelta, under: str | None
     ) -> Verdict:
         if flow.paused:
             return Park()
@@ -110,6 +113,17 @@ class FlowControl:
         if not flow.limited:
             return Start()
         now = utcnow()
+        if (
+            reserved is not None
+            and under is not None
+            and now < reserved - timedelta(seconds=1)
+            and flow.rate_limit is not None
+            and under == signature(flow.rate_limit, flow.rate_version)
+        ):
+            # Back before its start under the same limit: a queue message is hidden 7 days at most.
+            # It keeps its place; asking again would put it at the end of the line, and a backlog
+            # longer than 7 days would never start. (A changed limit wakes it to ask again.)
+            return Wait(reserved, reserved=reserved, noted_under=under)
         slot = None
         if flow.max_concurrency is not None:
             holder, waited = f"{job.id}:{job.attempt}", job.id if waits else None

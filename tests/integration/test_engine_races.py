@@ -12,6 +12,7 @@ from datetime import timedelta
 from shared.job import Status, utcnow
 from shared.registry import Registry
 from shared.retry import RetryLater
+from shared.service import Conflict
 from shared.worker import CLAIM_FIELDS, LEASE_EXPIRED, Outcome
 from tests.integration.conftest import deliver
 
@@ -139,3 +140,41 @@ def test_a_stale_attempts_late_large_result_neither_replaces_the_winners_nor_sta
     assert (shown.status, shown.attempt, shown.result["attempt"]) == (Status.SUCCEEDED, 2, 2)
     blobs = sorted(b.name for b in services.storage.container.list_blobs(name_starts_with=f"{job.id}/"))
     assert blobs == [f"{job.id}/result.2.json"]
+
+
+def test_a_retry_after_a_cancel_waits_for_the_sync_handler_still_running(services_factory):
+    """A cancel cannot stop a sync handler that does not call ctx.checkpoint(): while it runs, its
+    heartbeat keeps the cancelled record's lease, so a retry is refused until it has returned and
+    two attempts of one job never run at once."""
+    spans: list[tuple[int, float, float]] = []
+    registry = Registry()
+
+    @registry.handler("slow")
+    def slow(ctx):
+        began = time.monotonic()
+        time.sleep(3)
+        spans.append((ctx.attempt, began, time.monotonic()))
+
+    services = services_factory(job_registry=registry, JOBS_LEASE_SECONDS="1", JOBS_HEARTBEAT_SECONDS="0.2")
+    job = services.service.submit("slow", None).job
+    runner = threading.Thread(target=lambda: deliver(services))
+    runner.start()
+    try:
+        wait_until_running(services, job.id)
+        services.service.cancel(job.id)
+        refused = 0
+        deadline = time.monotonic() + 15
+        while True:  # a user retrying as soon as the API lets them
+            assert time.monotonic() < deadline, "the retry was refused for good"
+            try:
+                services.service.redrive(job.id)
+                break
+            except Conflict:
+                refused += 1
+                time.sleep(0.1)
+        assert refused > 0
+        assert deliver(services) == [Outcome.SUCCEEDED]
+    finally:
+        runner.join(10)
+    (_, _, first_ended), (_, second_began, _) = sorted(spans)
+    assert first_ended <= second_began, "attempt 2 started while attempt 1 still ran"

@@ -822,3 +822,28 @@ def test_types_cost_one_query_plus_one_per_concurrency_limited_type_and_a_change
     assert pause == {("table", "GET"): 1 + 1, ("table", "POST"): 1}  # the row did not exist yet
     limit = table_calls(routes.change_type, "PATCH", b'{"max_concurrency": 2}', type="other")
     assert limit == {("table", "GET"): 1 + 1 + 1, ("table", "PUT"): 1}  # and its slots
+
+
+def test_a_job_back_before_its_far_start_under_the_same_limit_keeps_its_place(services):
+    """A queue message is hidden 7 days at most, so one whose start is further ahead comes back
+    before it. Under the same limit it is sent back for the same start: asking again would put it
+    at the end of the line, and a backlog longer than 7 days would never start."""
+    type_resource(services, "other", {"rate_limit": {"limit": 1, "period_seconds": 86400}})
+    ids = wait_in_line(services, "other", 3)  # starts now, in a day and in two days
+    log = services.storage.table.get_entity("flow", "rate.other")["starts"]
+    row = services.storage.table.get_entity("flow", f"rate.other.w.{ids[2]}")
+    queue = services.storage.queue
+    queue.update_message(row["message_id"], row["pop_receipt"], visibility_timeout=0)  # as if 7 days had passed
+    [back] = messages(services)
+    reserved = JobMessage.decode(back.content).reserved
+    assert reserved is not None and reserved > utcnow() + timedelta(hours=47)
+
+    assert services.worker.process(back.content) is Outcome.WAITING
+    queue.delete_message(back)
+
+    assert services.storage.table.get_entity("flow", "rate.other")["starts"] == log  # no new place taken
+    again = services.storage.table.get_entity("flow", f"rate.other.w.{ids[2]}")
+    assert again["message_id"] != row["message_id"] and again["back"] == row["back"]
+    queue.update_message(again["message_id"], again["pop_receipt"], visibility_timeout=0)
+    [resent] = messages(services)
+    assert JobMessage.decode(resent.content).reserved == reserved
