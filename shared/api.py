@@ -9,6 +9,7 @@ binds each one and converts to and from the trigger's types. Bad input gets a 4x
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -206,13 +207,23 @@ def endpoint(
 
 async def handle(route: Route, services: Callable[[], Awaitable[Services]], request: ApiRequest) -> ApiResponse:
     """Run a route, turning every Problem and domain error into its problem response."""
+    started = asyncio.get_running_loop().time()
     try:
         endpoint = _BY_RUN.get(route)
         if endpoint is not None:
             _refuse_unknown_query(endpoint, request)
-        app = await services()
-        with app.telemetry.joined(request.trace_parent):
-            return await route(app, request)
+        async with asyncio.timeout(None) as deadline:
+            app = await services()
+            # Storage that accepts connections but does not answer would hold the request until
+            # the SDK's own timeouts and retries gave up, minutes later: answer 503 well before.
+            deadline.reschedule(started + app.config.api_timeout_seconds)
+            with app.telemetry.joined(request.trace_parent):
+                return await route(app, request)
+    except TimeoutError:
+        log.error("storage did not answer within the API's time limit (JOBS_API_TIMEOUT_SECONDS)")
+        problem = Problem(503, "storage_unavailable", "storage did not answer in time; try again")
+        problem.headers["Retry-After"] = "5"
+        return problem.response()
     except Problem as problem:
         return problem.response()
     except NotFound as exc:

@@ -60,6 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest accepted payload (bytes of its JSON in UTF-8); over 30,000 characters it is stored in a blob.",
     ),
     Setting(
+        "JOBS_API_TIMEOUT_SECONDS",
+        "20",
+        "How long an API request may wait on storage before it answers 503 (clients send it again).",
+    ),
+    Setting(
         "JOBS_APPINSIGHTS_RESOURCE_ID",
         "",
         "The Application Insights resource's id (/subscriptions/.../components/<name>), set by the templates: "
@@ -97,6 +102,7 @@ class Config:
     retention_days: float
     partitions: int
     max_payload_bytes: int
+    api_timeout_seconds: float
     appinsights_resource_id: str
     # schedules
     scheduler_schedule: str
@@ -135,6 +141,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         if f.type == "int" and value < 1 or f.type == "float" and value < 0:
             raise ConfigError(f"{setting.name} must be {'at least 1' if f.type == 'int' else 'zero or more'}")
         values[f.name] = value
+    if values["api_timeout_seconds"] <= 0:
+        raise ConfigError("JOBS_API_TIMEOUT_SECONDS must be more than 0")
     if values["heartbeat_seconds"] >= values["lease_seconds"]:
         raise ConfigError("JOBS_HEARTBEAT_SECONDS must be less than JOBS_LEASE_SECONDS, to renew a lease in time")
     return Config(**values)

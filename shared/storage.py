@@ -34,13 +34,20 @@ class StorageConfigError(RuntimeError):
     pass
 
 
+# How long one try of a storage call may wait to connect, then for an answer. The SDKs' defaults
+# (up to 300 s) leave a request hanging for minutes on a storage account that accepts connections
+# but does not answer; Azure Storage's own server-side limit on an operation is 30 s.
+CONNECT_SECONDS = 10
+READ_SECONDS = 30
+
+
 def transport_options(env: Mapping[str, str]) -> dict[str, Any]:
-    """Options for the SDK's HTTP transport. By default the transport looks through the whole
-    environment for proxy settings (`requests` on every call, stat-ing ~/.netrc too); with the
-    hundred-odd variables of a Functions host that was about a quarter of a storage call's CPU.
-    Skip it unless a proxy is configured, read once here."""
+    """Options for the SDK's HTTP transport: the timeouts above, and proxies. By default the
+    transport looks through the whole environment for proxy settings (`requests` on every call,
+    stat-ing ~/.netrc too); with the hundred-odd variables of a Functions host that was about a
+    quarter of a storage call's CPU. Skip it unless a proxy is configured, read once here."""
     proxied = any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in env)
-    return {"use_env_settings": proxied}
+    return {"use_env_settings": proxied, "connection_timeout": CONNECT_SECONDS, "read_timeout": READ_SECONDS}
 
 
 class TransactionCounter:

@@ -103,6 +103,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     JOBS_RETENTION_DAYS: '7'
     JOBS_PARTITIONS: '4'
     JOBS_MAX_PAYLOAD_BYTES: '1048576'
+    JOBS_API_TIMEOUT_SECONDS: '20'
     // Not a secret: lets the API link each job to its telemetry in the portal (trace_url).
     JOBS_APPINSIGHTS_RESOURCE_ID: insights.id
     // Schedules: the timer that fires them (six-field NCRONTAB), and how late a fire may run as scheduled.

@@ -113,6 +113,12 @@ def test_identity_based_clients_use_the_managed_identity_without_a_key():
 def test_storage_clients_skip_the_environment_scan_unless_a_proxy_is_set():
     from shared.storage import transport_options
 
-    assert transport_options({"PATH": "/bin", "FUNCTIONS_WORKER_RUNTIME": "python"}) == {"use_env_settings": False}
-    assert transport_options({"HTTPS_PROXY": "http://proxy:3128"}) == {"use_env_settings": True}
-    assert transport_options({"http_proxy": "http://proxy:3128"}) == {"use_env_settings": True}
+    assert transport_options({"PATH": "/bin", "FUNCTIONS_WORKER_RUNTIME": "python"})["use_env_settings"] is False
+    assert transport_options({"HTTPS_PROXY": "http://proxy:3128"})["use_env_settings"] is True
+    assert transport_options({"http_proxy": "http://proxy:3128"})["use_env_settings"] is True
+
+
+def test_a_storage_call_waits_10_s_to_connect_and_30_s_for_an_answer_not_the_sdks_minutes():
+    from shared.storage import transport_options
+
+    assert transport_options({}) == {"use_env_settings": False, "connection_timeout": 10, "read_timeout": 30}
