@@ -125,7 +125,7 @@ export function createOverview(params, ctx) {
   }
 
   function render() {
-    const hint = "Jobs due in the last {span} (submitted, for jobs without a delay), by their status now.";
+    const hint = "Jobs due in the last {span} (submitted, for jobs without a delay), by status: counted until 15 minutes after they were due, so a later change (a long run, a late retry, a redrive) shows in the list they link to, not here.";
     fill(hour, countTiles(stats.last_hour, "1h"), h("p", { class: "hint" }, hint.replace("{span}", "hour")));
     fill(day, countTiles(stats.last_24h, "24h"), h("p", { class: "hint" }, hint.replace("{span}", "24 hours")));
     const q = stats.queue || {};
