@@ -212,11 +212,10 @@ async def handle(route: Route, services: Callable[[], Awaitable[Services]], requ
         endpoint = _BY_RUN.get(route)
         if endpoint is not None:
             _refuse_unknown_query(endpoint, request)
-        async with asyncio.timeout(None) as deadline:
-            app = await services()
-            # Storage that accepts connections but does not answer would hold the request until
-            # the SDK's own timeouts and retries gave up, minutes later: answer 503 well before.
-            deadline.reschedule(started + app.config.api_timeout_seconds)
+        app = await services()
+        # Storage that accepts connections but does not answer would hold the request until the
+        # SDK's own timeouts and retries gave up, minutes later: answer 503 well before.
+        async with asyncio.timeout_at(started + app.config.api_timeout_seconds):
             with app.telemetry.joined(request.trace_parent):
                 return await route(app, request)
     except TimeoutError:

@@ -91,15 +91,13 @@ class Heartbeat:
         )
         self.renewals += 1
 
-    def _runs_on_cancelled(self, refused: ConcurrencyConflict) -> bool:
-        """Whether the refusal was this attempt's job cancelled, with a handler that runs on."""
+    def _cancelled_while_running(self, refused: ConcurrencyConflict) -> Versioned | None:
+        """The cancelled record, if the refusal was this attempt's job cancelled and its handler
+        runs on; else None."""
         found = refused.found if isinstance(refused, Refused) else None
-        if not self._unstoppable or found is None or found.job.status is not Status.CANCELLED:
-            return False
-        if found.job.attempt != self.current.job.attempt:
-            return False
-        self._cancelled = found
-        return True
+        if self._unstoppable and found is not None and found.job.status is Status.CANCELLED:
+            return found if found.job.attempt == self.current.job.attempt else None
+        return None
 
     async def _run(self) -> None:
         """Renew now (the first wait was the timer's), then every `every` seconds until stopped."""
@@ -123,7 +121,8 @@ class Heartbeat:
                 self.lost = True
                 log.info("lease renewal refused: the job changed", extra={"job_id": self.current.job.id})
                 self._on_lost()
-                if not self._runs_on_cancelled(refused):
+                self._cancelled = self._cancelled_while_running(refused)
+                if self._cancelled is None:
                     return
                 continue  # keep the cancelled record's lease now
             except Exception as exc:  # noqa: BLE001 - storage down: try again at the next beat

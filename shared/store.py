@@ -519,7 +519,7 @@ class JobStore:
             value = getattr(job, name)
             if value is None or f"{name}_blob" in extra:
                 continue
-            if property_chars(property_json(value)) > INLINE_LIMIT_CHARS:
+            if _too_large_inline(value):
                 blob_name = _blob_name(job, name)
                 text = json.dumps(value, separators=(",", ":"))  # escaped: a lone surrogate is no UTF-8
                 await self.storage.container.upload_blob(blob_name, text.encode(), overwrite=True)
@@ -574,7 +574,7 @@ class JobStore:
 
     async def _drop_unwritten_result(self, new: Job, found: Versioned | None) -> None:
         """The result blob a refused write uploaded before it, which no record names."""
-        if new.result is None or property_chars(property_json(new.result)) <= INLINE_LIMIT_CHARS:
+        if new.result is None or not _too_large_inline(new.result):
             return  # inline: no blob was uploaded
         name = _blob_name(new, "result")
         if found is None or found.job.extra.get("result_blob") != name:
@@ -656,6 +656,11 @@ def idempotency_record(idempotency_key: str, partitions: int) -> tuple[int, str]
     it) and the record's row key. Its `job_row` names the job the key made."""
     key_hash = hash_key(idempotency_key)
     return int(key_hash, 16) % partitions, _IDEM_PREFIX + key_hash
+
+
+def _too_large_inline(value: Any) -> bool:
+    """Whether a payload or result goes to a blob rather than into its record's property."""
+    return property_chars(property_json(value)) > INLINE_LIMIT_CHARS
 
 
 def _blob_name(job: Job, name: str) -> str:
